@@ -1,0 +1,219 @@
+"""The registry of named experiments: every network the book trains, as data.
+
+An :class:`Experiment` is a frozen dataclass: one or more model variants (a spec each,
+optionally with their own training config), the rules they must obey, a training config
+and the seeds. Its :meth:`Experiment.config_hash` keys the stored result, so a change to
+any of these makes the stored result stale.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+from nnlab import rules as R
+from nnlab.models import mlp
+from nnlab.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model of an experiment: a name, its spec and an optional training override."""
+
+    name: str
+    spec: tuple[str, ...]
+    train: TrainConfig | None = None
+    info: tuple[tuple[str, float | int | str], ...] = ()  # e.g. (("depth", 2),) for tables
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "spec": list(self.spec),
+                "train": self.train.to_dict() if self.train else None, "info": dict(self.info)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named, registered training experiment.
+
+    Attributes:
+        name: the registry key, used by ``nnlab train NAME`` and as the results folder.
+        purpose: one sentence for the reproduction guide.
+        chapter: the chapter that uses it.
+        variants: the models trained; each is trained once per seed.
+        train: the training config shared by the variants (unless a variant overrides it).
+        seeds: the seeds each variant is trained with.
+        rules: the problem's rules every variant must pass before training.
+        save_weights: store the trained weights (safetensors) for every run.
+    """
+
+    name: str
+    purpose: str
+    chapter: str
+    variants: tuple[Variant, ...]
+    train: TrainConfig
+    seeds: tuple[int, ...] = (0, 1, 2)
+    rules: R.Rules = R.NONE
+    save_weights: bool = True
+
+    def train_config(self, variant: Variant) -> TrainConfig:
+        return variant.train or self.train
+
+    def variant(self, name: str | None = None) -> Variant:
+        if name is None:
+            return self.variants[0]
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"experiment {self.name!r} has no variant {name!r}; "
+                       f"it has {', '.join(v.name for v in self.variants)}")
+
+    def runs(self) -> list[tuple[Variant, int]]:
+        return [(v, s) for v in self.variants for s in self.seeds]
+
+    def config(self) -> dict:
+        """Everything that determines the result, as plain JSON data."""
+        r = self.rules
+        return {
+            "name": self.name,
+            "variants": [v.to_dict() for v in self.variants],
+            "train": self.train.to_dict(),
+            "seeds": list(self.seeds),
+            "rules": {"name": r.name, "allowed": sorted(r.allowed), "max_hidden_units": r.max_hidden_units,
+                      "min_hidden_layers": r.min_hidden_layers, "max_parameters": r.max_parameters,
+                      "required": sorted(r.required)},
+            "data": {"dataset": "MNIST", "val_size": 5000, "split_seed": 0},
+        }
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    if exp.name in REGISTRY:
+        raise ValueError(f"experiment {exp.name!r} is registered twice")
+    names = [v.name for v in exp.variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"experiment {exp.name!r} has duplicate variant names")
+    REGISTRY[exp.name] = exp
+    return exp
+
+
+class UnknownExperiment(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; a reader wants plain text
+        return str(self.args[0])
+
+
+def get(name: str) -> Experiment:
+    """The registered experiment called ``name``.
+
+    Raises:
+        UnknownExperiment: with the closest registered names as suggestions.
+    """
+    if name in REGISTRY:
+        return REGISTRY[name]
+    close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownExperiment(f"no experiment named {name!r}.{hint} `nnlab list` shows them all.")
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+# --------------------------------------------------------------------------------------
+# Part II: MLPs under a hidden-unit budget (problems 2C-2E)
+
+MLP_RECIPE = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
+                         warmup=0.15, augment="elastic", max_shift=2.0)
+
+
+def _mlp_variant(name: str, widths: list[int], dropout: float = 0.0, **info) -> Variant:
+    return Variant(name, tuple(mlp(widths, dropout)),
+                   info=tuple({"widths": "-".join(map(str, widths)), "depth": len(widths),
+                               "hidden_units": sum(widths), **info}.items()))
+
+
+register(Experiment(
+    name="mlp-100", chapter="book/part2/budget",
+    purpose="Best MLP with at most 100 hidden units (problem 2C).",
+    variants=(_mlp_variant("main", [100]),), train=MLP_RECIPE, rules=R.MLP_100))
+register(Experiment(
+    name="mlp-200", chapter="book/part2/budget",
+    purpose="Best MLP with at most 200 hidden units in at least 2 hidden layers (problem 2D).",
+    variants=(_mlp_variant("main", [150, 50]),), train=MLP_RECIPE, rules=R.MLP_200))
+register(Experiment(
+    name="mlp-1000", chapter="book/part2/budget",
+    purpose="Best MLP with at most 1000 hidden units in at least 3 hidden layers (problem 2E).",
+    variants=(_mlp_variant("main", [700, 200, 100], dropout=0.1),),
+    train=replace(MLP_RECIPE, epochs=40), rules=R.MLP_1000))
+register(Experiment(
+    name="mlp-softmax-pitfall", chapter="book/part2/budget",
+    purpose="The 100-unit MLP without augmentation, with and without a final Softmax in front of "
+            "CrossEntropyLoss (softmax applied twice).",
+    variants=(Variant("logits", tuple(mlp([100]))), Variant("softmax-last", tuple(mlp([100], softmax_last=True)))),
+    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), rules=R.MLP_100,
+    save_weights=False))
+
+
+def _budget_shapes(budget: int) -> list[tuple[str, list[int]]]:
+    """Ways to spend a hidden-unit budget over 1-4 layers: equal widths and tapering."""
+    shapes = []
+    for depth in (1, 2, 3, 4):
+        equal = [budget // depth] * depth
+        shapes.append((f"equal-{depth}", equal))
+        if depth > 1:
+            weights = [2 ** (depth - 1 - i) for i in range(depth)]  # halves layer by layer
+            taper = [max(1, budget * w // sum(weights)) for w in weights]
+            shapes.append((f"taper-{depth}", taper))
+    return shapes
+
+
+SWEEP_RECIPE = TrainConfig(epochs=8, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
+                           warmup=0.15, augment="shift", max_shift=2.0)
+
+for _budget in (100, 200, 1000):
+    register(Experiment(
+        name=f"depth-width-{_budget}", chapter="book/part2/depth_width",
+        purpose=f"Depth versus width under a budget of {_budget} hidden units: 1-4 hidden layers, "
+                "equal and tapering widths, one shared recipe.",
+        variants=tuple(_mlp_variant(n, w, shape=n.split("-")[0]) for n, w in _budget_shapes(_budget)),
+        train=SWEEP_RECIPE, rules=R.Rules(f"budget of {_budget} hidden units", R.MLP_LAYERS,
+                                          max_hidden_units=_budget),
+        save_weights=False))
+
+
+# --------------------------------------------------------------------------------------
+# Part III: the MNIST CNN under 1M parameters (problem 3G)
+
+def cnn_spec(dropout: float = 0.1, width: int = 32) -> tuple[str, ...]:
+    """The book's CNN: three conv blocks (BN before ReLU), max pooling, dropout, one linear head."""
+    c1, c2, c3 = width, 2 * width, 4 * width
+    return (
+        f"conv {c1} 3 p=1 bias=0", "bn", "relu", f"conv {c1} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
+        f"dropout {dropout:g}",
+        f"conv {c2} 3 p=1 bias=0", "bn", "relu", f"conv {c2} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
+        f"dropout {dropout:g}",
+        f"conv {c3} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
+        "flatten", f"dropout {dropout:g}", "linear 10",
+    )
+
+
+CNN_RECIPE = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=2e-3, schedule="onecycle",
+                         warmup=0.2, augment="affine", max_shift=2.0, label_smoothing=0.0)
+
+register(Experiment(
+    name="cnn", chapter="book/part3/cnn",
+    purpose="The MNIST CNN under 1M parameters, 10 epochs at batch 32, with batch norm and dropout (problem 3G).",
+    variants=(Variant("main", cnn_spec()),), train=CNN_RECIPE, rules=R.CNN_1M))
+
+register(Experiment(
+    name="dropout-sweep", chapter="book/part3/cnn",
+    purpose="Ten dropout probabilities from 0 to 1 applied to the book's CNN, one epoch each at batch 32.",
+    variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6)), info=(("p", round(p, 6)),))
+                   for p in [i / 9 for i in range(10)]),
+    train=replace(CNN_RECIPE, epochs=1), seeds=(0,), rules=R.CNN_1M, save_weights=False))

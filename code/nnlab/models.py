@@ -1,0 +1,164 @@
+"""Model specs: a compact, text-based description of an ``nn.Sequential``.
+
+A spec is a list of layer tokens; input sizes are inferred by tracking the tensor shape,
+so a spec names only what a reader would choose::
+
+    ["flatten", "linear 64", "relu", "dropout 0.1", "linear 10"]
+    ["conv 32 3 p=1", "bn", "relu", "maxpool 2", "flatten", "linear 10"]
+
+Tokens: ``flatten``; ``linear OUT``; ``relu``; ``sigmoid``; ``tanh``; ``softmax``;
+``dropout P``; ``conv OUT K [s=S] [p=P] [d=D] [bias=0]``; ``bn`` (BatchNorm2d on images,
+BatchNorm1d on vectors); ``maxpool K [s=S] [p=P]``; ``avgpool K [s=S] [p=P]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nnlab import conv
+from nnlab.data import IMAGE_SHAPE, NUM_CLASSES
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be built."""
+
+
+def _number(text: str, kind: type, token: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise SpecError(f"in layer {token!r}: {text!r} is not a valid {kind.__name__}") from None
+
+
+def _parse(token: str) -> tuple[str, list[str], dict[str, str]]:
+    if not isinstance(token, str) or not token.strip():
+        raise SpecError(f"a layer must be a non-empty string, got {token!r}")
+    name, *rest = token.split()
+    args = [r for r in rest if "=" not in r]
+    opts = dict(r.split("=", 1) for r in rest if "=" in r)
+    return name.lower(), args, opts
+
+
+_ARITY = {"flatten": 0, "relu": 0, "sigmoid": 0, "tanh": 0, "softmax": 0, "bn": 0,
+          "linear": 1, "dropout": 1, "conv": 2, "maxpool": 1, "avgpool": 1}
+_OPTIONS = {"conv": {"s", "p", "d", "bias"}, "maxpool": {"s", "p"}, "avgpool": {"s", "p"}}
+
+
+def build(spec: Sequence[str], input_shape: Sequence[int] = IMAGE_SHAPE) -> nn.Sequential:
+    """Build an ``nn.Sequential`` from a spec, inferring every input size.
+
+    Args:
+        spec: layer tokens (see the module docstring).
+        input_shape: shape of one input without the batch axis, ``(1, 28, 28)`` for MNIST.
+
+    Returns:
+        The model, freshly initialised with PyTorch's defaults.
+
+    Raises:
+        SpecError: unknown layer, wrong number of arguments, bad value, or a layer that does
+            not fit the shape it receives (e.g. ``conv`` after ``flatten``).
+    """
+    if isinstance(spec, str):
+        raise SpecError("spec must be a list of layer tokens, not one string")
+    shape = tuple(input_shape)
+    layers: list[nn.Module] = []
+    for token in spec:
+        name, args, opts = _parse(token)
+        if name not in _ARITY:
+            raise SpecError(f"unknown layer {name!r} in {token!r}; known: {', '.join(_ARITY)}")
+        if len(args) != _ARITY[name]:
+            raise SpecError(f"layer {token!r} takes {_ARITY[name]} argument(s), got {len(args)}")
+        unknown = set(opts) - _OPTIONS.get(name, set())
+        if unknown:
+            raise SpecError(f"layer {token!r} has unknown option(s) {sorted(unknown)}")
+        try:
+            layer, shape = _make(name, args, opts, shape, token)
+        except conv.ShapeError as exc:
+            raise SpecError(f"layer {token!r} does not fit input shape {shape}: {exc}") from None
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def _make(name, args, opts, shape, token):
+    if name == "flatten":
+        return nn.Flatten(), (int(torch.tensor(shape).prod()),)
+    if name in ("relu", "sigmoid", "tanh"):
+        return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[name](), shape
+    if name == "softmax":
+        return nn.Softmax(dim=1), shape
+    if name == "dropout":
+        p = _number(args[0], float, token)
+        if not 0.0 <= p <= 1.0:
+            raise SpecError(f"dropout probability must be in [0, 1], got {p} in {token!r}")
+        return nn.Dropout(p), shape
+    if name == "linear":
+        out = _number(args[0], int, token)
+        if len(shape) != 1:
+            raise SpecError(f"{token!r} needs a vector input but gets shape {shape}: add 'flatten' first")
+        if out < 1:
+            raise SpecError(f"{token!r}: a linear layer needs at least one output")
+        return nn.Linear(shape[0], out), (out,)
+    if name == "bn":
+        if len(shape) == 3:
+            return nn.BatchNorm2d(shape[0]), shape
+        return nn.BatchNorm1d(shape[0]), shape
+    if len(shape) != 3:
+        raise SpecError(f"{token!r} needs an image input (C, H, W) but gets shape {shape}")
+    if name == "conv":
+        out, k = _number(args[0], int, token), _number(args[1], int, token)
+        s, p, d = (_number(opts.get(o, "1" if o != "p" else "0"), int, token) for o in "spd")
+        bias = opts.get("bias", "1") not in ("0", "false", "False")
+        new = conv.conv_output_shape(shape, out, k, s, p, d)
+        return nn.Conv2d(shape[0], out, k, stride=s, padding=p, dilation=d, bias=bias), new
+    k = _number(args[0], int, token)
+    s = _number(opts.get("s", str(k)), int, token)
+    p = _number(opts.get("p", "0"), int, token)
+    new = conv.pool_output_shape(shape, k, s, p)
+    cls = nn.MaxPool2d if name == "maxpool" else nn.AvgPool2d
+    return cls(k, stride=s, padding=p), new
+
+
+def mlp(widths: Sequence[int], dropout: float | Sequence[float] = 0.0,
+        softmax_last: bool = False) -> list[str]:
+    """Spec of a flat MLP: ``widths`` are the hidden layer sizes (input and the 10 outputs implied).
+
+    ``dropout`` is one probability for every hidden layer or one per hidden layer; a layer
+    with 0 gets no Dropout module. ``softmax_last`` appends a Softmax (a known pitfall in
+    front of ``CrossEntropyLoss``; kept to measure it).
+    """
+    widths = list(widths)
+    probs = [float(dropout)] * len(widths) if isinstance(dropout, (int, float)) else list(dropout)
+    if len(probs) != len(widths):
+        raise SpecError(f"{len(probs)} dropout values for {len(widths)} hidden layers")
+    spec = ["flatten"]
+    for w, p in zip(widths, probs):
+        spec += [f"linear {w}", "relu"] + ([f"dropout {p:g}"] if p > 0 else [])
+    spec.append(f"linear {NUM_CLASSES}")
+    if softmax_last:
+        spec.append("softmax")
+    return spec
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of a model, trainable or not (the problem set's way of counting)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(model: nn.Module, input_shape: Sequence[int] = IMAGE_SHAPE) -> list[dict]:
+    """One row per leaf layer: name, output shape and parameter count (for tables)."""
+    rows = []
+    x = torch.zeros(1, *input_shape)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for layer in model.modules():
+            if list(layer.children()):
+                continue
+            x = layer(x)
+            rows.append({"layer": repr(layer), "output": tuple(x.shape[1:]),
+                         "parameters": count_parameters(layer)})
+    model.train(was_training)
+    return rows

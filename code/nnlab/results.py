@@ -1,0 +1,277 @@
+"""The committed results store: ``results/<name>/result.json`` plus safetensors weights.
+
+A result carries what produced it: the experiment's config and config hash, and per run
+the seed, the ``nnlab`` version and source hash, the torch version, the device and the
+wall time. Files are written atomically (unique temporary file, ``fsync``, rename), under
+an exclusive lock, so an interrupted or concurrent writer never leaves a half-written
+result. Weights are verified against their sha256 on every load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import nnlab
+from nnlab import experiments as E
+from nnlab.models import build
+from nnlab.rules import check
+
+SCHEMA = 1
+
+
+class ResultError(RuntimeError):
+    """A stored result is missing, stale or damaged; the message says how to fix it."""
+
+
+class MissingResult(ResultError):
+    pass
+
+
+class StaleResult(ResultError):
+    pass
+
+
+class DamagedResult(ResultError):
+    pass
+
+
+def results_root() -> Path:
+    """``$NNLAB_RESULTS``, else the ``results/`` folder of the repository."""
+    env = os.environ.get("NNLAB_RESULTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "results"
+
+
+def experiment_dir(name: str) -> Path:
+    return results_root() / name
+
+
+def retrain_command(name: str) -> str:
+    return f"nnlab train {name}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def locked(name: str):
+    """An exclusive lock on one experiment's folder (between processes)."""
+    d = experiment_dir(name)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def source_hash() -> str:
+    """sha256 (16 hex digits) of the ``nnlab`` package's Python sources."""
+    h = hashlib.sha256()
+    for f in sorted(Path(nnlab.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_key(variant: str, seed: int) -> str:
+    return f"{variant}/seed={seed}"
+
+
+def weights_path(name: str, variant: str, seed: int) -> Path:
+    safe = variant.replace("/", "_").replace("=", "")
+    return experiment_dir(name) / "weights" / f"{safe}-seed{seed}.safetensors"
+
+
+def _read_json(path: Path, name: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DamagedResult(f"{path} is not valid JSON ({exc}); restore it with "
+                            f"`git checkout -- {path}` or retrain with `{retrain_command(name)}`") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or "runs" not in data:
+        raise DamagedResult(f"{path} is not an nnlab result (schema {SCHEMA}); "
+                            f"retrain with `{retrain_command(name)}`")
+    return data
+
+
+def read_raw(name: str) -> dict | None:
+    """The stored JSON of an experiment, or None if there is none (no checks beyond parsing)."""
+    path = experiment_dir(name) / "result.json"
+    return _read_json(path, name) if path.exists() else None
+
+
+@dataclass
+class Status:
+    name: str
+    state: str  # "ok", "missing", "stale", "incomplete", "damaged"
+    detail: str = ""
+
+
+def status(name: str) -> Status:
+    """Whether an experiment's stored result is usable, and if not, why."""
+    exp = E.get(name)
+    try:
+        data = read_raw(name)
+    except DamagedResult as exc:
+        return Status(name, "damaged", str(exc))
+    if data is None:
+        return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`")
+    if data.get("config_hash") != exp.config_hash():
+        return Status(name, "stale", f"stored config hash {data.get('config_hash')} differs from the "
+                                     f"experiment's {exp.config_hash()}; run `{retrain_command(name)}`")
+    missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in data["runs"]]
+    if missing:
+        return Status(name, "incomplete", f"{len(missing)} run(s) missing ({', '.join(missing[:3])}"
+                                          f"{', ...' if len(missing) > 3 else ''}); run `{retrain_command(name)}`")
+    return Status(name, "ok")
+
+
+def load(name: str, *, allow_incomplete: bool = False) -> dict:
+    """The stored result of ``name``, checked against its experiment.
+
+    Raises:
+        MissingResult, StaleResult, DamagedResult: each message names the experiment and
+            the command that retrains it.
+    """
+    st = status(name)
+    if st.state == "ok" or (allow_incomplete and st.state == "incomplete"):
+        return read_raw(name)  # type: ignore[return-value]
+    cls = {"missing": MissingResult, "stale": StaleResult, "damaged": DamagedResult}.get(st.state, ResultError)
+    raise cls(f"result of experiment {name!r} is {st.state}: {st.detail}")
+
+
+def load_or_train(name: str, *, retrain_stale: bool = False, device: str | None = None) -> dict:
+    """Stored result of ``name``; trains the missing runs first (and stale ones if allowed)."""
+    st = status(name)
+    if st.state == "stale" and not retrain_stale:
+        load(name)  # raises StaleResult with the retrain command
+    if st.state != "ok":
+        from nnlab.runner import run_experiment
+
+        run_experiment(name, device=device, fresh=st.state in ("stale", "damaged"))
+    return load(name)
+
+
+def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module | None) -> None:
+    """Add one finished run (and its weights) to the store, atomically and under the lock."""
+    exp = E.get(name)
+    with locked(name):
+        path = experiment_dir(name) / "result.json"
+        try:
+            data = read_raw(name)
+        except DamagedResult:
+            data = None
+        if data is None or data.get("config_hash") != exp.config_hash():
+            data = {"schema": SCHEMA, "experiment": name, "config": exp.config(),
+                    "config_hash": exp.config_hash(), "runs": {}}
+        if model is not None and exp.save_weights:
+            from safetensors.torch import save
+
+            wpath = weights_path(name, variant, seed)
+            blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            atomic_write_bytes(wpath, blob)
+            run["weights"] = {"file": str(wpath.relative_to(experiment_dir(name))),
+                              "sha256": hashlib.sha256(blob).hexdigest()}
+        run.update({"variant": variant, "seed": seed, "nnlab_version": nnlab.__version__,
+                    "source_hash": source_hash(), "torch": torch.__version__,
+                    "python": platform.python_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        data["runs"][run_key(variant, seed)] = run
+        atomic_write_json(path, data)
+
+
+def stored_seeds(name: str, variant: str | None = None) -> list[int]:
+    """Seeds stored for an experiment's variant (the first variant by default)."""
+    exp = E.get(name)
+    v = exp.variant(variant).name
+    data = load(name, allow_incomplete=True)
+    return sorted(r["seed"] for r in data["runs"].values() if r["variant"] == v)
+
+
+def runs(name: str, variant: str | None = None) -> list[dict]:
+    """Stored runs of an experiment (of one variant, if given), ordered by variant and seed."""
+    data = load(name)
+    order = {v.name: i for i, v in enumerate(E.get(name).variants)}
+    out = [r for r in data["runs"].values() if variant is None or r["variant"] == variant]
+    return sorted(out, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
+
+
+def summary(name: str, metric: str = "test_acc", variant: str | None = None) -> dict:
+    """Mean, standard deviation (n-1), min, max and seeds of a metric over a variant's runs."""
+    exp = E.get(name)
+    v = exp.variant(variant).name
+    rs = runs(name, v)
+    values = [r[metric] for r in rs]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values), "seeds": [r["seed"] for r in rs],
+            "values": values}
+
+
+def load_model(name: str, seed: int | None = None, variant: str | None = None) -> nn.Module:
+    """The trained model of a run, in eval mode on the CPU, taking input as ``nnlab.data`` serves it.
+
+    Raises:
+        MissingResult: no such run or no stored weights.
+        DamagedResult: the weights file is missing, truncated or altered (sha256 mismatch).
+    """
+    from safetensors.torch import load as st_load
+
+    exp = E.get(name)
+    v = exp.variant(variant)
+    data = load(name, allow_incomplete=True)
+    seed = exp.seeds[0] if seed is None else seed
+    run = data["runs"].get(run_key(v.name, seed))
+    if run is None:
+        raise MissingResult(f"experiment {name!r} has no stored run {run_key(v.name, seed)}; "
+                            f"stored seeds: {stored_seeds(name, v.name)}; run `{retrain_command(name)}`")
+    if "weights" not in run:
+        raise MissingResult(f"experiment {name!r} stores no weights (save_weights=False)")
+    path = experiment_dir(name) / run["weights"]["file"]
+    if not path.exists():
+        raise DamagedResult(f"weights file {path} is missing; run `{retrain_command(name)}`")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != run["weights"]["sha256"]:
+        raise DamagedResult(f"weights file {path} does not match its sha256 in result.json "
+                            f"(truncated or altered); restore it with git or run `{retrain_command(name)}`")
+    model = build(v.spec)
+    check(model, exp.rules)
+    try:
+        model.load_state_dict(st_load(blob))
+    except Exception as exc:
+        raise DamagedResult(f"weights file {path} does not fit the model ({exc}); "
+                            f"run `{retrain_command(name)}`") from None
+    return model.eval()

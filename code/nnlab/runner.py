@@ -1,0 +1,78 @@
+"""Run a registered experiment: check rules, train every missing run, store each as it ends."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+from nnlab import experiments as E
+from nnlab import results as store
+from nnlab.models import build, count_parameters
+from nnlab.rules import check, hidden_layers, hidden_units
+from nnlab.train import pick_device, train
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def checkpoint_path(name: str, variant: str, seed: int):
+    safe = variant.replace("/", "_").replace("=", "")
+    return store.experiment_dir(name) / ".checkpoints" / f"{safe}-seed{seed}.pt"
+
+
+def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, resume: bool = False,
+              progress: bool | None = None, stop_after_epoch=None) -> tuple[dict, torch.nn.Module]:
+    """Train one (variant, seed) run of an experiment; returns its record and the model."""
+    torch.manual_seed(seed)
+    model = build(variant.spec)
+    check(model, exp.rules)
+    cfg = exp.train_config(variant)
+    ckpt = checkpoint_path(exp.name, variant.name, seed)
+    if not resume and ckpt.exists():
+        ckpt.unlink()
+    res = train(model, cfg, seed, device=device, desc=f"{exp.name} {variant.name} s{seed}",
+                checkpoint=ckpt, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+    record = {"history": res.history, "val_loss": res.val_loss, "val_acc": res.val_acc,
+              "test_loss": res.test_loss, "test_acc": res.test_acc, "seconds": res.seconds,
+              "device": res.device, "parameters": count_parameters(model),
+              "hidden_units": hidden_units(model), "hidden_layers": hidden_layers(model)}
+    return record, model
+
+
+def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
+                   device: str | None = None, resume: bool = False, fresh: bool = False,
+                   progress: bool | None = None, log=None) -> float:
+    """Train the runs of ``name`` that the store lacks (all of them when ``fresh``).
+
+    Each run is stored as soon as it ends, so an interrupted experiment keeps its finished
+    runs. Returns the wall time in seconds.
+    """
+    exp = E.get(name)
+    dev = pick_device(device)
+    if seeds is not None:
+        unknown = sorted(set(seeds) - set(exp.seeds))
+        if unknown:
+            raise ValueError(f"seeds {unknown} are not in experiment {name!r} (its seeds: {list(exp.seeds)}); "
+                             "add them to its config to train them")
+    wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
+    for v in wanted_variants:  # refuse illegal models before spending any time
+        check(build(v.spec), exp.rules)
+    st = store.status(name)
+    done = set()
+    if not fresh and st.state in ("ok", "incomplete"):
+        done = set(store.read_raw(name)["runs"])
+    todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
+            if store.run_key(v.name, s) not in done]
+    t0 = time.perf_counter()
+    for i, (v, s) in enumerate(todo, 1):
+        record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
+        store.record_run(name, v.name, s, record, model)
+        checkpoint_path(name, v.name, s).unlink(missing_ok=True)
+        acc = f"test_acc={record['test_acc']:.4f} " if record["test_acc"] is not None else ""
+        (log or _stderr)(f"[{name}] {i}/{len(todo)} {v.name} seed={s}: val_acc={record['val_acc']:.4f} "
+                         f"{acc}({record['seconds']:.0f} s on {record['device']})")
+    return time.perf_counter() - t0
