@@ -8,6 +8,7 @@ import time
 
 from nnlab import experiments as E
 from nnlab import results as store
+from nnlab.runner import run_experiment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             for i, name in enumerate(names, 1):
                 if args.all:
                     print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
-                times[name] = store_time = 0.0
-                store_time = __import__("nnlab.runner", fromlist=["run_experiment"]).run_experiment(
-                    name, seeds=args.seeds, device=args.device, resume=args.resume, fresh=args.fresh)
-                times[name] = store_time
+                times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
+                                             resume=args.resume, fresh=args.fresh)
             if len(names) > 1:
                 print("wall time per experiment:")
                 for name, s in times.items():

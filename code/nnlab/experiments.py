@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from nnlab import rules as R
 from nnlab.models import mlp
@@ -128,8 +128,8 @@ def names() -> list[str]:
 # --------------------------------------------------------------------------------------
 # Part II: MLPs under a hidden-unit budget (problems 2C-2E)
 
-MLP_RECIPE = TrainConfig(epochs=30, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
-                         warmup=0.15, augment="elastic", max_shift=2.0)
+MLP_RECIPE = TrainConfig(epochs=40, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
+                         warmup=0.15, augment="shift", max_shift=2.0)
 
 
 def _mlp_variant(name: str, widths: list[int], dropout: float = 0.0, **info) -> Variant:
@@ -151,13 +151,23 @@ register(Experiment(
     purpose="Best MLP with at most 1000 hidden units in at least 3 hidden layers (problem 2E).",
     variants=(_mlp_variant("main", [700, 200, 100], dropout=0.1),),
     train=replace(MLP_RECIPE, epochs=40), rules=R.MLP_1000))
+PROBLEM_RECIPE = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3)
+
 register(Experiment(
-    name="mlp-softmax-pitfall", chapter="book/part2/budget",
-    purpose="The 100-unit MLP without augmentation, with and without a final Softmax in front of "
-            "CrossEntropyLoss (softmax applied twice).",
-    variants=(Variant("logits", tuple(mlp([100]))), Variant("softmax-last", tuple(mlp([100], softmax_last=True)))),
-    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), rules=R.MLP_100,
-    save_weights=False))
+    name="mlp-ablation", chapter="book/part2/budget",
+    purpose="The 100-unit MLP with one change at a time from the problem set's recipe (Adam 1e-3, batch 32, "
+            "10 epochs), including the pitfall of a final Softmax in front of CrossEntropyLoss.",
+    variants=(
+        Variant("problem-recipe", tuple(mlp([100])), PROBLEM_RECIPE,
+                info=(("label", "problem recipe: Adam 1e-3, batch 32, 10 epochs"),)),
+        Variant("softmax-last", tuple(mlp([100], softmax_last=True)), PROBLEM_RECIPE,
+                info=(("label", "problem recipe with a final Softmax layer"),)),
+        Variant("onecycle", tuple(mlp([100])), replace(MLP_RECIPE, augment="none"),
+                info=(("label", "one-cycle schedule, batch 128, longer training"),)),
+        Variant("onecycle-shift", tuple(mlp([100])), MLP_RECIPE,
+                info=(("label", "one-cycle + random shifts (the mlp-100 recipe)"),)),
+    ),
+    train=PROBLEM_RECIPE, rules=R.MLP_100, save_weights=False))
 
 
 def _budget_shapes(budget: int) -> list[tuple[str, list[int]]]:
@@ -190,17 +200,20 @@ for _budget in (100, 200, 1000):
 # --------------------------------------------------------------------------------------
 # Part III: the MNIST CNN under 1M parameters (problem 3G)
 
-def cnn_spec(dropout: float = 0.1, width: int = 32) -> tuple[str, ...]:
-    """The book's CNN: three conv blocks (BN before ReLU), max pooling, dropout, one linear head."""
+def cnn_spec(dropout: float = 0.1, width: int = 32, batchnorm: bool = True) -> tuple[str, ...]:
+    """The book's CNN: three conv blocks (BN before ReLU), max pooling, dropout, one linear head.
+
+    Without batch norm the convolutions get their bias back (BN's shift replaces it).
+    """
     c1, c2, c3 = width, 2 * width, 4 * width
-    return (
-        f"conv {c1} 3 p=1 bias=0", "bn", "relu", f"conv {c1} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
-        f"dropout {dropout:g}",
-        f"conv {c2} 3 p=1 bias=0", "bn", "relu", f"conv {c2} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
-        f"dropout {dropout:g}",
-        f"conv {c3} 3 p=1 bias=0", "bn", "relu", "maxpool 2",
-        "flatten", f"dropout {dropout:g}", "linear 10",
-    )
+
+    def block(c: int) -> list[str]:
+        return [f"conv {c} 3 p=1 bias=0", "bn", "relu"] if batchnorm else [f"conv {c} 3 p=1", "relu"]
+
+    return tuple(
+        block(c1) + block(c1) + ["maxpool 2", f"dropout {dropout:g}"]
+        + block(c2) + block(c2) + ["maxpool 2", f"dropout {dropout:g}"]
+        + block(c3) + ["maxpool 2", "flatten", f"dropout {dropout:g}", "linear 10"])
 
 
 CNN_RECIPE = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=2e-3, schedule="onecycle",
@@ -217,3 +230,55 @@ register(Experiment(
     variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6)), info=(("p", round(p, 6)),))
                    for p in [i / 9 for i in range(10)]),
     train=replace(CNN_RECIPE, epochs=1), seeds=(0,), rules=R.CNN_1M, save_weights=False))
+
+
+# --------------------------------------------------------------------------------------
+# Part III: pooling and invariance (problems 3D-3F)
+
+def pooling_spec(downsample: str) -> tuple[str, ...]:
+    """Two 3x3 conv layers (8 and 16 filters) and a linear head; ``downsample`` says how the
+    maps shrink between them: ``max`` or ``avg`` (2x2 pools), ``stride`` (stride-2 convs) or
+    ``none`` (full resolution up to the linear layer)."""
+    conv_stride = "s=2 " if downsample == "stride" else ""
+    pool = {"max": ["maxpool 2"], "avg": ["avgpool 2"]}.get(downsample, [])
+    return (f"conv 8 3 {conv_stride}p=1", "relu", *pool, f"conv 16 3 {conv_stride}p=1", "relu", *pool,
+            "flatten", "linear 10")
+
+
+POOLING_RECIPE = TrainConfig(epochs=2, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
+                             warmup=0.2, augment="none")
+
+register(Experiment(
+    name="pooling-ablation", chapter="book/part3/pooling",
+    purpose="The same two-layer CNN with 2x2 max pooling, 2x2 average pooling, stride-2 convolutions "
+            "or no downsampling, trained without augmentation, to measure what pooling buys under "
+            "shifts and noise (problem 3F).",
+    variants=tuple(Variant(name, pooling_spec(kind), info=(("downsampling", label),))
+                   for name, kind, label in (("max-pool", "max", "2x2 max pooling"),
+                                             ("avg-pool", "avg", "2x2 average pooling"),
+                                             ("stride-2", "stride", "stride-2 convolutions"),
+                                             ("no-pool", "none", "none"))),
+    train=POOLING_RECIPE, seeds=(0, 1, 2), rules=R.NONE, save_weights=True))
+
+
+def _study_variant(name: str, width: int, dropout: float, lr: float, batchnorm: bool = True) -> Variant:
+    cfg = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=lr)
+    return Variant(name, cnn_spec(dropout, width, batchnorm), cfg,
+                   info=(("width", width), ("dropout", dropout), ("lr", lr), ("batchnorm", int(batchnorm))))
+
+
+register(Experiment(
+    name="cnn-validation-study", chapter="book/part3/cnn",
+    purpose="Do one-epoch rankings of CNN configurations agree with ten-epoch rankings? Small CNNs at a "
+            "constant learning rate, so epoch 1 of each run is exactly a one-epoch training run.",
+    variants=(
+        _study_variant("w8-p0.1-lr1e-3", 8, 0.1, 1e-3),
+        _study_variant("w8-p0-lr1e-3", 8, 0.0, 1e-3),
+        _study_variant("w8-p0.5-lr1e-3", 8, 0.5, 1e-3),
+        _study_variant("w8-p0.1-lr3e-4", 8, 0.1, 3e-4),
+        _study_variant("w8-p0.1-lr1e-2", 8, 0.1, 1e-2),
+        _study_variant("w8-p0.1-lr1e-3-noBN", 8, 0.1, 1e-3, batchnorm=False),
+        _study_variant("w16-p0.1-lr1e-3", 16, 0.1, 1e-3),
+    ),
+    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0, 1),
+    rules=R.Rules("3G layer types", R.CNN_LAYERS, max_parameters=1_000_000), save_weights=False))

@@ -110,7 +110,10 @@ def _make(name, args, opts, shape, token):
     if name == "conv":
         out, k = _number(args[0], int, token), _number(args[1], int, token)
         s, p, d = (_number(opts.get(o, "1" if o != "p" else "0"), int, token) for o in "spd")
-        bias = opts.get("bias", "1") not in ("0", "false", "False")
+        flag = opts.get("bias", "1").lower()
+        if flag not in ("0", "1", "false", "true"):
+            raise SpecError(f"in layer {token!r}: bias must be 0, 1, false or true, got {opts['bias']!r}")
+        bias = flag in ("1", "true")
         new = conv.conv_output_shape(shape, out, k, s, p, d)
         return nn.Conv2d(shape[0], out, k, stride=s, padding=p, dilation=d, bias=bias), new
     k = _number(args[0], int, token)
@@ -133,6 +136,9 @@ def mlp(widths: Sequence[int], dropout: float | Sequence[float] = 0.0,
     probs = [float(dropout)] * len(widths) if isinstance(dropout, (int, float)) else list(dropout)
     if len(probs) != len(widths):
         raise SpecError(f"{len(probs)} dropout values for {len(widths)} hidden layers")
+    for p in probs:  # checked here: a layer with p <= 0 gets no Dropout token for build() to check
+        if not 0.0 <= p <= 1.0:
+            raise SpecError(f"dropout probability must be in [0, 1], got {p}")
     spec = ["flatten"]
     for w, p in zip(widths, probs):
         spec += [f"linear {w}", "relu"] + ([f"dropout {p:g}"] if p > 0 else [])

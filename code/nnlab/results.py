@@ -112,18 +112,33 @@ def run_key(variant: str, seed: int) -> str:
     return f"{variant}/seed={seed}"
 
 
-def weights_path(name: str, variant: str, seed: int) -> Path:
+def weights_path(name: str, variant: str, seed: int, sha256: str = "") -> Path:
+    """Where a run's weights are stored; the name carries the start of their sha256.
+
+    A new run's weights get a new file, so the stored result keeps pointing at intact
+    weights until its ``result.json`` is replaced.
+    """
     safe = variant.replace("/", "_").replace("=", "")
-    return experiment_dir(name) / "weights" / f"{safe}-seed{seed}.safetensors"
+    tag = f"-{sha256[:16]}" if sha256 else ""
+    return experiment_dir(name) / "weights" / f"{safe}-seed{seed}{tag}.safetensors"
+
+
+def _stored_weights_file(name: str, run) -> Path | None:
+    """The weights file a stored run points at, if it lies in the experiment's weights folder."""
+    w = run.get("weights") if isinstance(run, dict) else None
+    if not isinstance(w, dict) or not isinstance(w.get("file"), str):
+        return None
+    path = (experiment_dir(name) / w["file"]).resolve()
+    return path if path.parent == (experiment_dir(name) / "weights").resolve() else None
 
 
 def _read_json(path: Path, name: str) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedResult(f"{path} is not valid JSON ({exc}); restore it with "
                             f"`git checkout -- {path}` or retrain with `{retrain_command(name)}`") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or "runs" not in data:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("runs"), dict):
         raise DamagedResult(f"{path} is not an nnlab result (schema {SCHEMA}); "
                             f"retrain with `{retrain_command(name)}`")
     return data
@@ -197,21 +212,35 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
         except DamagedResult:
             data = None
         if data is None or data.get("config_hash") != exp.config_hash():
+            replaced = list(data["runs"].values()) if data else []
             data = {"schema": SCHEMA, "experiment": name, "config": exp.config(),
                     "config_hash": exp.config_hash(), "runs": {}}
+        else:
+            replaced = [data["runs"][run_key(variant, seed)]] if run_key(variant, seed) in data["runs"] else []
+        old_files = {f for f in (_stored_weights_file(name, r) for r in replaced) if f is not None}
+        new_file = None
         if model is not None and exp.save_weights:
             from safetensors.torch import save
 
-            wpath = weights_path(name, variant, seed)
             blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            sha = hashlib.sha256(blob).hexdigest()
+            wpath = weights_path(name, variant, seed, sha)
             atomic_write_bytes(wpath, blob)
-            run["weights"] = {"file": str(wpath.relative_to(experiment_dir(name))),
-                              "sha256": hashlib.sha256(blob).hexdigest()}
+            new_file = wpath.resolve()
+            run["weights"] = {"file": wpath.relative_to(experiment_dir(name)).as_posix(), "sha256": sha}
         run.update({"variant": variant, "seed": seed, "nnlab_version": nnlab.__version__,
                     "source_hash": source_hash(), "torch": torch.__version__,
                     "python": platform.python_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         data["runs"][run_key(variant, seed)] = run
-        atomic_write_json(path, data)
+        try:
+            atomic_write_json(path, data)
+        except BaseException:
+            # the stored result still points at its old weights; the new file belongs to nothing
+            if new_file is not None and new_file not in old_files:
+                new_file.unlink(missing_ok=True)
+            raise
+        for old in old_files - {new_file}:  # weights no stored run points at any more
+            old.unlink(missing_ok=True)
 
 
 def stored_seeds(name: str, variant: str | None = None) -> list[int]:

@@ -53,8 +53,10 @@ CNN_1M = Rules("3G: fewer than 1,000,000 parameters, with Dropout and BatchNorm2
 NONE = Rules("no rules", frozenset())
 
 
-def _leaves(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if not list(m.children())]
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """Leaf modules, and any module that holds parameters of its own besides sub-modules."""
+    return [m for m in model.modules()
+            if not list(m.children()) or next(m.parameters(recurse=False), None) is not None]
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
@@ -75,7 +77,7 @@ def violations(model: nn.Module, rules: Rules) -> list[str]:
     """Every way the model breaks the rules, in plain words (empty when it is legal)."""
     found: list[str] = []
     if rules.allowed:
-        bad = sorted({type(m).__name__ for m in _leaves(model)} - rules.allowed)
+        bad = sorted({type(m).__name__ for m in _layers(model)} - rules.allowed)
         if bad:
             found.append(f"layer type(s) {', '.join(bad)} not allowed "
                          f"(allowed: {', '.join(sorted(rules.allowed))})")

@@ -9,6 +9,7 @@ non-finite loss every ``check_every`` steps), so GPU runs do not sync on every s
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -192,8 +193,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    from nnlab.results import atomic_write_bytes
     import io
+
+    from nnlab.results import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -218,7 +220,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
         desc: label for the progress bar.
         checkpoint: file to write atomically after every epoch (model, optimiser, RNG states).
-        resume: continue from ``checkpoint`` if it exists; the finished run is bit-identical
+        resume: continue from ``checkpoint`` if it exists and was written by the same config,
+            seed and model (otherwise train from the start); the finished run is bit-identical
             to an uninterrupted one on the CPU.
         progress: force the tqdm bar on or off (default: only in an interactive terminal).
         stop_after_epoch: called with the epoch number after each epoch; returning True
@@ -229,7 +232,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         seconds) and the final validation and test metrics.
 
     Raises:
-        DivergedError: a non-finite loss, naming the epoch and step; nothing is saved.
+        DivergedError: a non-finite loss, naming the epoch and step; nothing is saved (the
+            run's checkpoint is removed).
     """
     from tqdm.auto import tqdm
 
@@ -250,8 +254,12 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                                        ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")}
     start_epoch = 0
     ckpt_path = Path(checkpoint) if checkpoint else None
+    # A checkpoint written with another config, seed or model is not this run's: start afresh.
+    fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)}, sort_keys=True)
+    state = None
     if resume and ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if state is not None and state.get("fingerprint") == fingerprint:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -293,6 +301,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                 if not bool(torch.isfinite(window).all()):
                     bad = last_checked + int((~torch.isfinite(window)).nonzero()[0])
                     bar.close()
+                    if ckpt_path:  # a checkpoint of this run would only resume into the same divergence
+                        ckpt_path.unlink(missing_ok=True)
                     raise DivergedError(
                         f"non-finite training loss at epoch {epoch + 1}, step {bad + 1} "
                         f"(lr={lr:.3g}); lower the learning rate or check the inputs. Nothing was saved.")
@@ -309,7 +319,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         if ckpt_path:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
-                     "history": history, "epoch": epoch + 1}
+                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint}
             if dev.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state()
             _save_checkpoint(ckpt_path, state)

@@ -1,0 +1,63 @@
+"""Helpers for building the book: cache invalidation and glued values.
+
+``python -m nnlab.book prepare`` deletes the jupyter-cache when the ``nnlab`` sources or
+the ``results/`` store changed since the last build. jupyter-cache keys a notebook on its
+code cells only; a chapter whose cells are unchanged but whose package or results are new
+would otherwise be served stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def inputs_hash(root: Path = ROOT) -> str:
+    """sha256 of every file under ``code/nnlab`` and ``results`` (names and contents)."""
+    h = hashlib.sha256()
+    for base in (root / "code" / "nnlab", root / "results"):
+        for f in sorted(p for p in base.rglob("*") if p.is_file()):
+            rel = f.relative_to(root)
+            if "__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock":
+                continue
+            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def prepare(build_dir: Path = ROOT / "_build") -> bool:
+    """Clear the execution cache if the inputs changed; returns True if it was cleared."""
+    stamp = build_dir / ".nnlab-inputs"
+    new = inputs_hash()
+    old = stamp.read_text().strip() if stamp.exists() else None
+    cleared = False
+    if old != new:
+        shutil.rmtree(build_dir / ".jupyter_cache", ignore_errors=True)
+        cleared = old is not None
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(new + "\n")
+    return cleared
+
+
+def glue_many(**values) -> None:
+    """``myst_nb.glue`` each keyword without displaying it."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value, display=False)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["prepare"]:
+        if prepare():
+            print("nnlab.book: code/nnlab or results/ changed: execution cache cleared")
+        return 0
+    print("usage: python -m nnlab.book prepare", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

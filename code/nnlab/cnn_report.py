@@ -1,0 +1,200 @@
+"""Part III analyses of the MNIST CNN: inside the model, the dropout sweep, sound validation.
+
+Everything here reads stored results and weights; nothing trains.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nnlab import experiments as E
+from nnlab import plots
+from nnlab import results as store
+from nnlab.data import mnist, raw_split
+from nnlab.models import build, count_parameters
+from nnlab.report import fmt_pm
+
+
+def model_table(name: str = "cnn") -> pd.DataFrame:
+    """Layers of the CNN with output shapes and parameter counts."""
+    model = build(E.get(name).variant().spec)
+    rows = []
+    x = torch.zeros(1, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        for layer in model:
+            x = layer(x)
+            rows.append({"layer": type(layer).__name__, "settings": layer.extra_repr(),
+                         "output shape": "×".join(map(str, x.shape[1:])), "parameters": count_parameters(layer)})
+    return pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def test_predictions(name: str = "cnn", seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, true) labels of the stored model on the test set."""
+    model = store.load_model(name, seed)
+    x, y = mnist("test")
+    return model(x).argmax(1), y
+
+
+def confusion_matrix(pred: torch.Tensor, true: torch.Tensor) -> np.ndarray:
+    m = torch.zeros(10, 10, dtype=torch.int64)
+    m.index_put_((true, pred), torch.ones_like(true), accumulate=True)
+    return m.numpy()
+
+
+def plot_misclassified(pred: torch.Tensor, true: torch.Tensor, limit: int = 40):
+    """The misclassified test digits, titled 'true→predicted'."""
+    wrong = (pred != true).nonzero().flatten()[:limit]
+    images, _ = raw_split("test")
+    cols = 10
+    rows = max(1, (len(wrong) + cols - 1) // cols)
+    titles = [f"{int(true[i])}→{int(pred[i])}" for i in wrong]
+    return plots.digit_grid(images[wrong], true[wrong].tolist(), rows=rows, cols=cols, titles=titles)
+
+
+def plot_first_layer_filters(name: str = "cnn", seed: int | None = None):
+    """The 3x3 kernels of the first convolution, each on its own symmetric colour scale."""
+    import matplotlib.pyplot as plt
+
+    model = store.load_model(name, seed)
+    w = next(m for m in model if isinstance(m, torch.nn.Conv2d)).weight.detach()[:, 0]
+    cols = 8
+    rows = (len(w) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9))
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < len(w):
+            lim = float(w[i].abs().max())
+            ax.imshow(w[i].numpy(), cmap=plots.DIVERGING, vmin=-lim, vmax=lim)
+    return fig
+
+
+def dropout_sweep_table() -> pd.DataFrame:
+    name = "dropout-sweep"
+    rows = []
+    for r in store.runs(name):
+        p = dict(E.get(name).variant(r["variant"]).info)["p"]
+        rows.append({"p": p, "train_loss": r["history"]["train_loss"][-1], "train_acc": r["history"]["train_acc"][-1],
+                     "val_acc": r["val_acc"], "test_acc": r["test_acc"]})
+    return pd.DataFrame(rows).sort_values("p").set_index("p")
+
+
+def plot_dropout_sweep():
+    import matplotlib.pyplot as plt
+
+    df = dropout_sweep_table()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(df.index, df.val_acc * 100, "o-", label="validation", color=plots.PALETTE[0])
+    ax.plot(df.index, df.test_acc * 100, "s--", label="test", color=plots.PALETTE[1])
+    ax.set_xlabel("dropout probability p (all dropout layers)")
+    ax.set_ylabel("accuracy after one epoch (%)")
+    ax.set_yscale("logit") if False else None
+    ax.legend()
+    return fig
+
+
+def selection_gap() -> dict:
+    """Pick a candidate by test accuracy versus by validation accuracy, over stored sweeps.
+
+    For each sweep (candidates = variants, metric = mean over seeds) returns the test accuracy
+    of the candidate picked on test and of the one picked on validation. The first is what a
+    reader who tunes on the test set would report; the difference is optimism bought by
+    selection, not by a better model.
+    """
+    out = {}
+    for name in ("dropout-sweep", "depth-width-100", "depth-width-200", "depth-width-1000"):
+        exp = E.get(name)
+        rows = []
+        for v in exp.variants:
+            rows.append((v.name, store.summary(name, "val_acc", v.name)["mean"],
+                         store.summary(name, "test_acc", v.name)["mean"]))
+        by_test = max(rows, key=lambda r: r[2])
+        by_val = max(rows, key=lambda r: r[1])
+        out[name] = {"candidates": len(rows), "picked_by_test": by_test[0], "picked_by_val": by_val[0],
+                     "test_of_test_pick": by_test[2], "test_of_val_pick": by_val[2],
+                     "gap": by_test[2] - by_val[2]}
+    return out
+
+
+def selection_optimism(trials: int = 2000, seed: int = 0) -> dict:
+    """Optimism of selecting on the set you report, measured by resampling seeds.
+
+    For each depth-width sweep, the runs of every variant are split at random into a
+    'selection' seed and 'report' seeds: picking the variant with the best test accuracy of
+    the selection seed and reporting that same number overstates the variant's accuracy on
+    the other seeds by the returned mean amount (in accuracy units).
+    """
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for budget in (100, 200, 1000):
+        name = f"depth-width-{budget}"
+        table = [[r["test_acc"] for r in store.runs(name, v.name)] for v in E.get(name).variants]
+        acc = np.array(table)  # variants x seeds
+        for _ in range(trials):
+            s = rng.integers(acc.shape[1])
+            best = int(acc[:, s].argmax())
+            others = np.delete(acc[best], s)
+            gaps.append(acc[best, s] - others.mean())
+    return {"mean": float(np.mean(gaps)), "std": float(np.std(gaps)), "n": len(gaps)}
+
+
+def seed_spread(name: str = "cnn") -> dict:
+    s = store.summary(name)
+    return {"std": s["std"], "range": s["max"] - s["min"], "errors_min": round((1 - s["max"]) * 10000),
+            "errors_max": round((1 - s["min"]) * 10000)}
+
+
+def cnn_summary() -> dict:
+    s = store.summary("cnn")
+    v = store.summary("cnn", "val_acc")
+    exp = E.get("cnn")
+    model = build(exp.variant().spec)
+    return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
+            "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
+            "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),
+            "epochs": exp.train.epochs, "batch": exp.train.batch_size,
+            "seconds_per_epoch": statistics.fmean(sec for r in store.runs("cnn") for sec in r["history"]["seconds"]),
+            "pm": fmt_pm(s["mean"], s["std"])}
+
+
+STUDY = "cnn-validation-study"
+STUDY_REFERENCE = "w8-p0.1-lr1e-3"
+
+
+def study_table() -> pd.DataFrame:
+    """Per configuration: validation accuracy after epoch 1 and after epoch 10 (mean over seeds)."""
+    rows = []
+    for v in E.get(STUDY).variants:
+        rs = store.runs(STUDY, v.name)
+        rows.append({"configuration": v.name, **{k: val for k, val in v.info},
+                     "epoch1": statistics.fmean(r["history"]["val_acc"][0] for r in rs),
+                     "epoch10": statistics.fmean(r["history"]["val_acc"][-1] for r in rs),
+                     "test (epoch 10)": statistics.fmean(r["test_acc"] for r in rs)})
+    df = pd.DataFrame(rows).set_index("configuration")
+    df["rank after 1"] = df.epoch1.rank(ascending=False).astype(int)
+    df["rank after 10"] = df.epoch10.rank(ascending=False).astype(int)
+    return df
+
+
+def study_rank_correlation() -> float:
+    """Spearman correlation between the one-epoch and ten-epoch validation rankings."""
+    df = study_table()
+    return float(np.corrcoef(df.epoch1.rank(), df.epoch10.rank())[0, 1])
+
+
+def study_best(column: str) -> str:
+    return str(study_table()[column].idxmax())
+
+
+def study_effects() -> dict:
+    """Ten-epoch validation accuracy of one-change variants minus the reference configuration."""
+    df = study_table()
+    ref = df.loc[STUDY_REFERENCE, "epoch10"]
+    names = {"no_bn": "w8-p0.1-lr1e-3-noBN", "no_dropout": "w8-p0-lr1e-3", "heavy_dropout": "w8-p0.5-lr1e-3",
+             "double_width": "w16-p0.1-lr1e-3", "lr_high": "w8-p0.1-lr1e-2", "lr_low": "w8-p0.1-lr3e-4"}
+    return {k: float(df.loc[v, "epoch10"] - ref) for k, v in names.items()}

@@ -1,0 +1,115 @@
+"""One figure style for the whole book: readable fonts, a colour-blind-safe palette.
+
+The palette is Okabe & Ito's (2008) eight colours, distinguishable under the common forms
+of colour blindness. Every function returns a matplotlib ``Figure``; chapters show it with
+a caption and alt text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None  # noqa: E501
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+DIVERGING = "RdBu_r"
+SEQUENTIAL = "viridis"
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (call once per chapter)."""
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 3.8),
+        "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "image.cmap": SEQUENTIAL,
+        "figure.constrained_layout.use": True,
+    })
+
+
+def digit_grid(images: torch.Tensor, labels: Sequence[int], rows: int = 3, cols: int = 10,
+               titles: Sequence[str] | None = None):
+    """A grid of grey-scale digits ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` with their labels."""
+    images = images.reshape(len(images), 28, 28) if images.dim() == 4 else images
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i].cpu().numpy(), cmap="gray_r")
+            ax.set_title(titles[i] if titles else str(int(labels[i])), fontsize=10)
+    return fig
+
+
+def curves(histories: dict[str, Sequence[dict]], keys: Sequence[str] = ("train_loss", "val_loss"),
+           ylabel: str = "cross-entropy per sample", logy: bool = False):
+    """Per-epoch curves, mean over runs with a min-max band, one colour per named model."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for colour, (name, runs) in zip(PALETTE, histories.items()):
+            arr = np.array([r[key] for r in runs])
+            ep = np.arange(1, arr.shape[1] + 1)
+            ax.plot(ep, arr.mean(0), color=colour, label=name)
+            if len(arr) > 1:
+                ax.fill_between(ep, arr.min(0), arr.max(0), color=colour, alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel if "loss" in key else "accuracy")
+        ax.set_title(key.replace("_", " "))
+        if logy:
+            ax.set_yscale("log")
+    axes[0][0].legend()
+    return fig
+
+
+def confusion(matrix: np.ndarray, labels: Sequence[str] = tuple("0123456789")):
+    """A confusion matrix with counts written in the off-diagonal cells that are non-zero."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    off = matrix.copy().astype(float)
+    np.fill_diagonal(off, np.nan)
+    im = ax.imshow(off, cmap="Oranges")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if matrix[i, j] and i != j:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="misclassified test images")
+    return fig
+
+
+def class_balance(counts: dict[str, Sequence[int]]):
+    """Share of each digit per split (grouped bars), with the uniform 10% marked."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    n = len(counts)
+    width = 0.8 / n
+    for i, (colour, (split, c)) in enumerate(zip(PALETTE, counts.items())):
+        c = np.asarray(c, dtype=float)
+        ax.bar(np.arange(10) + (i - (n - 1) / 2) * width, 100 * c / c.sum(), width, color=colour,
+               label=f"{split} ({int(c.sum()):,} images)")
+    ax.axhline(10, color="black", lw=1, ls="--", label="uniform (10%)")
+    ax.set_xticks(range(10))
+    ax.set_xlabel("digit")
+    ax.set_ylabel("share of split (%)")
+    ax.set_ylim(8, 12)
+    ax.legend(ncol=2, fontsize=9, loc="upper right")
+    return fig
+
+
+def pixel_histogram(raw: torch.Tensor, normalised: torch.Tensor):
+    """Histograms of pixel values before (0-255) and after normalisation (log counts)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    axes[0].hist(raw.flatten().numpy(), bins=64, color=PALETTE[0])
+    axes[0].set_xlabel("raw pixel value (0 = background, 255 = full ink)")
+    axes[1].hist(normalised.flatten().numpy(), bins=64, color=PALETTE[1])
+    axes[1].set_xlabel("normalised pixel value")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_ylabel("pixels (log scale)")
+    return fig

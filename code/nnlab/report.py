@@ -1,0 +1,68 @@
+"""Tables that summarise stored results for the book (the introduction and the appendix)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from nnlab import experiments as E
+from nnlab import results as store
+
+
+@dataclass(frozen=True)
+class Target:
+    problem: str
+    experiment: str
+    task: str
+    required: float
+    student: float
+    goal: float
+    chapter: str
+
+
+TARGETS = (
+    Target("2C", "mlp-100", "MLP, ≤ 100 hidden units", 0.975, 0.9786, 0.986, "part2/budget"),
+    Target("2D", "mlp-200", "MLP, ≤ 200 hidden units, ≥ 2 hidden layers", 0.98, 0.9810, 0.989, "part2/budget"),
+    Target("2E", "mlp-1000", "MLP, ≤ 1000 hidden units, ≥ 3 hidden layers", 0.983, 0.9854, 0.992, "part2/budget"),
+    Target("3G", "cnn", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
+)
+
+
+def fmt_pm(mean: float, std: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summary_table() -> pd.DataFrame:
+    """One row per MNIST problem: the problem's threshold, the student's best single run, and
+    the book's mean ± std test accuracy over seeds (from the stored results)."""
+    rows = []
+    for t in TARGETS:
+        s = store.summary(t.experiment)
+        rows.append({"problem": t.problem, "task": t.task, "required": f"{t.required:.3f}",
+                     "student (best run)": f"{t.student:.4f}",
+                     "this book (mean ± std)": fmt_pm(s["mean"], s["std"]),
+                     "worst seed": f"{s['min']:.4f}", "seeds": ", ".join(map(str, s["seeds"]))})
+    return pd.DataFrame(rows).set_index("problem")
+
+
+def registry_table() -> pd.DataFrame:
+    """Every registered experiment: purpose, size, command, stored metric and training time."""
+    rows = []
+    for name in E.names():
+        exp = E.get(name)
+        st = store.status(name)
+        row = {"experiment": name, "purpose": exp.purpose, "runs": f"{len(exp.variants)} × {len(exp.seeds)} seeds",
+               "command": f"nnlab train {name}", "state": st.state}
+        if st.state == "ok":
+            rs = store.runs(name)
+            row["train time (min)"] = f"{sum(r['seconds'] for r in rs) / 60:.1f}"
+            if len(exp.variants) == 1:
+                s = store.summary(name)
+                row["test accuracy"] = fmt_pm(s["mean"], s["std"])
+            else:
+                best = max(exp.variants, key=lambda v: store.summary(name, "val_acc", v.name)["mean"])
+                s = store.summary(name, variant=best.name)
+                row["test accuracy"] = f"{fmt_pm(s['mean'], s['std'])} (best by validation: {best.name})"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")

@@ -1,0 +1,237 @@
+"""The book: a strict build with no warnings, then every page in a real browser.
+
+The build runs once per session (into the repository's ``_build``, reusing its execution
+cache like ``make book``). The browser tests serve ``_build/html`` on 127.0.0.1 and drive
+Debian's chromium through playwright; without a browser they skip, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def toc_pages() -> list[str]:
+    """Document names in _toc.yml order (``book/intro``, ...)."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [c["file"] for c in part.get("chapters", [])]
+    return pages
+
+
+@pytest.fixture(scope="session")
+def build_log() -> str:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, "-m", "nnlab.book", "prepare"], cwd=ROOT, check=True, env=env)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=1800)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"book build failed:\n{log[-6000:]}"
+    return log
+
+
+def test_strict_build_has_no_warnings(build_log):
+    problems = [line for line in build_log.splitlines() if re.search(r"WARNING|ERROR|Traceback", line)]
+    assert not problems, "\n".join(problems[:30])
+    for page in toc_pages():
+        assert (HTML / f"{page}.html").is_file(), f"{page}.html was not built"
+
+
+def test_no_output_shows_an_error(build_log):
+    for page in toc_pages():
+        html = (HTML / f"{page}.html").read_text()
+        for marker in ("Traceback (most recent call last)", 'class="output traceback', "output stderr",
+                       "ansi-red-fg", "{glue:"):
+            assert marker not in html, f"{page}.html contains {marker!r}"
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+        if tag in ("img", "script") and a.get("src"):
+            self.links.append(a["src"])
+        if tag == "link" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def test_every_internal_link_resolves(build_log):
+    """An offline link checker over the built HTML: files exist and #anchors are defined."""
+    parsed: dict[Path, _Links] = {}
+
+    def parse(path: Path) -> _Links:
+        if path not in parsed:
+            p = _Links()
+            p.feed(path.read_text(errors="replace"))
+            parsed[path] = p
+        return parsed[path]
+
+    broken = []
+    for page in sorted(HTML.rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        for link in parse(page).links:
+            url = urlparse(link)
+            if url.scheme or link.startswith(("//", "mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(url.path)).resolve() if url.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(HTML)} -> {link}")
+            elif url.fragment and target.suffix == ".html" and url.fragment not in parse(target).ids:
+                broken.append(f"{page.relative_to(HTML)} -> {link} (no such anchor)")
+    assert not broken, "broken links:\n" + "\n".join(broken[:40])
+
+
+# ---------------------------------------------------------------------------------------
+# Browser tests
+
+
+@pytest.fixture(scope="session")
+def site(build_log):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"chromium not found at {CHROMIUM}; CI must install Debian's chromium")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the playwright package is not installed")
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.console_errors = []  # type: ignore[attr-defined]
+    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def test_index_redirects_to_first_chapter(page, site):
+    page.goto(site)
+    page.wait_for_url(re.compile(r".*/book/intro\.html$"), timeout=15000)
+    assert "Principles of Deep Networks" in page.title()
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_page_renders(page, site, doc):
+    source = (ROOT / f"{doc}.md").read_text()
+    page.goto(urljoin(site, f"{doc}.html"))
+    page.wait_for_load_state("load")
+    heading = page.locator("main h1").first.inner_text()
+    assert heading.strip() and heading.strip().rstrip("#") in page.title()
+    images = page.eval_on_selector_all(
+        "main img", "els => els.map(e => [e.currentSrc || e.src, e.complete && e.naturalWidth > 0])")
+    bad = [src for src, ok in images if not ok]
+    assert not bad, f"images that did not decode on {doc}: {bad[:5]}"
+    text = page.locator("main").inner_text()
+    assert "Traceback" not in text and "Error" not in page.eval_on_selector_all(
+        "main .output.stderr, main .output.traceback", "els => els.map(e => e.innerText).join(' ')")
+    if "{glue:" in source:
+        pasted = page.locator("main .pasted-text").count()
+        assert pasted >= source.count("{glue:text}") // 2, f"glued values missing on {doc}"
+    if "$$" in source or "{math}" in source or "$" in source:
+        page.wait_for_function("() => !window.MathJax || !window.MathJax.startup || "
+                               "document.querySelectorAll('mjx-container').length > 0", timeout=15000)
+    assert not page.console_errors, f"console errors on {doc}: {page.console_errors}"
+
+
+def test_search_finds_a_chapter_term(page, site):
+    page.goto(urljoin(site, "search.html?q=normalisation"))
+    page.wait_for_selector("#search-results li, .search li", timeout=20000)
+    hits = page.locator("#search-results li a, .search li a").all_inner_texts()
+    assert any("MNIST" in h for h in hits), hits
+
+
+def test_exercise_solution_opens_on_click(page, site):
+    page.goto(urljoin(site, "book/part2/data.html"))
+    solution = page.locator(".solution").first
+    body = solution.locator(".admonition-title ~ *").first if solution.locator(".admonition-title ~ *").count() \
+        else solution
+    assert solution.count() == 1 or page.locator(".solution").count() > 1
+    hidden_before = not body.is_visible()
+    page.locator(".solution .toggle-button, .solution .admonition-title").first.click()
+    page.wait_for_timeout(500)
+    assert hidden_before and body.is_visible()
+
+
+def test_math_renders(page, site):
+    page.goto(urljoin(site, "book/part2/budget.html"))
+    page.wait_for_selector("mjx-container", timeout=20000)
+    assert page.locator("mjx-container").count() > 0
+
+
+@pytest.mark.parametrize("doc", ["book/intro", "book/part2/data", "book/part2/budget"])
+def test_phone_width_has_no_horizontal_scroll(browser, site, doc, tmp_path):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    pg = ctx.new_page()
+    pg.goto(urljoin(site, f"{doc}.html"))
+    pg.wait_for_load_state("load")
+    pg.screenshot(path=str(tmp_path / "phone.png"), full_page=False)
+    overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    ctx.close()
+    assert overflow <= 1, f"{doc} scrolls horizontally by {overflow}px at 390px"
+
+
+def test_download_buttons_offer_source_and_notebook(page, site):
+    page.goto(urljoin(site, "book/part2/data.html"))
+    hrefs = page.eval_on_selector_all(".dropdown-download-buttons a, a.btn-download-source-button,"
+                                      " a.btn-download-notebook-button", "els => els.map(e => e.href)")
+    assert any(h.endswith(".md") for h in hrefs) and any(h.endswith(".ipynb") for h in hrefs), hrefs
+    for href in hrefs:
+        if href.startswith(site):
+            assert page.request.get(href).ok, href
+    # no launch or repository buttons without a real repository URL
+    assert page.locator("a[href*='github.com/executablebooks'], a[href*='binder']").count() == 0
