@@ -26,6 +26,16 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nnlab", description="Train and check the networks of the deep-learning book.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -37,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     t.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
     t.add_argument("--fresh", action="store_true", help="retrain runs that are already stored")
+    t.add_argument("--jobs", type=_positive, default=1,
+                   help="independent runs trained in parallel processes (CPU; default 1)")
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
     rsub.add_parser("check", help="list missing, stale or damaged results; exit 1 if any")
@@ -70,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.all:
                     print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
                 times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
-                                             resume=args.resume, fresh=args.fresh)
+                                             resume=args.resume, fresh=args.fresh, jobs=args.jobs)
             if len(names) > 1:
                 print("wall time per experiment:")
                 for name, s in times.items():

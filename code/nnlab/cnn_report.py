@@ -21,7 +21,7 @@ from nnlab.report import fmt_pm
 
 def model_table(name: str = "cnn") -> pd.DataFrame:
     """Layers of the CNN with output shapes and parameter counts."""
-    model = build(E.get(name).variant().spec)
+    model = build(E.get(name).variant(store.chosen_variant(name)).spec)
     rows = []
     x = torch.zeros(1, 1, 28, 28)
     model.eval()
@@ -153,7 +153,7 @@ def cnn_summary() -> dict:
     s = store.summary("cnn")
     v = store.summary("cnn", "val_acc")
     exp = E.get("cnn")
-    model = build(exp.variant().spec)
+    model = build(exp.variant(store.chosen_variant(exp.name)).spec)
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
             "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),

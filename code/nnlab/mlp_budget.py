@@ -26,7 +26,7 @@ BUDGETS = (100, 200, 1000)
 
 def layer_table(name: str) -> pd.DataFrame:
     """The layers of an experiment's model: type, output shape, parameters."""
-    model = build(E.get(name).variant().spec)
+    model = build(E.get(name).variant(store.chosen_variant(name)).spec)
     rows = []
     x = torch.zeros(1, 1, 28, 28)
     for layer in model:
@@ -41,15 +41,31 @@ def budget_results() -> pd.DataFrame:
     rows = []
     for t in TARGETS[:3]:
         exp = E.get(t.experiment)
-        model = build(exp.variant().spec)
+        model = build(exp.variant(store.chosen_variant(exp.name)).spec)
         s = store.summary(t.experiment)
         v = store.summary(t.experiment, "val_acc")
-        rows.append({"problem": t.problem, "hidden widths": dict(exp.variant().info)["widths"],
+        rows.append({"problem": t.problem, "hidden widths": dict(exp.variant(store.chosen_variant(exp.name)).info)["widths"],
                      "hidden units": hidden_units(model), "hidden layers": hidden_layers(model),
                      "parameters": count_parameters(model), "epochs": exp.train.epochs,
                      "val accuracy": fmt_pm(v["mean"], v["std"]), "test accuracy": fmt_pm(s["mean"], s["std"]),
                      "worst seed": f"{s['min']:.4f}", "required": t.required, "student": t.student})
     return pd.DataFrame(rows).set_index("problem")
+
+
+def candidate_table() -> pd.DataFrame:
+    """Candidate recipes of the multi-variant budget experiments: validation decides."""
+    rows = []
+    for name in BUDGET_EXPERIMENTS:
+        exp = E.get(name)
+        if len(exp.variants) < 2:
+            continue
+        chosen = store.chosen_variant(name)
+        for v in exp.variants:
+            val = store.summary(name, "val_acc", v.name)
+            test = store.summary(name, "test_acc", v.name)
+            rows.append({"experiment": name, "augmentation": v.name, "val accuracy": fmt_pm(val["mean"], val["std"]),
+                         "chosen": "yes" if v.name == chosen else "", "test accuracy": fmt_pm(test["mean"], test["std"])})
+    return pd.DataFrame(rows).set_index(["experiment", "augmentation"])
 
 
 def histories(name: str, variant: str | None = None) -> list[dict]:

@@ -243,10 +243,32 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
             old.unlink(missing_ok=True)
 
 
-def stored_seeds(name: str, variant: str | None = None) -> list[int]:
-    """Seeds stored for an experiment's variant (the first variant by default)."""
+def chosen_variant(name: str) -> str:
+    """The variant an experiment reports: its only one, or the best by mean validation accuracy.
+
+    Experiments with several candidate variants (e.g. two augmentation recipes) are decided
+    here, on the validation split, never on the test set.
+    """
     exp = E.get(name)
-    v = exp.variant(variant).name
+    if len(exp.variants) == 1:
+        return exp.variants[0].name
+    data = load(name)
+    means = {}
+    for v in exp.variants:
+        accs = [r["val_acc"] for r in data["runs"].values() if r["variant"] == v.name]
+        means[v.name] = statistics.fmean(accs)
+    return max(means, key=means.get)
+
+
+def _variant_name(name: str, variant: str | None) -> str:
+    return E.get(name).variant(variant).name if variant is not None else chosen_variant(name)
+
+
+def stored_seeds(name: str, variant: str | None = None) -> list[int]:
+    """Seeds stored for an experiment's variant (the chosen variant by default)."""
+    exp = E.get(name)
+    v = exp.variant(variant).name if variant is not None else (
+        exp.variants[0].name if len(exp.variants) == 1 else chosen_variant(name))
     data = load(name, allow_incomplete=True)
     return sorted(r["seed"] for r in data["runs"].values() if r["variant"] == v)
 
@@ -260,9 +282,9 @@ def runs(name: str, variant: str | None = None) -> list[dict]:
 
 
 def summary(name: str, metric: str = "test_acc", variant: str | None = None) -> dict:
-    """Mean, standard deviation (n-1), min, max and seeds of a metric over a variant's runs."""
-    exp = E.get(name)
-    v = exp.variant(variant).name
+    """Mean, standard deviation (n-1), min, max and seeds of a metric over a variant's runs
+    (the chosen variant, see :func:`chosen_variant`, by default)."""
+    v = _variant_name(name, variant)
     rs = runs(name, v)
     values = [r[metric] for r in rs]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -280,7 +302,8 @@ def load_model(name: str, seed: int | None = None, variant: str | None = None) -
     from safetensors.torch import load as st_load
 
     exp = E.get(name)
-    v = exp.variant(variant)
+    v = exp.variant(variant if variant is not None else
+                    (exp.variants[0].name if len(exp.variants) == 1 else chosen_variant(name)))
     data = load(name, allow_incomplete=True)
     seed = exp.seeds[0] if seed is None else seed
     run = data["runs"].get(run_key(v.name, seed))

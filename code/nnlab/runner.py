@@ -43,13 +43,30 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
     return record, model
 
 
+def _run_and_store(name: str, variant: str, seed: int, device, resume: bool, progress, threads: int | None) -> dict:
+    """Train one run and store it (also the body of a worker process)."""
+    if threads:
+        torch.set_num_threads(threads)
+    exp = E.get(name)
+    record, model = train_one(exp, exp.variant(variant), seed, device=device, resume=resume, progress=progress)
+    store.record_run(name, variant, seed, record, model)
+    checkpoint_path(name, variant, seed).unlink(missing_ok=True)
+    return record
+
+
 def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
                    device: str | None = None, resume: bool = False, fresh: bool = False,
-                   progress: bool | None = None, log=None) -> float:
+                   progress: bool | None = None, log=None, jobs: int = 1) -> float:
     """Train the runs of ``name`` that the store lacks (all of them when ``fresh``).
 
     Each run is stored as soon as it ends, so an interrupted experiment keeps its finished
-    runs. Returns the wall time in seconds.
+    runs. With ``jobs > 1`` independent runs train in parallel worker processes, each with
+    ``cores // jobs`` threads (results can then differ from a one-process run in the last
+    bits, as float sums are reduced in another order). Returns the wall time in seconds.
+
+    Raises:
+        RuleViolation: a variant breaks the experiment's rules (before anything trains).
+        DivergedError: a run produced a non-finite loss (that run is not stored).
     """
     exp = E.get(name)
     dev = pick_device(device)
@@ -68,11 +85,24 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
     todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
             if store.run_key(v.name, s) not in done]
     t0 = time.perf_counter()
-    for i, (v, s) in enumerate(todo, 1):
-        record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
-        store.record_run(name, v.name, s, record, model)
-        checkpoint_path(name, v.name, s).unlink(missing_ok=True)
+
+    def report(i: int, v: E.Variant, s: int, record: dict) -> None:
         acc = f"test_acc={record['test_acc']:.4f} " if record["test_acc"] is not None else ""
         (log or _stderr)(f"[{name}] {i}/{len(todo)} {v.name} seed={s}: val_acc={record['val_acc']:.4f} "
                          f"{acc}({record['seconds']:.0f} s on {record['device']})")
+
+    if jobs > 1 and len(todo) > 1 and dev.type == "cpu":
+        import multiprocessing as mp
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [(v, s, pool.submit(_run_and_store, name, v.name, s, str(dev), resume, False, threads))
+                       for v, s in todo]
+            for i, (v, s, fut) in enumerate(futures, 1):
+                report(i, v, s, fut.result())
+    else:
+        for i, (v, s) in enumerate(todo, 1):
+            report(i, v, s, _run_and_store(name, v.name, s, dev, resume, progress, None))
     return time.perf_counter() - t0

@@ -1,0 +1,104 @@
+"""Claims the book makes about its stored results, checked against the committed store.
+
+Thresholds come from the problem set, never from today's output.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nnlab import experiments as E
+from nnlab import results as store
+from nnlab import rules
+from nnlab.data import mnist
+from nnlab.models import count_parameters
+from nnlab.train import evaluate
+
+PROBLEM_THRESHOLDS = {"mlp-100": 0.975, "mlp-200": 0.98, "mlp-1000": 0.983, "cnn": 0.985}
+
+
+@pytest.fixture(autouse=True)
+def _real_results(monkeypatch):
+    monkeypatch.delenv("NNLAB_RESULTS", raising=False)
+
+
+@pytest.mark.parametrize("name", E.names())
+def test_every_registered_result_is_present_and_current(name):
+    st = store.status(name)
+    assert st.state == "ok", f"{name}: {st.state}: {st.detail}"
+
+
+@pytest.mark.parametrize("name,threshold", PROBLEM_THRESHOLDS.items())
+def test_every_seed_beats_the_problem_threshold(name, threshold):
+    runs = store.runs(name)
+    assert len(runs) >= 3, f"{name} must be trained with at least 3 seeds"
+    for r in runs:
+        assert r["test_acc"] >= threshold, f"{name} seed {r['seed']}: {r['test_acc']} < {threshold}"
+
+
+@pytest.mark.parametrize("name", PROBLEM_THRESHOLDS)
+def test_stored_models_pass_their_rules_and_reproduce_their_accuracy(name):
+    exp = E.get(name)
+    x, y = mnist("test")
+    for seed in store.stored_seeds(name):
+        model = store.load_model(name, seed)
+        rules.check(model, exp.rules)
+        _, acc = evaluate(model, x, y)
+        recorded = next(r for r in store.runs(name) if r["seed"] == seed)["test_acc"]
+        assert acc == pytest.approx(recorded, abs=1e-4), f"{name} seed {seed}: {acc} vs stored {recorded}"
+
+
+def test_cnn_obeys_problem_3g():
+    exp = E.get("cnn")
+    assert exp.train.epochs == 10 and exp.train.batch_size == 32
+    model = store.load_model("cnn")
+    assert count_parameters(model) < 1_000_000
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"Dropout", "BatchNorm2d"} <= kinds
+    assert kinds - {"Sequential"} <= rules.CNN_LAYERS
+
+
+def test_mlp_rules_as_the_problems_state_them():
+    assert rules.MLP_100.max_hidden_units == 100
+    assert rules.MLP_200.max_hidden_units == 200 and rules.MLP_200.min_hidden_layers == 2
+    assert rules.MLP_1000.max_hidden_units == 1000 and rules.MLP_1000.min_hidden_layers == 3
+    for name, r in (("mlp-100", rules.MLP_100), ("mlp-200", rules.MLP_200), ("mlp-1000", rules.MLP_1000)):
+        assert E.get(name).rules == r
+
+
+def test_dropout_sweep_covers_ten_equally_spaced_probabilities():
+    ps = sorted(dict(v.info)["p"] for v in E.get("dropout-sweep").variants)
+    assert len(ps) == 10 and ps[0] == 0 and ps[-1] == 1
+    assert all(abs((b - a) - 1 / 9) < 1e-6 for a, b in zip(ps, ps[1:]))
+    assert E.get("dropout-sweep").train.epochs == 1 and E.get("dropout-sweep").train.batch_size == 32
+
+
+def test_dropout_one_gives_chance_accuracy():
+    """At p = 1 nothing before the dropout layers can learn; evaluation is chance level."""
+    run = next(r for r in store.runs("dropout-sweep") if r["variant"] == "p=1.000")
+    assert run["test_acc"] < 0.2
+    assert run["history"]["train_loss"][-1] > 2.0  # close to ln 10 = 2.303
+
+
+def test_softmax_before_cross_entropy_costs_accuracy():
+    ok = store.summary("mlp-ablation", variant="problem-recipe")["mean"]
+    bad = store.summary("mlp-ablation", variant="softmax-last")["mean"]
+    assert bad < ok
+
+
+def test_validation_loss_is_a_mean_per_sample():
+    """Cross-entropy mean over the set is bounded below by (1 - accuracy) * ln 2."""
+    import math
+
+    for name in PROBLEM_THRESHOLDS:
+        for r in store.runs(name):
+            for loss, acc in zip(r["history"]["val_loss"], r["history"]["val_acc"]):
+                assert loss >= (1 - acc) * math.log(2) - 1e-9
+
+
+def test_one_epoch_of_a_constant_rate_run_is_a_one_epoch_run():
+    """The validation study reads epoch 1 of 10-epoch runs as 1-epoch trainings: only valid
+    at a constant learning rate."""
+    exp = E.get("cnn-validation-study")
+    assert all(exp.train_config(v).schedule == "none" and exp.train_config(v).augment == "none"
+               for v in exp.variants)
