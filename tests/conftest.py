@@ -1,0 +1,127 @@
+"""Shared test set-up: no network, MNIST from ../shared/data, results in a temporary store.
+
+Every test runs with outgoing network connections blocked (loopback and Unix sockets stay
+open for the browser tests). Tests that write results use the ``results_dir`` fixture so
+that nothing lands in the repository's ``results/``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NNLAB_DATA", str(ROOT.parent / "shared" / "data"))
+
+
+class NetworkBlocked(ConnectionRefusedError):
+    """A test tried to reach a host other than this machine."""
+
+
+def _is_local(address) -> bool:
+    """Unix sockets, ``localhost``, 127.0.0.0/8 and ::1 are local; everything else is not."""
+    if isinstance(address, (str, bytes)):  # AF_UNIX path (or abstract name)
+        return True
+    if not isinstance(address, tuple) or not address:
+        return False
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if host in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+BLOCKED: list[object] = []  # every refused address, so tests can prove a connection was tried
+
+
+@pytest.fixture(autouse=True, scope="session")
+def block_network():
+    """Refuse every non-local connection for the whole session."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_create = socket.create_connection
+
+    def refuse(address):
+        BLOCKED.append(address)
+        raise NetworkBlocked(f"network access is blocked in the tests (tried {address!r})")
+
+    def connect(self, address):
+        if not _is_local(address):
+            refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _is_local(address):
+            refuse(address)
+        return real_connect_ex(self, address)
+
+    def create_connection(address, *args, **kwargs):
+        if not _is_local(address):
+            refuse(address)
+        return real_create(address, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+    socket.create_connection = create_connection
+    try:
+        yield BLOCKED
+    finally:
+        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex
+        socket.create_connection = real_create
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch) -> Path:
+    """A private, empty results store (``NNLAB_RESULTS``), also seen by subprocesses."""
+    path = tmp_path / "results"
+    path.mkdir()
+    monkeypatch.setenv("NNLAB_RESULTS", str(path))
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread: tiny networks are fastest so, and fastest on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def synthetic_data(monkeypatch, one_thread):
+    """Train on the small synthetic ten-class problem of ``tiny_experiments`` instead of MNIST."""
+    import tiny_experiments
+
+    import nnlab.train
+
+    monkeypatch.setattr(nnlab.train, "mnist", tiny_experiments.synthetic_mnist)
+    return tiny_experiments.synthetic_data()
+
+
+@pytest.fixture
+def register_experiment(monkeypatch):
+    """A function that registers an experiment for the duration of one test."""
+    from nnlab import experiments as E
+
+    def register(exp):
+        monkeypatch.setitem(E.REGISTRY, exp.name, exp)
+        return exp
+
+    return register
+
+
+@pytest.fixture
+def tiny_experiment(results_dir, synthetic_data, register_experiment):
+    """A registered two-seed MLP experiment that trains in well under a second per run."""
+    import tiny_experiments
+
+    return register_experiment(tiny_experiments.TINY)

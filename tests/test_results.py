@@ -1,0 +1,233 @@
+"""nnlab.results: round trips, stale and damaged results, atomic and concurrent writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import tiny_experiments as T
+import torch
+
+from nnlab import experiments as E
+from nnlab import results as store
+from nnlab import runner
+
+HELPER = Path(T.__file__)
+NAME = T.TINY.name
+
+
+def record(seed: int, **metrics):
+    """Store one run of the tiny experiment with a seeded model; return the model."""
+    model = T.seeded_model(T.TINY.variants[0].spec, seed)
+    store.record_run(NAME, "main", seed, dict(metrics), model)
+    return model
+
+
+def outputs(model) -> torch.Tensor:
+    x, _ = T.synthetic_mnist("val")
+    with torch.no_grad():
+        return model.eval()(x[:64])
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_round_trip(tiny_experiment):
+    values = {0: 1 / 3, 1: 0.1 + 0.2}  # floats that a lossy format would change
+    models = {s: record(s, test_acc=v, val_acc=1 - v, history={"val_loss": [v, v / 7]})
+              for s, v in values.items()}
+    data = store.load(NAME)
+    assert data["config_hash"] == T.TINY.config_hash()
+    for s, v in values.items():
+        run = data["runs"][store.run_key("main", s)]
+        assert run["test_acc"] == v and run["val_acc"] == 1 - v
+        assert run["history"] == {"val_loss": [v, v / 7]}
+        assert run["seed"] == s and run["variant"] == "main"
+        assert run["source_hash"] == store.source_hash()
+        loaded = store.load_model(NAME, seed=s)
+        assert not loaded.training
+        assert torch.equal(outputs(loaded), outputs(models[s]))
+    s = store.summary(NAME)
+    assert s["seeds"] == [0, 1] and s["n"] == 2
+    assert s["mean"] == statistics.fmean(values.values())
+    assert s["std"] == statistics.stdev(values.values())
+    assert (s["min"], s["max"]) == (min(values.values()), max(values.values()))
+    assert [r["seed"] for r in store.runs(NAME)] == [0, 1]
+    assert store.status(NAME).state == "ok"
+
+
+def test_training_run_round_trips_through_the_store(tiny_experiment):
+    runner.run_experiment(NAME, device="cpu", log=lambda msg: None)
+    for seed in T.TINY.seeds:
+        run = store.load(NAME)["runs"][store.run_key("main", seed)]
+        model = store.load_model(NAME, seed=seed)
+        x, y = T.synthetic_mnist("test")
+        with torch.no_grad():
+            acc = (model(x).argmax(1) == y).double().mean().item()
+        assert acc == pytest.approx(run["test_acc"], abs=1e-12)
+        assert run["hidden_units"] == 16 and run["hidden_layers"] == 1
+        assert len(run["history"]["val_acc"]) == T.TINY.train.epochs
+    # finished runs are not trained again
+    runner.run_experiment(NAME, device="cpu", log=lambda msg: pytest.fail(msg))
+    # no checkpoints are left behind
+    assert not list((store.experiment_dir(NAME) / ".checkpoints").glob("*"))
+
+
+def test_missing_result_names_the_command(tiny_experiment):
+    with pytest.raises(store.MissingResult, match=f"nnlab train {NAME}"):
+        store.load(NAME)
+    with pytest.raises(store.MissingResult):
+        store.summary(NAME)
+
+
+def test_changed_config_makes_the_result_stale(tiny_experiment, register_experiment):
+    record(0, test_acc=0.5)
+    record(1, test_acc=0.6)
+    register_experiment(replace(T.TINY, train=replace(T.TINY.train, lr=1e-2)))
+    for call in (store.load, store.summary, store.runs, store.load_model):
+        with pytest.raises(store.StaleResult) as info:
+            call(NAME)
+        assert repr(NAME) in str(info.value)
+        assert f"`nnlab train {NAME}`" in str(info.value)
+    assert store.status(NAME).state == "stale"
+    # a changed spec or seed list is a changed config too
+    for changed in (replace(T.TINY, seeds=(0, 1, 2)),
+                    replace(T.TINY, variants=(E.Variant("main", ("flatten", "linear 17", "relu",
+                                                                 "linear 10")),))):
+        register_experiment(changed)
+        assert store.status(NAME).state == "stale"
+
+
+@pytest.mark.parametrize("content", [
+    b'{"schema": 1, "runs": {',  # cut short
+    b"\x89PNG\r\n\x1a\n\x00\xff",  # not even text
+    b"[]",  # JSON, but not a result
+    b'{"schema": 1, "runs": []}',
+    b"",
+])
+def test_damaged_json_is_reported(tiny_experiment, content):
+    record(0, test_acc=0.5)
+    path = store.experiment_dir(NAME) / "result.json"
+    path.write_bytes(content)
+    with pytest.raises(store.DamagedResult) as info:
+        store.load(NAME)
+    assert str(path) in str(info.value) and f"nnlab train {NAME}" in str(info.value)
+    assert store.status(NAME).state == "damaged"
+    # recording a new run replaces the damaged file with a valid one
+    record(1, test_acc=0.25)
+    assert json.loads(path.read_text())["runs"].keys() == {"main/seed=1"}
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "swap"])
+def test_damaged_weights_are_refused(tiny_experiment, damage):
+    record(0, test_acc=0.5)
+    record(1, test_acc=0.5)
+    runs = store.load(NAME)["runs"]
+    path = store.experiment_dir(NAME) / runs["main/seed=0"]["weights"]["file"]
+    blob = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(blob[:-9] + bytes([blob[-9] ^ 1]) + blob[-8:])
+    elif damage == "truncate":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "delete":
+        path.unlink()
+    else:  # another run's (valid) weights in this run's place
+        path.write_bytes((store.experiment_dir(NAME) / runs["main/seed=1"]["weights"]["file"]).read_bytes())
+    with pytest.raises(store.DamagedResult) as info:
+        store.load_model(NAME, seed=0)
+    assert str(path) in str(info.value)
+    assert ("sha256" in str(info.value)) != (damage == "delete")
+    store.load_model(NAME, seed=1)  # the other run is untouched
+
+
+def test_load_or_train_trains_what_is_missing(tiny_experiment):
+    data = store.load_or_train(NAME, device="cpu")
+    assert set(data["runs"]) == {"main/seed=0", "main/seed=1"}
+    # incomplete: only the missing run is trained, the stored one is kept as it is
+    before = store.load(NAME)["runs"]["main/seed=0"]
+    path = store.experiment_dir(NAME) / "result.json"
+    raw = json.loads(path.read_text())
+    del raw["runs"]["main/seed=1"]
+    path.write_text(json.dumps(raw))
+    assert store.status(NAME).state == "incomplete"
+    data = store.load_or_train(NAME, device="cpu")
+    assert data["runs"]["main/seed=0"] == before and "main/seed=1" in data["runs"]
+
+
+def test_load_or_train_refuses_stale_unless_asked(tiny_experiment, register_experiment):
+    record(0, test_acc=0.5)
+    record(1, test_acc=0.5)
+    changed = register_experiment(replace(T.TINY, train=replace(T.TINY.train, epochs=1)))
+    with pytest.raises(store.StaleResult):
+        store.load_or_train(NAME, device="cpu")
+    data = store.load_or_train(NAME, retrain_stale=True, device="cpu")
+    assert data["config_hash"] == changed.config_hash()
+    assert all(len(r["history"]["val_acc"]) == 1 for r in data["runs"].values())
+    # the old runs' weights are gone with them: one file per stored run
+    assert len(list((store.experiment_dir(NAME) / "weights").iterdir())) == 2
+
+
+def snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in all_files(root) if p.name != ".lock"}
+
+
+@pytest.mark.parametrize("fail_at", ["json-replace", "weights-replace", "fsync"])
+def test_interrupted_write_keeps_the_previous_result(tiny_experiment, fail_at):
+    old_model = record(0, test_acc=0.5)
+    record(1, test_acc=0.5)
+    before = snapshot(store.results_root())
+    real_replace, real_fsync = os.replace, os.fsync
+
+    def failing_replace(src, dst):
+        target = Path(dst).name
+        if (fail_at == "json-replace" and target == "result.json") or (
+                fail_at == "weights-replace" and target.endswith(".safetensors")):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    def failing_fsync(fd):
+        real_fsync(fd)
+        raise OSError(5, "Input/output error")
+
+    new_model = T.seeded_model(T.TINY.variants[0].spec, 99)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", failing_replace)
+        if fail_at == "fsync":
+            mp.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(OSError):
+            store.record_run(NAME, "main", 0, {"test_acc": 0.9}, new_model)
+    assert snapshot(store.results_root()) == before  # no file changed, none added, none left over
+    assert store.load(NAME)["runs"]["main/seed=0"]["test_acc"] == 0.5
+    assert torch.equal(outputs(store.load_model(NAME, seed=0)), outputs(old_model))
+    # and the next write succeeds and replaces the run (and its weights) as a whole
+    store.record_run(NAME, "main", 0, {"test_acc": 0.9}, new_model)
+    assert torch.equal(outputs(store.load_model(NAME, seed=0)), outputs(new_model))
+    assert len(list((store.experiment_dir(NAME) / "weights").iterdir())) == 2
+
+
+def test_concurrent_writers_never_corrupt_the_result(tiny_experiment, tmp_path):
+    per_process = 12
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    seeds = [list(range(0, 2 * per_process, 2)), list(range(1, 2 * per_process, 2))]
+    procs = [subprocess.Popen([sys.executable, str(HELPER), "record", NAME, "--barrier", str(barrier),
+                               *map(str, s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for s in seeds]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, out.decode()
+    path = store.experiment_dir(NAME) / "result.json"
+    data = json.loads(path.read_text())  # valid JSON
+    assert set(data["runs"]) == {store.run_key("main", s) for s in range(2 * per_process)}
+    for s in range(2 * per_process):
+        assert data["runs"][store.run_key("main", s)]["val_acc"] == s / 1000
+        loaded = store.load_model(NAME, seed=s)  # every run's weights match their sha256
+        assert torch.equal(outputs(loaded), outputs(T.seeded_model(T.TINY.variants[0].spec, s)))
+    assert not [p for p in all_files(store.results_root()) if ".tmp" in p.name]

@@ -1,0 +1,176 @@
+"""nnlab.train: learning, bit-identical reruns, divergence, config validation, resuming."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import tiny_experiments as T
+import torch
+from torch import nn
+
+from nnlab import experiments as E
+from nnlab import rules as R
+from nnlab import runner
+from nnlab.models import SpecError, build, mlp
+from nnlab.train import ConfigError, DivergedError, TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over ten classes
+
+
+def fit(spec, config, seed=0, data=None, **kwargs):
+    model = T.seeded_model(spec, seed)
+    result = train(model, config, seed, data=data or T.synthetic_data(), device="cpu", **kwargs)
+    return model, result
+
+
+def without_time(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k != "seconds"}
+
+
+def test_loss_goes_down_on_a_small_problem():
+    model, res = fit(mlp([32]), TrainConfig(epochs=3, batch_size=64, lr=3e-3))
+    h = res.history
+    assert len(h["train_loss"]) == 3
+    assert h["train_loss"][-1] < h["train_loss"][0]
+    assert h["val_loss"][-1] < h["val_loss"][0]
+    # far better than guessing: the classes are separable by construction
+    assert res.val_loss < 0.5 * CHANCE_LOSS
+    assert res.val_acc > 0.5 and res.test_acc > 0.5
+
+
+def test_one_seed_gives_bit_identical_runs():
+    spec = mlp([32, 16], dropout=0.3)
+    cfg = TrainConfig(epochs=2, batch_size=50, lr=3e-3, schedule="onecycle", augment="affine")
+    m1, r1 = fit(spec, cfg, seed=7)
+    m2, r2 = fit(spec, cfg, seed=7)
+    assert without_time(r1.history) == without_time(r2.history)
+    assert (r1.val_loss, r1.val_acc, r1.test_loss, r1.test_acc) == (r2.val_loss, r2.val_acc,
+                                                                     r2.test_loss, r2.test_acc)
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    # and the seed matters: the test above could fail
+    m3, r3 = fit(spec, cfg, seed=8)
+    assert r3.history["train_loss"] != r1.history["train_loss"]
+    assert not torch.equal(m3[1].weight, m1[1].weight)
+
+
+def test_interrupted_and_resumed_training_is_bit_identical(tmp_path):
+    spec = mlp([32, 16], dropout=0.3)
+    cfg = TrainConfig(epochs=4, batch_size=64, lr=3e-3, schedule="onecycle", augment="shift")
+    ref_model, ref = fit(spec, cfg, seed=3)
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec, cfg, seed=3, checkpoint=ckpt, stop_after_epoch=lambda e: e == 2)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    model, res = fit(spec, cfg, seed=3, checkpoint=ckpt, resume=True)
+    assert without_time(res.history) == without_time(ref.history)
+    assert (res.val_loss, res.test_acc) == (ref.val_loss, ref.test_acc)
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    spec = mlp([16])
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=3e-3)
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec, replace(cfg, lr=1e-2), seed=0, checkpoint=ckpt, stop_after_epoch=lambda e: e == 1)
+    _, ref = fit(spec, cfg, seed=0)
+    _, res = fit(spec, cfg, seed=0, checkpoint=ckpt, resume=True)
+    assert without_time(res.history) == without_time(ref.history)
+
+
+class InfAfter(nn.Module):
+    """Wraps a model; from the given training step on, its outputs are infinite."""
+
+    def __init__(self, inner: nn.Module, bad_step: int):
+        super().__init__()
+        self.inner, self.bad_step, self.steps = inner, bad_step, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.steps += 1
+            if self.steps >= self.bad_step:
+                out = out * float("inf")
+        return out
+
+
+def store_files(results_dir):
+    return sorted(p.relative_to(results_dir) for p in results_dir.rglob("*") if p.is_file())
+
+
+def test_huge_learning_rate_raises_diverged_and_stores_nothing(results_dir, synthetic_data,
+                                                                register_experiment):
+    exp = register_experiment(replace(T.TINY, name="test-diverge",
+                                      train=TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=1e6)))
+    with pytest.raises(DivergedError, match=r"non-finite training loss at epoch 1, step \d+") as info:
+        runner.run_experiment(exp.name, device="cpu")
+    assert "Nothing was saved" in str(info.value)
+    assert store_files(results_dir) == []
+
+
+def test_divergence_in_a_later_epoch_names_it_and_leaves_no_checkpoint(results_dir, synthetic_data,
+                                                                        register_experiment, monkeypatch):
+    exp = register_experiment(replace(T.TINY, name="test-diverge-late", rules=R.NONE, seeds=(0,)))
+    bad_step = T.STEPS_PER_EPOCH + 5  # the fifth step of the second epoch
+    monkeypatch.setattr(runner, "build", lambda spec: InfAfter(build(spec), bad_step))
+    with pytest.raises(DivergedError, match="at epoch 2, step 5 "):
+        runner.run_experiment(exp.name, device="cpu")
+    assert store_files(results_dir) == []
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("batch_size", 0, "batch_size must be a positive integer, got 0"),
+    ("batch_size", 2.5, "batch_size must be a positive integer"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("lr", -1e-3, "lr must be a positive finite number, got -0.001"),
+    ("lr", 0.0, "lr must be a positive finite number"),
+    ("lr", float("nan"), "lr must be a positive finite number"),
+    ("lr", float("inf"), "lr must be a positive finite number"),
+    ("optimizer", "adamm", "unknown optimizer 'adamm'; choose one of adam, adamw, rmsprop, sgd"),
+    ("schedule", "linear", "unknown schedule 'linear'; choose one of none, onecycle, cosine, step"),
+    ("augment", "mixup", "unknown augment 'mixup'"),
+    ("momentum", 1.0, "momentum must be in [0, 1)"),
+    ("weight_decay", -0.1, "weight_decay must be >= 0"),
+    ("warmup", 1.0, "warmup must be in [0, 1)"),
+    ("label_smoothing", -0.1, "label_smoothing must be in [0, 1)"),
+    ("eval_batch", 0, "eval_batch must be a positive integer"),
+])
+def test_config_is_validated_when_built(field, value, words):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{field: value})
+    assert words in str(info.value)
+    assert str(info.value).startswith("invalid TrainConfig: ")
+
+
+def test_config_lists_every_problem_at_once():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(batch_size=0, lr=-1.0, optimizer="adamm", schedule="linear")
+    for name in ("batch_size", "lr", "optimizer", "schedule"):
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_dropout_outside_unit_interval_is_refused_when_built(p, results_dir, register_experiment):
+    with pytest.raises(SpecError, match=r"dropout probability must be in \[0, 1\]"):
+        build(mlp([10], dropout=p))
+    # a registered experiment with such a spec is refused before any training or writing
+    spec = ("flatten", "linear 10", "relu", f"dropout {p}", "linear 10")
+    exp = register_experiment(E.Experiment(
+        name="test-bad-dropout", purpose="", chapter="tests",
+        variants=(E.Variant("main", spec),), train=TrainConfig()))
+    with pytest.raises(SpecError, match=rf"dropout probability .* in 'dropout {p}'"):
+        runner.run_experiment(exp.name, device="cpu")
+    assert store_files(results_dir) == []
+
+
+def test_unknown_device_is_a_config_error():
+    from nnlab.train import pick_device
+
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        pick_device("gpu0")
