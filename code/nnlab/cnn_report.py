@@ -196,5 +196,5 @@ def study_effects() -> dict:
     df = study_table()
     ref = df.loc[STUDY_REFERENCE, "epoch10"]
     names = {"no_bn": "w8-p0.1-lr1e-3-noBN", "no_dropout": "w8-p0-lr1e-3", "heavy_dropout": "w8-p0.5-lr1e-3",
-             "double_width": "w16-p0.1-lr1e-3", "lr_high": "w8-p0.1-lr1e-2", "lr_low": "w8-p0.1-lr3e-4"}
+             "lr_high": "w8-p0.1-lr1e-2", "lr_low": "w8-p0.1-lr3e-4"}
     return {k: float(df.loc[v, "epoch10"] - ref) for k, v in names.items()}

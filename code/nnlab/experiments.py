@@ -193,7 +193,7 @@ def _budget_shapes(budget: int) -> list[tuple[str, list[int]]]:
     return shapes
 
 
-SWEEP_RECIPE = TrainConfig(epochs=8, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
+SWEEP_RECIPE = TrainConfig(epochs=4, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
                            warmup=0.15, augment="shift", max_shift=2.0)
 
 for _budget in (100, 200, 1000):
@@ -288,7 +288,6 @@ register(Experiment(
         _study_variant("w8-p0.1-lr3e-4", 8, 0.1, 3e-4),
         _study_variant("w8-p0.1-lr1e-2", 8, 0.1, 1e-2),
         _study_variant("w8-p0.1-lr1e-3-noBN", 8, 0.1, 1e-3, batchnorm=False),
-        _study_variant("w16-p0.1-lr1e-3", 16, 0.1, 1e-3),
     ),
     train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0, 1),
     rules=R.Rules("3G layer types", R.CNN_LAYERS, max_parameters=1_000_000), save_weights=False))
