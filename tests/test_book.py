@@ -235,3 +235,19 @@ def test_download_buttons_offer_source_and_notebook(page, site):
             assert page.request.get(href).ok, href
     # no launch or repository buttons without a real repository URL
     assert page.locator("a[href*='github.com/executablebooks'], a[href*='binder']").count() == 0
+
+
+@pytest.mark.parametrize("doc", ["book/part1/backprop", "book/part1/saturation"])
+def test_slider_scrubs_through_training(page, site, doc):
+    """The decision-boundary slider works in the static page: moving it changes the picture."""
+    page.goto(urljoin(site, f"{doc}.html"))
+    slider = page.locator(".nnlab-slider").first
+    img = slider.locator(".nnlab-slider-img")
+    before = img.get_attribute("src")
+    label_before = slider.locator(".nnlab-slider-label").inner_text()
+    slider.locator(".nnlab-slider-input").focus()
+    page.keyboard.press("Home")
+    page.wait_for_timeout(200)
+    after = img.get_attribute("src")
+    assert after != before and slider.locator(".nnlab-slider-label").inner_text() != label_before
+    assert page.evaluate("(el) => el.complete && el.naturalWidth > 0", img.element_handle())

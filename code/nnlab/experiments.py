@@ -2,7 +2,7 @@
 
 An :class:`Experiment` is a frozen dataclass: one or more model variants (a spec each,
 optionally with their own training config), the rules they must obey, a training config
-and the seeds. Its :meth:`Experiment.config_hash` keys the stored result, so a change to
+and the seeds. Its ``Experiment.config_hash()`` keys the stored result, so a change to
 any of these makes the stored result stale.
 """
 
@@ -104,6 +104,8 @@ def register(exp: Experiment) -> Experiment:
 
 
 class UnknownExperiment(KeyError):
+    """No experiment of that name is registered; the message suggests close names."""
+
     def __str__(self) -> str:  # KeyError quotes its message; a reader wants plain text
         return str(self.args[0])
 

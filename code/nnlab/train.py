@@ -214,7 +214,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         model: any module mapping a batch of inputs to class logits.
         config: the :class:`TrainConfig`.
         seed: seeds the permutation, augmentation, dropout (and initialisation, if the caller
-            built the model after :func:`torch.manual_seed`).
+            built the model after ``torch.manual_seed``).
         data: ``{"train": (x, y), "val": (x, y), "test": (x, y)}``; MNIST by default.
             ``test`` is optional; it is evaluated once, after the last epoch.
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
