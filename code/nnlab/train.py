@@ -181,9 +181,12 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     device = next(model.parameters()).device
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    for start in range(0, len(images), batch):
-        x = images[start:start + batch].to(device, non_blocking=True)
-        y = labels[start:start + batch].to(device, non_blocking=True)
+    # Small chunks keep a CNN's activations in cache: on a 2-core CPU, 128-256 images per
+    # forward pass evaluate 10k test images several times faster than 5000 at once.
+    step = min(batch, 256) if device.type == "cpu" else batch
+    for start in range(0, len(images), step):
+        x = images[start:start + step].to(device, non_blocking=True)
+        y = labels[start:start + step].to(device, non_blocking=True)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
