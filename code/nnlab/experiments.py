@@ -157,9 +157,11 @@ register(Experiment(
     train=MLP_RECIPE, rules=R.MLP_200))
 register(Experiment(
     name="mlp-1000", chapter="book/part2/budget",
-    purpose="Best MLP with at most 1000 hidden units in at least 3 hidden layers (problem 2E), "
-            "with the random-shift recipe chosen for the smaller budgets.",
-    variants=(_mlp_variant("shift", [700, 200, 100], dropout=0.1, augment="shift"),),
+    purpose="Best MLP with at most 1000 hidden units in at least 3 hidden layers (problem 2E); "
+            "random shifts or elastic distortions, chosen on validation.",
+    variants=(_mlp_variant("shift", [700, 200, 100], dropout=0.1, augment="shift"),
+              replace(_mlp_variant("elastic", [700, 200, 100], dropout=0.1, augment="elastic"),
+                      train=ELASTIC_RECIPE)),
     train=replace(MLP_RECIPE, epochs=25), rules=R.MLP_1000))
 
 
