@@ -63,13 +63,15 @@ def candidate_table() -> pd.DataFrame:
         for v in exp.variants:
             val = store.summary(name, "val_acc", v.name)
             test = store.summary(name, "test_acc", v.name)
-            rows.append({"experiment": name, "augmentation": v.name, "val accuracy": fmt_pm(val["mean"], val["std"]),
+            rows.append({"experiment": name, "augmentation": v.name, "epochs": exp.train_config(v).epochs,
+                         "val accuracy": fmt_pm(val["mean"], val["std"]),
                          "chosen": "yes" if v.name == chosen else "", "test accuracy": fmt_pm(test["mean"], test["std"])})
     return pd.DataFrame(rows).set_index(["experiment", "augmentation"])
 
 
 def histories(name: str, variant: str | None = None) -> list[dict]:
-    return [r["history"] for r in store.runs(name, variant)]
+    """Per-epoch histories of a variant's runs (the chosen variant by default)."""
+    return [r["history"] for r in store.runs(name, variant or store.chosen_variant(name))]
 
 
 def loss_lower_bound(accuracy: float) -> float:
