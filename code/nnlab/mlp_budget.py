@@ -144,11 +144,11 @@ def depth_width_summary() -> dict:
         shallow = df[df.depth == 1]["test_mean"].max()
         deeper = df[df.depth > 1]
         best_deep = deeper["val_mean"].idxmax()
-        out[b] = {"best": best, "best_test": df.loc[best, "test_mean"], "best_depth": int(df.loc[best, "depth"]),
-                  "shallow_test": shallow, "best_deep": best_deep,
-                  "best_deep_test": df.loc[best_deep, "test_mean"],
-                  "deep_minus_shallow": df.loc[best_deep, "test_mean"] - shallow,
-                  "depth4_equal_test": df.loc["equal-4", "test_mean"],
+        out[b] = {"best": str(best), "best_test": float(df.loc[best, "test_mean"]),
+                  "best_depth": int(df.loc[best, "depth"]), "shallow_test": float(shallow),
+                  "best_deep": str(best_deep), "best_deep_test": float(df.loc[best_deep, "test_mean"]),
+                  "deep_minus_shallow": float(df.loc[best_deep, "test_mean"] - shallow),
+                  "depth4_equal_test": float(df.loc["equal-4", "test_mean"]),
                   "params_shallow": int(df[df.depth == 1]["parameters"].iloc[0]),
                   "params_best_deep": int(df.loc[best_deep, "parameters"])}
     return out
