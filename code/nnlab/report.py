@@ -52,7 +52,11 @@ def registry_table() -> pd.DataFrame:
     for name in E.names():
         exp = E.get(name)
         st = store.status(name)
-        row = {"experiment": name, "purpose": exp.purpose, "runs": f"{len(exp.variants)} × {len(exp.seeds)} seeds",
+        t = exp.train
+        recipe = (f"{t.optimizer} lr={t.lr:g}, {t.schedule} schedule, batch {t.batch_size}, {t.epochs} epochs, "
+                  f"augment={t.augment}" + (" (some variants override)" if any(v.train for v in exp.variants) else ""))
+        row = {"experiment": name, "purpose": exp.purpose, "config": recipe,
+               "runs": f"{len(exp.variants)} × {len(exp.seeds)} seeds", "config hash": exp.config_hash(),
                "command": f"nnlab train {name}", "state": st.state}
         if st.state == "ok":
             rs = store.runs(name)
