@@ -19,20 +19,6 @@ from nnlab.models import build, count_parameters
 from nnlab.report import fmt_pm
 
 
-def model_table(name: str = "cnn") -> pd.DataFrame:
-    """Layers of the CNN with output shapes and parameter counts."""
-    model = build(E.get(name).variant(store.chosen_variant(name)).spec)
-    rows = []
-    x = torch.zeros(1, 1, 28, 28)
-    model.eval()
-    with torch.no_grad():
-        for layer in model:
-            x = layer(x)
-            rows.append({"layer": type(layer).__name__, "settings": layer.extra_repr(),
-                         "output shape": "×".join(map(str, x.shape[1:])), "parameters": count_parameters(layer)})
-    return pd.DataFrame(rows)
-
-
 @torch.inference_mode()
 def test_predictions(name: str = "cnn", seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted, true) labels of the stored model on the test set."""

@@ -24,18 +24,6 @@ BUDGET_EXPERIMENTS = ("mlp-100", "mlp-200", "mlp-1000")
 BUDGETS = (100, 200, 1000)
 
 
-def layer_table(name: str) -> pd.DataFrame:
-    """The layers of an experiment's model: type, output shape, parameters."""
-    model = build(E.get(name).variant(store.chosen_variant(name)).spec)
-    rows = []
-    x = torch.zeros(1, 1, 28, 28)
-    for layer in model:
-        x = layer(x)
-        rows.append({"layer": type(layer).__name__, "settings": layer.extra_repr(),
-                     "output shape": "×".join(map(str, x.shape[1:])), "parameters": count_parameters(layer)})
-    return pd.DataFrame(rows)
-
-
 def budget_results() -> pd.DataFrame:
     """One row per budget: architecture, units, layers, parameters, accuracy over seeds."""
     rows = []

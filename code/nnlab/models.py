@@ -154,7 +154,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def describe(model: nn.Module, input_shape: Sequence[int] = IMAGE_SHAPE) -> list[dict]:
-    """One row per leaf layer: name, output shape and parameter count (for tables)."""
+    """One row per leaf layer: repr, type, settings, output shape and parameter count."""
     rows = []
     x = torch.zeros(1, *input_shape)
     was_training = model.training
@@ -164,7 +164,7 @@ def describe(model: nn.Module, input_shape: Sequence[int] = IMAGE_SHAPE) -> list
             if list(layer.children()):
                 continue
             x = layer(x)
-            rows.append({"layer": repr(layer), "output": tuple(x.shape[1:]),
-                         "parameters": count_parameters(layer)})
+            rows.append({"layer": repr(layer), "type": type(layer).__name__, "settings": layer.extra_repr(),
+                         "output": tuple(x.shape[1:]), "parameters": count_parameters(layer)})
     model.train(was_training)
     return rows

@@ -8,6 +8,7 @@ import pandas as pd
 
 from nnlab import experiments as E
 from nnlab import results as store
+from nnlab.models import build, describe
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,14 @@ TARGETS = (
     Target("2E", "mlp-1000", "MLP, ≤ 1000 hidden units, ≥ 3 hidden layers", 0.983, 0.9854, 0.992, "part2/budget"),
     Target("3G", "cnn", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
 )
+
+
+def layer_table(name: str) -> pd.DataFrame:
+    """The layers of an experiment's reported model: type, settings, output shape, parameters."""
+    spec = E.get(name).variant(store.chosen_variant(name)).spec
+    return pd.DataFrame([{"layer": r["type"], "settings": r["settings"],
+                          "output shape": "×".join(map(str, r["output"])), "parameters": r["parameters"]}
+                         for r in describe(build(spec))])
 
 
 def fmt_pm(mean: float, std: float, digits: int = 4) -> str:
