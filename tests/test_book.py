@@ -225,14 +225,22 @@ def test_phone_width_has_no_horizontal_scroll(browser, site, doc, tmp_path):
     assert overflow <= 1, f"{doc} scrolls horizontally by {overflow}px at 390px"
 
 
-def test_download_button_offers_the_source(page, site):
+def test_download_buttons_offer_source_and_notebook(page, site):
+    import json
+
     page.goto(urljoin(site, "book/part2/data.html"))
     hrefs = page.eval_on_selector_all(".dropdown-download-buttons a", "els => els.map(e => e.href)")
     sources = [h for h in hrefs if h.endswith(".md")]
-    assert sources, hrefs
+    notebooks = [h for h in hrefs if h.endswith(".ipynb")]
+    assert sources and notebooks, hrefs
     for href in sources:
         response = page.request.get(href)
         assert response.ok and "kernelspec" in response.text(), href
+    for href in notebooks:
+        response = page.request.get(href)
+        assert response.ok, href
+        nb = json.loads(response.text())
+        assert nb["nbformat"] == 4 and any(c["cell_type"] == "code" for c in nb["cells"]), href
     # no launch or repository buttons without a real repository URL
     assert page.locator("a[href*='github.com/executablebooks'], a[href*='binder'], a[href*='colab']").count() == 0
 
