@@ -52,11 +52,12 @@ from train_speed import (  # the benchmark folder is on sys.path when run as a s
     machine,
     nnlab_run,
     sync,
+    threads_and_device,
 )
 
 from nnlab import data
 from nnlab.results import atomic_write_json
-from nnlab.train import evaluate, pick_device
+from nnlab.train import evaluate
 
 OUT_NAME = "step_profile.json"
 PARTS = ("lr", "data", "forward", "loss", "zero_grad", "backward", "optimizer", "bookkeeping")
@@ -388,14 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.steps, args.reps, args.eval_reps) < 1:
         parser.error("--steps, --reps and --eval-reps must be positive")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be positive")
-        torch.set_num_threads(args.threads)
-    try:
-        device = pick_device(args.device)
-    except ValueError as exc:  # ConfigError: an unknown or unavailable device
-        parser.error(str(exc))
+    device = threads_and_device(parser, args)
     info = machine(device)
     print(f"device: {device}; {info['processor']}; torch {info['torch']}; {info['threads']} threads; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}", flush=True)

@@ -298,6 +298,18 @@ def bench_model(name: str, steps: int, reps: int, warmup: int, device: torch.dev
     return rec
 
 
+def threads_and_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and resolve ``--device``; bad values end in ``parser.error``."""
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be positive")
+        torch.set_num_threads(args.threads)
+    try:
+        return pick_device(args.device)
+    except ValueError as exc:  # ConfigError: an unknown or unavailable device
+        parser.error(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,14 +331,7 @@ def main(argv: list[str] | None = None) -> int:
            args.eval_images) < 1:
         parser.error("--steps, --reps, --warmup, --eval-reps and --eval-images must be positive")
     steps = {name: args.steps or DEFAULT_STEPS[name] for name in BENCH_MODELS}
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be positive")
-        torch.set_num_threads(args.threads)
-    try:
-        device = pick_device(args.device)
-    except ValueError as exc:  # ConfigError: an unknown or unavailable device
-        parser.error(str(exc))
+    device = threads_and_device(parser, args)
     if max(*steps.values(), args.warmup) * BATCH > len(data.mnist("train")[0]):
         parser.error("--steps or --warmup needs more than the training split's images")
 
