@@ -79,7 +79,6 @@ def plot_dropout_sweep():
     ax.plot(df.index, df.test_acc * 100, "s--", label="test", color=plots.PALETTE[1])
     ax.set_xlabel("dropout probability p (all dropout layers)")
     ax.set_ylabel("accuracy after one epoch (%)")
-    ax.set_yscale("logit") if False else None
     ax.legend()
     return fig
 
