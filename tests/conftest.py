@@ -76,6 +76,13 @@ def block_network():
         socket.create_connection = real_create
 
 
+@pytest.fixture(autouse=True)
+def _one_job(monkeypatch):
+    """Runs train in the test process: spawned workers would not see experiments or data that
+    a test registers or patches in this process."""
+    monkeypatch.setenv("NNLAB_JOBS", "1")
+
+
 @pytest.fixture
 def results_dir(tmp_path, monkeypatch) -> Path:
     """A private, empty results store (``NNLAB_RESULTS``), also seen by subprocesses."""

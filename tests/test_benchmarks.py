@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from nnlab import conv, experiments
+from nnlab import results as store
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -105,7 +106,7 @@ def test_train_speed_record_is_complete_and_consistent(tiny_run):
 
 def test_cnn_flops_match_the_convolution_arithmetic(tiny_run):
     _, record = tiny_run
-    spec = experiments.get("cnn").variant().spec
+    spec = experiments.get("cnn").variant(store.chosen_variant("cnn")).spec
     assert record["models"]["cnn"]["flops_per_step"] == analytic_step_flops(spec)
 
 
@@ -118,3 +119,16 @@ def test_book_build_help_and_dry_run():
     clean, noop = proc.stdout.strip().splitlines()
     assert clean.startswith("clean:") and "build --all --path-output" in clean
     assert noop.startswith("noop:") and "--all" not in noop and "--path-output" in noop
+
+
+def test_parallel_runs_reports_a_ratio(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "parallel_runs.py"), "--steps", "5", "--reps", "1",
+                           "--models", "mlp-100", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "parallel_runs.json").read_text())
+    rec = record["models"]["mlp-100"]
+    assert len(rec["sequential_s"]) == len(rec["parallel_s"]) == 1
+    assert rec["ratio_a_over_b"] == pytest.approx(rec["sequential_s"][0] / rec["parallel_s"][0])
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("mlp-100: parallel runs are ") and f"{rec['ratio_a_over_b']:.2f}x" in last

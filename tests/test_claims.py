@@ -102,3 +102,11 @@ def test_one_epoch_of_a_constant_rate_run_is_a_one_epoch_run():
     exp = E.get("cnn-validation-study")
     assert all(exp.train_config(v).schedule == "none" and exp.train_config(v).augment == "none"
                for v in exp.variants)
+
+
+def test_dropout_sweep_applies_to_the_chosen_cnn():
+    """The sweep varies only the dropout probability of the architecture chosen on validation."""
+    chosen = E.get("cnn").variant(store.chosen_variant("cnn")).spec
+    for v in E.get("dropout-sweep").variants:
+        p = dict(v.info)["p"]
+        assert v.spec == tuple(f"dropout {p:g}" if layer.startswith("dropout ") else layer for layer in chosen)

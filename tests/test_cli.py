@@ -137,3 +137,31 @@ def test_diverging_training_is_one_line_error(tiny_experiment, register_experime
     assert code == 1
     assert "non-finite training loss at epoch 1" in one_line_error(err)
     assert store.status(exp.name).state == "missing"
+
+
+def test_default_jobs_one_per_core_on_cpu_unless_nnlab_jobs_says(monkeypatch):
+    from nnlab.runner import default_jobs
+
+    monkeypatch.delenv("NNLAB_JOBS")
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert default_jobs("cpu") == 6
+    monkeypatch.setenv("NNLAB_JOBS", "3")
+    assert default_jobs("cpu") == 3
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_nnlab_jobs_is_a_one_line_error(value, monkeypatch, capsys, tiny_experiment):
+    monkeypatch.setenv("NNLAB_JOBS", value)
+    code, _, err = run(["train", T.TINY.name, "--device", "cpu"], capsys)
+    assert code == 1
+    line = one_line_error(err)
+    assert "NNLAB_JOBS" in line and repr(value) in line
+
+
+def test_parallel_jobs_store_every_run(results_dir, capsys):
+    """Two worker processes (spawned, so the experiment must be registered on import): every
+    run of the experiment ends up stored, as with one process."""
+    code, _, err = run(["train", "pooling-ablation", "--seeds", "0", "--jobs", "2", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert store.status("pooling-ablation").state == "incomplete"
+    assert len(store.read_raw("pooling-ablation")["runs"]) == len(E.get("pooling-ablation").variants)

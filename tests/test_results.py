@@ -231,3 +231,18 @@ def test_concurrent_writers_never_corrupt_the_result(tiny_experiment, tmp_path):
         loaded = store.load_model(NAME, seed=s)  # every run's weights match their sha256
         assert torch.equal(outputs(loaded), outputs(T.seeded_model(T.TINY.variants[0].spec, s)))
     assert not [p for p in all_files(store.results_root()) if ".tmp" in p.name]
+
+
+def test_chosen_variant_by_validation_accuracy_then_loss(tiny_experiment, register_experiment):
+    spec = T.TINY.variants[0].spec
+    register_experiment(replace(T.TINY, variants=(E.Variant("a", spec), E.Variant("b", spec), E.Variant("c", spec))))
+    model = T.seeded_model(spec, 0)
+    # equal mean accuracy for a and b, summed in another order; b has the lower loss; c is less
+    # accurate but has the lowest loss of all, and the test set never enters the choice
+    runs = {"a": [(0.9954, 0.02), (0.9950, 0.02)], "b": [(0.9950, 0.01), (0.9954, 0.01)],
+            "c": [(0.9950, 0.001), (0.9950, 0.001)]}
+    for variant, pairs in runs.items():
+        for seed, (acc, loss) in enumerate(pairs):
+            store.record_run(NAME, variant, seed, {"val_acc": acc, "val_loss": loss,
+                                                   "test_acc": 1.0 if variant == "c" else 0.5}, model)
+    assert store.chosen_variant(NAME) == "b"

@@ -8,7 +8,7 @@ import time
 
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab.runner import run_experiment
+from nnlab.runner import default_jobs, run_experiment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     t.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
     t.add_argument("--fresh", action="store_true", help="retrain runs that are already stored")
-    t.add_argument("--jobs", type=_positive, default=1,
-                   help="independent runs trained in parallel processes (CPU; default 1)")
+    t.add_argument("--jobs", type=_positive, default=None,
+                   help="independent runs trained in parallel processes, one thread each (CPU; "
+                        "default: $NNLAB_JOBS, else one per core)")
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
     rsub.add_parser("check", help="list missing, stale or damaged results; exit 1 if any")
@@ -76,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             if bool(args.name) == bool(args.all):
                 raise SystemExit("nnlab: error: give one experiment NAME or --all (see `nnlab train --help`)")
             names = E.names() if args.all else [E.get(args.name).name]
+            jobs = args.jobs or default_jobs(args.device)
             times = {}
             t0 = time.perf_counter()
             for i, name in enumerate(names, 1):
                 if args.all:
                     print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
                 times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
-                                             resume=args.resume, fresh=args.fresh, jobs=args.jobs)
+                                             resume=args.resume, fresh=args.fresh, jobs=jobs)
             if len(names) > 1:
                 print("wall time per experiment:")
                 for name, s in times.items():

@@ -16,7 +16,7 @@ from nnlab import plots
 from nnlab import results as store
 from nnlab.data import mnist, raw_split
 from nnlab.models import build, count_parameters
-from nnlab.report import fmt_pm
+from nnlab.report import candidate_rows, fmt_pm
 
 
 @torch.inference_mode()
@@ -143,8 +143,38 @@ def cnn_summary() -> dict:
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
             "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),
             "epochs": exp.train.epochs, "batch": exp.train.batch_size,
-            "seconds_per_epoch": statistics.fmean(sec for r in store.runs("cnn") for sec in r["history"]["seconds"]),
-            "pm": fmt_pm(s["mean"], s["std"])}
+            "seconds_per_epoch": _seconds_per_epoch("cnn", store.chosen_variant("cnn")),
+            "pm": fmt_pm(s["mean"], s["std"]), "chosen": store.chosen_variant("cnn"),
+            "candidates": len(exp.variants)}
+
+
+def _seconds_per_epoch(name: str, variant: str) -> float:
+    return statistics.fmean(sec for r in store.runs(name, variant) for sec in r["history"]["seconds"])
+
+
+def candidate_effects(name: str = "cnn", reference: str = "w32") -> dict:
+    """Mean validation and test accuracy of each candidate minus the reference candidate's
+    (same recipe and seeds), keyed ``<candidate>_val`` and ``<candidate>_test``."""
+    out = {}
+    for v in E.get(name).variants:
+        for metric in ("val", "test"):
+            key = f"{metric}_acc"
+            out[f"{v.name}_{metric}"] = (store.summary(name, key, v.name)["mean"]
+                                         - store.summary(name, key, reference)["mean"])
+    return out
+
+
+def first_width(spec) -> int:
+    """Filters of the first convolution of a model spec."""
+    return next(m.out_channels for m in build(spec) if isinstance(m, torch.nn.Conv2d))
+
+
+def candidate_table(name: str = "cnn") -> pd.DataFrame:
+    """The CNN's candidate sizes: validation accuracy decides; test accuracy shown after the choice."""
+    rows = candidate_rows(name)
+    for r in rows:
+        r["s per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
+    return pd.DataFrame(rows).drop(columns=["experiment", "epochs"]).set_index("candidate")
 
 
 STUDY = "cnn-validation-study"

@@ -17,7 +17,7 @@ from nnlab import experiments as E
 from nnlab import plots
 from nnlab import results as store
 from nnlab.models import build, count_parameters
-from nnlab.report import TARGETS, fmt_pm
+from nnlab.report import TARGETS, candidate_rows, fmt_pm
 from nnlab.rules import hidden_layers, hidden_units
 
 BUDGET_EXPERIMENTS = ("mlp-100", "mlp-200", "mlp-1000")
@@ -42,19 +42,9 @@ def budget_results() -> pd.DataFrame:
 
 def candidate_table() -> pd.DataFrame:
     """Candidate recipes of the multi-variant budget experiments: validation decides."""
-    rows = []
-    for name in BUDGET_EXPERIMENTS:
-        exp = E.get(name)
-        if len(exp.variants) < 2:
-            continue
-        chosen = store.chosen_variant(name)
-        for v in exp.variants:
-            val = store.summary(name, "val_acc", v.name)
-            test = store.summary(name, "test_acc", v.name)
-            rows.append({"experiment": name, "augmentation": v.name, "epochs": exp.train_config(v).epochs,
-                         "val accuracy": fmt_pm(val["mean"], val["std"]),
-                         "chosen": "yes" if v.name == chosen else "", "test accuracy": fmt_pm(test["mean"], test["std"])})
-    return pd.DataFrame(rows).set_index(["experiment", "augmentation"])
+    rows = [r for name in BUDGET_EXPERIMENTS if len(E.get(name).variants) > 1
+            for r in candidate_rows(name, "augmentation")]
+    return pd.DataFrame(rows).drop(columns="parameters").set_index(["experiment", "augmentation"])
 
 
 def histories(name: str, variant: str | None = None) -> list[dict]:

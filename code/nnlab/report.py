@@ -8,7 +8,7 @@ import pandas as pd
 
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab.models import build, describe
+from nnlab.models import build, count_parameters, describe
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,21 @@ def layer_table(name: str) -> pd.DataFrame:
 
 def fmt_pm(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def candidate_rows(name: str, label: str = "candidate") -> list[dict]:
+    """One row per candidate variant of an experiment: validation accuracy (which decides),
+    whether it was chosen, and its test accuracy (shown only after the choice)."""
+    exp = E.get(name)
+    chosen = store.chosen_variant(name)
+    rows = []
+    for v in exp.variants:
+        val = store.summary(name, "val_acc", v.name)
+        test = store.summary(name, "test_acc", v.name)
+        rows.append({"experiment": name, label: v.name, "parameters": count_parameters(build(v.spec)),
+                     "epochs": exp.train_config(v).epochs, "val accuracy": fmt_pm(val["mean"], val["std"]),
+                     "chosen": "yes" if v.name == chosen else "", "test accuracy": fmt_pm(test["mean"], test["std"])})
+    return rows
 
 
 def summary_table() -> pd.DataFrame:
@@ -74,8 +89,8 @@ def registry_table() -> pd.DataFrame:
                 s = store.summary(name)
                 row["test accuracy"] = fmt_pm(s["mean"], s["std"])
             else:
-                best = max(exp.variants, key=lambda v: store.summary(name, "val_acc", v.name)["mean"])
-                s = store.summary(name, variant=best.name)
-                row["test accuracy"] = f"{fmt_pm(s['mean'], s['std'])} (best by validation: {best.name})"
+                best = store.chosen_variant(name)
+                s = store.summary(name, variant=best)
+                row["test accuracy"] = f"{fmt_pm(s['mean'], s['std'])} (best by validation: {best})"
         rows.append(row)
     return pd.DataFrame(rows).set_index("experiment")

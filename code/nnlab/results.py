@@ -248,17 +248,20 @@ def chosen_variant(name: str) -> str:
     """The variant an experiment reports: its only one, or the best by mean validation accuracy.
 
     Experiments with several candidate variants (e.g. two augmentation recipes) are decided
-    here, on the validation split, never on the test set.
+    here, on the validation split, never on the test set. Accuracies are counts of correct
+    images, so two candidates can tie exactly; a tie goes to the lower mean validation loss.
     """
     exp = E.get(name)
     if len(exp.variants) == 1:
         return exp.variants[0].name
     data = load(name)
-    means = {}
+    keys = {}
     for v in exp.variants:
-        accs = [r["val_acc"] for r in data["runs"].values() if r["variant"] == v.name]
-        means[v.name] = statistics.fmean(accs)
-    return max(means, key=means.get)
+        runs = [r for r in data["runs"].values() if r["variant"] == v.name]
+        # rounded, so that equal accuracies summed in another order still compare equal
+        keys[v.name] = (round(statistics.fmean(r["val_acc"] for r in runs), 9),
+                        -statistics.fmean(r["val_loss"] for r in runs))
+    return max(keys, key=keys.get)
 
 
 def _variant_name(name: str, variant: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -12,7 +13,27 @@ from nnlab import experiments as E
 from nnlab import results as store
 from nnlab.models import build, count_parameters
 from nnlab.rules import check, hidden_layers, hidden_units
-from nnlab.train import pick_device, train
+from nnlab.train import pick_device, show_progress, train
+
+
+def default_jobs(device: str | torch.device | None = None) -> int:
+    """How many runs ``nnlab train`` trains at once unless ``--jobs`` says: ``$NNLAB_JOBS`` if
+    set, else one per core on the CPU and one on an accelerator.
+
+    On the CPU, independent runs with one thread each beat one run at a time with every core:
+    batches of 32 are too small to keep several threads busy, and a process never waits at a
+    thread barrier (``benchmarks/parallel_runs.py`` measures it; the README quotes the figures).
+    """
+    env = os.environ.get("NNLAB_JOBS")
+    if env:
+        try:
+            jobs = int(env)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise ValueError(f"NNLAB_JOBS must be a positive integer, got {env!r}; unset it or use e.g. NNLAB_JOBS=1")
+        return jobs
+    return (os.cpu_count() or 1) if pick_device(device).type == "cpu" else 1
 
 
 def _stderr(msg: str) -> None:
@@ -93,15 +114,21 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
 
     if jobs > 1 and len(todo) > 1 and dev.type == "cpu":
         import multiprocessing as mp
-        import os
         from concurrent.futures import ProcessPoolExecutor
 
+        from tqdm.auto import tqdm
+
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        show = show_progress() if progress is None else progress
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool, \
+                tqdm(total=len(todo), desc=f"{name} ({jobs} parallel runs)", unit="run",
+                     disable=not show, leave=False, dynamic_ncols=True) as bar:
             futures = [(v, s, pool.submit(_run_and_store, name, v.name, s, str(dev), resume, False, threads))
                        for v, s in todo]
             for i, (v, s, fut) in enumerate(futures, 1):
-                report(i, v, s, fut.result())
+                record = fut.result()
+                bar.update()
+                report(i, v, s, record)
     else:
         for i, (v, s) in enumerate(todo, 1):
             report(i, v, s, _run_and_store(name, v.name, s, dev, resume, progress, None))

@@ -172,6 +172,23 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and "ipykernel" not in sys.modules
 
 
+def has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def fast_memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """Channels-last for convolutional models on the CPU and CUDA, else the default layout.
+
+    oneDNN (CPU) and cuDNN run 2-D convolutions in NHWC without reordering their inputs;
+    on a 2-core CPU this made a step of the book's CNN about 1.3-1.4x faster
+    (``benchmarks/step_profile.py``). Images with one channel have the same bytes in both
+    layouts, so only the model's weights (and the activations they produce) change layout.
+    """
+    if device.type in ("cpu", "cuda") and has_conv(model):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch: int = 5000) -> tuple[float, float]:
@@ -179,11 +196,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    layout = fast_memory_format(model, device)
+    was_channels_last = has_conv(model) and next(
+        m.weight for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)
+    ).is_contiguous(memory_format=torch.channels_last)
+    model.to(memory_format=layout)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    # Small chunks keep a CNN's activations in cache: on a 2-core CPU, 128-256 images per
-    # forward pass evaluate 10k test images several times faster than 5000 at once.
-    step = min(batch, 256) if device.type == "cpu" else batch
+    # Small chunks keep a CNN's activations in cache: on a 2-core CPU, 32-64 images per
+    # forward pass evaluate 10k test images about 3x faster than 1000 at once.
+    step = min(batch, 64 if layout == torch.channels_last else 256) if device.type == "cpu" else batch
     for start in range(0, len(images), step):
         x = images[start:start + step].to(device, non_blocking=True)
         y = labels[start:start + step].to(device, non_blocking=True)
@@ -191,6 +213,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         total_loss += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
+    if layout == torch.channels_last and not was_channels_last:
+        model.to(memory_format=torch.contiguous_format)
     n = len(images)
     return float(total_loss) / n, int(correct) / n
 
@@ -247,7 +271,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     x_val, y_val = data["val"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
-    model.to(dev).train()
+    # the layout is set before the optimiser exists, so its state takes the same strides
+    model.to(dev, memory_format=fast_memory_format(model, dev)).train()
     opt = make_optimizer(model, config, dev)
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -333,7 +358,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     test_loss = test_acc = None
     if "test" in data:
         test_loss, test_acc = evaluate(model, *data["test"], batch=config.eval_batch)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()  # hand back the usual layout
     return RunResult(history=history, val_loss=history["val_loss"][-1], val_acc=history["val_acc"][-1],
                      test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t_run,
                      device=str(dev))
