@@ -5,8 +5,8 @@ Usage::
 
     python benchmarks/parallel_runs.py [--steps N] [--reps R] [--models mlp-100,cnn] [--out DIR]
 
-For each model, ``cores`` identical short training runs (one epoch of N batches of 32 through
-``nnlab.train.train``, different seeds) are done two ways, alternating for R repetitions:
+For each model, ``cores`` identical short training runs (N batches of 32 through ``nnlab.train.train``,
+rounded up to whole epochs, different seeds) are done two ways, alternating for R repetitions:
 
 (a) one after another in one worker process with ``cores`` intra-op threads (what
     ``nnlab train NAME`` does with the default ``--jobs 1``);
@@ -36,11 +36,11 @@ import torch  # noqa: E402
 from train_speed import BATCH, DEFAULT_OUT, LR, git_commit, machine  # benchmarks/ is on sys.path
 
 OUT_NAME = "parallel_runs.json"
-DEFAULT_STEPS = {"mlp-100": 1500, "cnn": 150}
+DEFAULT_STEPS = {"mlp-100": 12000, "cnn": 300}
 
 
 def one_run(name: str, steps: int, threads: int, seed: int) -> float:
-    """A worker's job: one epoch of ``steps`` batches; returns its seconds (start-up excluded)."""
+    """A worker's job: about ``steps`` batches; returns its seconds (start-up excluded)."""
     torch.set_num_threads(threads)
     from train_speed import build_model
 
@@ -49,10 +49,10 @@ def one_run(name: str, steps: int, threads: int, seed: int) -> float:
 
     t0 = time.perf_counter()
     x, y = data.mnist("train")
-    n = steps * BATCH
+    n = min(steps * BATCH, len(x))  # more steps than one epoch: several epochs of the whole split
     subset = {"train": (x[:n], y[:n]), "val": data.mnist("val")}
-    train(build_model(name, seed), TrainConfig(epochs=1, batch_size=BATCH, lr=LR), seed=seed,
-          data=subset, device="cpu", progress=False)
+    train(build_model(name, seed), TrainConfig(epochs=-(-steps * BATCH // n), batch_size=BATCH, lr=LR),
+          seed=seed, data=subset, device="cpu", progress=False)
     return time.perf_counter() - t0
 
 

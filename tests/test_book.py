@@ -68,6 +68,21 @@ def test_no_output_shows_an_error(build_log):
             assert marker not in html, f"{page}.html contains {marker!r}"
 
 
+def test_every_declared_figure_shows_an_image(build_log):
+    """Each figure a chapter declares (``mystnb: figure: name: fig-...``) is in the page with
+    its image: a figure cell that produced no output would otherwise vanish silently."""
+    missing = []
+    for page in toc_pages():
+        names = re.findall(r"^\s+name: (fig-[\w-]+)", (ROOT / f"{page}.md").read_text(), re.M)
+        html = (HTML / f"{page}.html").read_text()
+        for name in names:
+            block = re.search(rf'id="{name}".*?</figure>', html, re.S)
+            image = block and re.search(r'<img[^>]+src="([^"]+)"', block.group(0))
+            if not image or not (HTML / page).parent.joinpath(unquote(image.group(1))).resolve().is_file():
+                missing.append(f"{page}: {name}")
+    assert not missing, "figures without an image:\n" + "\n".join(missing)
+
+
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()

@@ -11,7 +11,26 @@ from collections.abc import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg") if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline") else None  # noqa: E501
+INLINE = "module://matplotlib_inline.backend_inline"
+
+
+def _jupyter_kernel():
+    """The running IPython kernel's shell, or None outside a notebook kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and "ipykernel" in type(shell).__module__ else None
+
+
+# In a notebook kernel (the book build), figures must reach the notebook's outputs even
+# when the environment names a headless backend (MPLBACKEND=Agg, as the Makefile sets for
+# tests and benchmarks); anywhere else, a headless backend, so no window ever opens.
+if _jupyter_kernel() is not None:
+    _jupyter_kernel().run_line_magic("matplotlib", "inline")
+elif matplotlib.get_backend().lower() not in ("agg", INLINE):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

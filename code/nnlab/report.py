@@ -51,7 +51,7 @@ def candidate_rows(name: str, label: str = "candidate") -> list[dict]:
     for v in exp.variants:
         val = store.summary(name, "val_acc", v.name)
         test = store.summary(name, "test_acc", v.name)
-        rows.append({"experiment": name, label: v.name, "parameters": count_parameters(build(v.spec)),
+        rows.append({"experiment": name, label: v.name, "parameters": f"{count_parameters(build(v.spec)):,}",
                      "epochs": exp.train_config(v).epochs, "val accuracy": fmt_pm(val["mean"], val["std"]),
                      "chosen": "yes" if v.name == chosen else "", "test accuracy": fmt_pm(test["mean"], test["std"])})
     return rows
