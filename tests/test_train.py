@@ -174,3 +174,25 @@ def test_unknown_device_is_a_config_error():
 
     with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
         pick_device("gpu0")
+
+
+def test_cnn_evaluates_in_channels_last_and_is_handed_back_unchanged():
+    """evaluate() runs a CNN in channels-last layout; the caller's model keeps its layout and
+    the metrics agree with a plain forward pass in the default layout."""
+    import torch.nn.functional as F
+
+    from nnlab.models import build
+    from nnlab.train import evaluate
+
+    torch.manual_seed(0)
+    model = build(("conv 4 3 p=1", "bn", "relu", "conv 8 3 p=1", "relu", "maxpool 2", "flatten", "linear 10")).eval()
+    x, y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
+    with torch.no_grad():
+        logits = model(x)
+    loss, acc = evaluate(model, x, y)
+    assert acc == int((logits.argmax(1) == y).sum()) / len(y)
+    assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+    model.to(memory_format=torch.channels_last)
+    evaluate(model, x, y)
+    assert model[3].weight.is_contiguous(memory_format=torch.channels_last)  # left as it was given

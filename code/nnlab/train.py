@@ -197,9 +197,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     device = next(model.parameters()).device
     layout = fast_memory_format(model, device)
-    was_channels_last = has_conv(model) and next(
-        m.weight for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)
-    ).is_contiguous(memory_format=torch.channels_last)
+    # a model handed over in the default layout is handed back in it (a weight with one input
+    # channel is contiguous in both layouts, so look for any weight that is not)
+    was_default = all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd))
     model.to(memory_format=layout)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -213,7 +213,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         total_loss += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
-    if layout == torch.channels_last and not was_channels_last:
+    if layout == torch.channels_last and was_default:
         model.to(memory_format=torch.contiguous_format)
     n = len(images)
     return float(total_loss) / n, int(correct) / n
