@@ -138,13 +138,14 @@ def cnn_summary() -> dict:
     s = store.summary("cnn")
     v = store.summary("cnn", "val_acc")
     exp = E.get("cnn")
-    model = build(exp.variant(store.chosen_variant(exp.name)).spec)
+    chosen = store.chosen_variant("cnn")
+    model = build(exp.variant(chosen).spec)
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
             "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),
             "epochs": exp.train.epochs, "batch": exp.train.batch_size,
-            "seconds_per_epoch": _seconds_per_epoch("cnn", store.chosen_variant("cnn")),
-            "pm": fmt_pm(s["mean"], s["std"]), "chosen": store.chosen_variant("cnn"),
+            "seconds_per_epoch": _seconds_per_epoch("cnn", chosen),
+            "pm": fmt_pm(s["mean"], s["std"]), "chosen": chosen,
             "candidates": len(exp.variants)}
 
 
@@ -155,13 +156,9 @@ def _seconds_per_epoch(name: str, variant: str) -> float:
 def candidate_effects(name: str = "cnn", reference: str = "w32") -> dict:
     """Mean validation and test accuracy of each candidate minus the reference candidate's
     (same recipe and seeds), keyed ``<candidate>_val`` and ``<candidate>_test``."""
-    out = {}
-    for v in E.get(name).variants:
-        for metric in ("val", "test"):
-            key = f"{metric}_acc"
-            out[f"{v.name}_{metric}"] = (store.summary(name, key, v.name)["mean"]
-                                         - store.summary(name, key, reference)["mean"])
-    return out
+    ref = {m: store.summary(name, f"{m}_acc", reference)["mean"] for m in ("val", "test")}
+    return {f"{v.name}_{m}": store.summary(name, f"{m}_acc", v.name)["mean"] - ref[m]
+            for v in E.get(name).variants for m in ("val", "test")}
 
 
 def candidate_note(name: str = "cnn") -> str:

@@ -27,8 +27,9 @@ def _jupyter_kernel():
 # In a notebook kernel (the book build), figures must reach the notebook's outputs even
 # when the environment names a headless backend (MPLBACKEND=Agg, as the Makefile sets for
 # tests and benchmarks); anywhere else, a headless backend, so no window ever opens.
-if _jupyter_kernel() is not None:
-    _jupyter_kernel().run_line_magic("matplotlib", "inline")
+_shell = _jupyter_kernel()
+if _shell is not None:
+    _shell.run_line_magic("matplotlib", "inline")
 elif matplotlib.get_backend().lower() not in ("agg", INLINE):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

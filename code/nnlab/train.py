@@ -172,8 +172,12 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and "ipykernel" not in sys.modules
 
 
+def _convolutions(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+
+
 def has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return bool(_convolutions(model))
 
 
 def fast_memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
@@ -199,7 +203,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     layout = fast_memory_format(model, device)
     # a model handed over in the default layout is handed back in it (a weight with one input
     # channel is contiguous in both layouts, so look for any weight that is not)
-    was_default = all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    was_default = all(m.weight.is_contiguous() for m in _convolutions(model))
     model.to(memory_format=layout)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
