@@ -5,13 +5,15 @@ Thresholds come from the problem set, never from today's output.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from nnlab import experiments as E
 from nnlab import results as store
 from nnlab import rules
 from nnlab.data import mnist
-from nnlab.models import count_parameters
+from nnlab.models import build, count_parameters
 from nnlab.train import evaluate
 
 PROBLEM_THRESHOLDS = {"mlp-100": 0.975, "mlp-200": 0.98, "mlp-1000": 0.983, "cnn": 0.985}
@@ -50,7 +52,10 @@ def test_stored_models_pass_their_rules_and_reproduce_their_accuracy(name):
 
 def test_cnn_obeys_problem_3g():
     exp = E.get("cnn")
-    assert exp.train.epochs == 10 and exp.train.batch_size == 32
+    for v in exp.variants:  # every candidate, not only the chosen one
+        cfg = exp.train_config(v)
+        assert cfg.epochs == 10 and cfg.batch_size == 32
+        rules.check(build(v.spec), exp.rules)
     model = store.load_model("cnn")
     assert count_parameters(model) < 1_000_000
     kinds = {type(m).__name__ for m in model.modules()}
@@ -106,7 +111,10 @@ def test_one_epoch_of_a_constant_rate_run_is_a_one_epoch_run():
 
 def test_dropout_sweep_applies_to_the_chosen_cnn():
     """The sweep varies only the dropout probability of the architecture chosen on validation."""
-    chosen = E.get("cnn").variant(store.chosen_variant("cnn")).spec
+    cnn = E.get("cnn")
+    chosen = cnn.variant(store.chosen_variant("cnn"))
+    assert E.get("dropout-sweep").train == replace(cnn.train_config(chosen), epochs=1)
+    chosen = chosen.spec
     for v in E.get("dropout-sweep").variants:
         p = dict(v.info)["p"]
         assert v.spec == tuple(f"dropout {p:g}" if layer.startswith("dropout ") else layer for layer in chosen)

@@ -112,7 +112,7 @@ def test_train_then_results_check(tiny_experiment, monkeypatch, capsys):
     assert code == 0 and T.TINY.name in out and " ok " in out
 
     # a changed config makes it stale; a broken file makes it damaged: both fail the check
-    monkeypatch.setitem(E.REGISTRY, T.TINY.name, replace(T.TINY, seeds=(0, 1, 2)))
+    monkeypatch.setitem(E.REGISTRY, T.TINY.name, replace(T.TINY, train=replace(T.TINY.train, lr=1e-2)))
     code, out, _ = run(["results", "check"], capsys)
     assert code == 1 and f"{T.TINY.name}: stale" in out
     monkeypatch.setitem(E.REGISTRY, T.TINY.name, T.TINY)

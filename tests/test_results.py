@@ -16,7 +16,9 @@ import torch
 
 from nnlab import experiments as E
 from nnlab import results as store
+from nnlab import rules as R
 from nnlab import runner
+from nnlab.models import mlp
 
 HELPER = Path(T.__file__)
 NAME = T.TINY.name
@@ -97,12 +99,66 @@ def test_changed_config_makes_the_result_stale(tiny_experiment, register_experim
         assert repr(NAME) in str(info.value)
         assert f"`nnlab train {NAME}`" in str(info.value)
     assert store.status(NAME).state == "stale"
-    # a changed spec or seed list is a changed config too
-    for changed in (replace(T.TINY, seeds=(0, 1, 2)),
-                    replace(T.TINY, variants=(E.Variant("main", ("flatten", "linear 17", "relu",
-                                                                 "linear 10")),))):
+    # a changed spec or rule is a changed config too
+    for changed in (replace(T.TINY, variants=(E.Variant("main", ("flatten", "linear 17", "relu", "linear 10")),)),
+                    replace(T.TINY, rules=R.MLP_200)):
         register_experiment(changed)
         assert store.status(NAME).state == "stale"
+        assert "main" in store.status(NAME).detail
+
+
+def test_a_new_seed_or_variant_keeps_the_stored_runs(tiny_experiment, register_experiment):
+    runner.run_experiment(NAME, device="cpu", log=lambda msg: None)
+    path = store.experiment_dir(NAME) / "result.json"
+    before = json.loads(path.read_text())["runs"]
+    weights = {p.name: p.read_bytes() for p in (store.experiment_dir(NAME) / "weights").iterdir()}
+    wider = E.Variant("wide", tuple(mlp([32])))
+    grown = register_experiment(replace(T.TINY, variants=(*T.TINY.variants, wider), seeds=(0, 1, 2)))
+    st = store.status(NAME)
+    assert st.state == "incomplete" and "4 run(s) missing" in st.detail
+    assert set(store.load(NAME, allow_incomplete=True)["runs"]) == set(before)
+    trained = []
+    runner.run_experiment(NAME, device="cpu", log=trained.append)
+    assert len(trained) == 4 and all("wide" in m or "seed=2" in m for m in trained)
+    data = store.load(NAME)
+    assert data["config_hash"] == grown.config_hash()
+    assert {k: data["runs"][k] for k in before} == before  # kept as they were
+    for name, blob in weights.items():
+        assert (store.experiment_dir(NAME) / "weights" / name).read_bytes() == blob
+    # removing the variant and the seed again hides their runs without losing the others
+    register_experiment(T.TINY)
+    assert store.status(NAME).state == "ok"
+    assert set(store.load(NAME)["runs"]) == set(before)
+    assert store.summary(NAME)["seeds"] == [0, 1]
+
+
+def test_changing_one_variant_retrains_only_its_runs(tiny_experiment, register_experiment):
+    two = register_experiment(replace(T.TINY, variants=(*T.TINY.variants, E.Variant("wide", tuple(mlp([32]))))))
+    runner.run_experiment(NAME, device="cpu", log=lambda msg: None)
+    before = store.load(NAME)["runs"]
+    register_experiment(replace(two, variants=(two.variants[0], E.Variant("wide", tuple(mlp([24]))))))
+    st = store.status(NAME)
+    assert st.state == "stale" and "wide" in st.detail and "main" not in st.detail
+    with pytest.raises(store.StaleResult):
+        store.load(NAME)
+    trained = []
+    runner.run_experiment(NAME, device="cpu", log=trained.append)
+    assert len(trained) == 2 and all(" wide " in m for m in trained)
+    after = store.load(NAME)["runs"]
+    assert all(after[k] == before[k] for k in before if k.startswith("main/"))
+    assert all(after[k]["parameters"] != before[k]["parameters"] for k in before if k.startswith("wide/"))
+    # one weights file per stored run: the stale runs' files are gone
+    assert len(list((store.experiment_dir(NAME) / "weights").iterdir())) == 4
+
+
+def test_a_result_without_a_readable_config_is_damaged(tiny_experiment):
+    record(0, test_acc=0.5)
+    path = store.experiment_dir(NAME) / "result.json"
+    raw = json.loads(path.read_text())
+    del raw["config"]["variants"]
+    path.write_text(json.dumps(raw))
+    st = store.status(NAME)
+    assert st.state == "damaged" and str(path) in st.detail and f"nnlab train {NAME}" in st.detail
 
 
 @pytest.mark.parametrize("content", [
@@ -212,7 +268,7 @@ def test_interrupted_write_keeps_the_previous_result(tiny_experiment, fail_at):
     assert len(list((store.experiment_dir(NAME) / "weights").iterdir())) == 2
 
 
-def test_concurrent_writers_never_corrupt_the_result(tiny_experiment, tmp_path):
+def test_concurrent_writers_never_corrupt_the_result(tiny_experiment, register_experiment, tmp_path):
     per_process = 12
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -226,6 +282,7 @@ def test_concurrent_writers_never_corrupt_the_result(tiny_experiment, tmp_path):
     path = store.experiment_dir(NAME) / "result.json"
     data = json.loads(path.read_text())  # valid JSON
     assert set(data["runs"]) == {store.run_key("main", s) for s in range(2 * per_process)}
+    register_experiment(replace(T.TINY, seeds=tuple(range(2 * per_process))))  # seeds 2-23 count too
     for s in range(2 * per_process):
         assert data["runs"][store.run_key("main", s)]["val_acc"] == s / 1000
         loaded = store.load_model(NAME, seed=s)  # every run's weights match their sha256

@@ -140,10 +140,11 @@ def cnn_summary() -> dict:
     exp = E.get("cnn")
     chosen = store.chosen_variant("cnn")
     model = build(exp.variant(chosen).spec)
+    recipe = exp.train_config(exp.variant(chosen))
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
             "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),
-            "epochs": exp.train.epochs, "batch": exp.train.batch_size,
+            "epochs": recipe.epochs, "batch": recipe.batch_size, "augment": recipe.augment,
             "seconds_per_epoch": _seconds_per_epoch("cnn", chosen),
             "pm": fmt_pm(s["mean"], s["std"]), "chosen": chosen,
             "candidates": len(exp.variants)}
@@ -153,12 +154,20 @@ def _seconds_per_epoch(name: str, variant: str) -> float:
     return statistics.fmean(sec for r in store.runs(name, variant) for sec in r["history"]["seconds"])
 
 
-def candidate_effects(name: str = "cnn", reference: str = "w32") -> dict:
-    """Mean validation and test accuracy of each candidate minus the reference candidate's
-    (same recipe and seeds), keyed ``<candidate>_val`` and ``<candidate>_test``."""
-    ref = {m: store.summary(name, f"{m}_acc", reference)["mean"] for m in ("val", "test")}
-    return {f"{v.name}_{m}": store.summary(name, f"{m}_acc", v.name)["mean"] - ref[m]
-            for v in E.get(name).variants for m in ("val", "test")}
+# One change each, on the same seeds: (candidate, the candidate it differs from in one thing).
+CANDIDATE_PAIRS = {"width48": ("w48", "w32"), "head256": ("w32-fc256", "w32"),
+                   "elastic_w32": ("w32-elastic", "w32"), "elastic_w48": ("w48-elastic", "w48")}
+
+
+def candidate_effects(name: str = "cnn") -> dict:
+    """Mean validation and test accuracy of a candidate minus those of the candidate it differs
+    from in one thing (:data:`CANDIDATE_PAIRS`), keyed ``<pair>_val`` and ``<pair>_test``."""
+    out = {}
+    for key, (changed, base) in CANDIDATE_PAIRS.items():
+        for m in ("val", "test"):
+            out[f"{key}_{m}"] = (store.summary(name, f"{m}_acc", changed)["mean"]
+                                 - store.summary(name, f"{m}_acc", base)["mean"])
+    return out
 
 
 def candidate_note(name: str = "cnn") -> str:
@@ -180,11 +189,38 @@ def first_width(spec) -> int:
 
 
 def candidate_table(name: str = "cnn") -> pd.DataFrame:
-    """The CNN's candidate sizes: validation accuracy decides; test accuracy shown after the choice."""
+    """The CNN's candidates (size and augmentation): validation accuracy decides; test accuracy
+    is shown after the choice."""
+    exp = E.get(name)
     rows = candidate_rows(name)
     for r in rows:
+        r["augmentation"] = exp.train_config(exp.variant(r["candidate"])).augment
         r["s per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
-    return pd.DataFrame(rows).drop(columns=["experiment", "epochs"]).set_index("candidate")
+    columns = ["parameters", "augmentation", "val accuracy", "chosen", "test accuracy", "s per epoch"]
+    return pd.DataFrame(rows).set_index("candidate")[columns]
+
+
+def plot_candidates(name: str = "cnn"):
+    """Misclassified validation and test images of every candidate: one dot per seed, a bar
+    at the mean; the candidate chosen on validation in colour."""
+    import matplotlib.pyplot as plt
+
+    exp = E.get(name)
+    chosen = store.chosen_variant(name)
+    sizes = {"val_acc": exp.config()["data"]["val_size"], "test_acc": len(mnist("test")[1])}
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 0.55 * len(exp.variants) + 1.4), sharey=True)
+    for ax, (metric, n) in zip(axes, sizes.items()):
+        for i, v in enumerate(exp.variants):
+            errors = [(1 - r[metric]) * n for r in store.runs(name, v.name)]
+            colour = plots.PALETTE[0] if v.name == chosen else "0.45"
+            ax.plot(errors, [i] * len(errors), "o", color=colour, alpha=0.75, markersize=6)
+            ax.plot([statistics.fmean(errors)] * 2, [i - 0.3, i + 0.3], "-", color=colour, linewidth=2.5)
+        split = "validation" if metric == "val_acc" else "test"
+        ax.set_xlabel(f"misclassified {split} images (of {n:,})")
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(range(len(exp.variants)), [v.name for v in exp.variants])
+    axes[0].invert_yaxis()
+    return fig
 
 
 STUDY = "cnn-validation-study"

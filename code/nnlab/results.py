@@ -2,7 +2,10 @@
 
 A result carries what produced it: the experiment's config and config hash, and per run
 the seed, the ``nnlab`` version and source hash, the torch version, the device and the
-wall time. Files are written atomically (unique temporary file, ``fsync``, rename), under
+wall time. A stored run is current while its variant's hash
+(:func:`nnlab.experiments.variant_hashes`) computed from the stored config equals the
+registered one: adding a variant or a seed keeps every stored run, changing a variant makes
+its runs stale. Files are written atomically (unique temporary file, ``fsync``, rename), under
 an exclusive lock, so an interrupted or concurrent writer never leaves a half-written
 result. Weights are verified against their sha256 on every load.
 """
@@ -142,6 +145,13 @@ def _read_json(path: Path, name: str) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("runs"), dict):
         raise DamagedResult(f"{path} is not an nnlab result (schema {SCHEMA}); "
                             f"retrain with `{retrain_command(name)}`")
+    try:
+        E.variant_hashes(data["config"])
+        if not all(isinstance(r, dict) and isinstance(r.get("variant"), str) for r in data["runs"].values()):
+            raise TypeError("a run without a variant")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DamagedResult(f"{path} has no readable config or runs ({exc!r}); restore it with "
+                            f"`git checkout -- {path}` or retrain with `{retrain_command(name)}`") from None
     return data
 
 
@@ -158,6 +168,23 @@ class Status:
     detail: str = ""
 
 
+def current_runs(name: str, data: dict) -> tuple[dict, list[str]]:
+    """Split the runs of a stored result (as :func:`read_raw` returns it) by the registered
+    experiment: the runs that are still current, keyed as stored, and the names of the
+    variants whose config changed since their runs were trained. Runs of variants no longer
+    registered are in neither."""
+    now = E.get(name).variant_hashes()
+    stored = E.variant_hashes(data["config"])
+    current, changed = {}, set()
+    for key, run in data["runs"].items():
+        v = run["variant"]
+        if v in now and stored.get(v) == now[v]:
+            current[key] = run
+        elif v in now:
+            changed.add(v)
+    return current, sorted(changed)
+
+
 def status(name: str) -> Status:
     """Whether an experiment's stored result is usable, and if not, why."""
     exp = E.get(name)
@@ -167,10 +194,11 @@ def status(name: str) -> Status:
         return Status(name, "damaged", str(exc))
     if data is None:
         return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`")
-    if data.get("config_hash") != exp.config_hash():
-        return Status(name, "stale", f"stored config hash {data.get('config_hash')} differs from the "
-                                     f"experiment's {exp.config_hash()}; run `{retrain_command(name)}`")
-    missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in data["runs"]]
+    current, changed = current_runs(name, data)
+    if changed:
+        return Status(name, "stale", f"variant(s) {', '.join(changed)} changed since their runs were "
+                                     f"trained; run `{retrain_command(name)}`")
+    missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in current]
     if missing:
         return Status(name, "incomplete", f"{len(missing)} run(s) missing ({', '.join(missing[:3])}"
                                           f"{', ...' if len(missing) > 3 else ''}); run `{retrain_command(name)}`")
@@ -178,7 +206,8 @@ def status(name: str) -> Status:
 
 
 def load(name: str, *, allow_incomplete: bool = False) -> dict:
-    """The stored result of ``name``, checked against its experiment.
+    """The stored result of ``name``, checked against its experiment, with the runs of the
+    registered variants and seeds only.
 
     Raises:
         MissingResult, StaleResult, DamagedResult: each message names the experiment and
@@ -186,7 +215,10 @@ def load(name: str, *, allow_incomplete: bool = False) -> dict:
     """
     st = status(name)
     if st.state == "ok" or (allow_incomplete and st.state == "incomplete"):
-        return read_raw(name)  # type: ignore[return-value]
+        data: dict = read_raw(name)  # type: ignore[assignment]
+        seeds = set(E.get(name).seeds)
+        current, _ = current_runs(name, data)
+        return {**data, "runs": {k: r for k, r in current.items() if r["seed"] in seeds}}
     cls = {"missing": MissingResult, "stale": StaleResult, "damaged": DamagedResult}.get(st.state, ResultError)
     raise cls(f"result of experiment {name!r} is {st.state}: {st.detail}")
 
@@ -199,7 +231,7 @@ def load_or_train(name: str, *, retrain_stale: bool = False, device: str | None 
     if st.state != "ok":
         from nnlab.runner import run_experiment
 
-        run_experiment(name, device=device, fresh=st.state in ("stale", "damaged"))
+        run_experiment(name, device=device)  # trains what is missing or stale, keeps the rest
     return load(name)
 
 
@@ -212,12 +244,12 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
             data = read_raw(name)
         except DamagedResult:
             data = None
-        if data is None or data.get("config_hash") != exp.config_hash():
-            replaced = list(data["runs"].values()) if data else []
-            data = {"schema": SCHEMA, "experiment": name, "config": exp.config(),
-                    "config_hash": exp.config_hash(), "runs": {}}
-        else:
-            replaced = [data["runs"][run_key(variant, seed)]] if run_key(variant, seed) in data["runs"] else []
+        key = run_key(variant, seed)
+        # keep the runs that are still current; drop stale ones, and the run this one replaces
+        kept = current_runs(name, data)[0] if data is not None else {}
+        replaced = [r for k, r in data["runs"].items() if k not in kept or k == key] if data else []
+        data = {"schema": SCHEMA, "experiment": name, "config": exp.config(),
+                "config_hash": exp.config_hash(), "runs": kept}
         old_files = {f for f in (_stored_weights_file(name, r) for r in replaced) if f is not None}
         new_file = None
         if model is not None and exp.save_weights:
@@ -232,7 +264,7 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
         run.update({"variant": variant, "seed": seed, "nnlab_version": nnlab.__version__,
                     "source_hash": source_hash(), "torch": torch.__version__,
                     "python": platform.python_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        data["runs"][run_key(variant, seed)] = run
+        data["runs"][key] = run
         try:
             atomic_write_json(path, data)
         except BaseException:

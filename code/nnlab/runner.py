@@ -78,7 +78,7 @@ def _run_and_store(name: str, variant: str, seed: int, device, resume: bool, pro
 def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
                    device: str | None = None, resume: bool = False, fresh: bool = False,
                    progress: bool | None = None, log=None, jobs: int = 1) -> float:
-    """Train the runs of ``name`` that the store lacks (all of them when ``fresh``).
+    """Train the runs of ``name`` that the store lacks or holds stale (all of them when ``fresh``).
 
     Each run is stored as soon as it ends, so an interrupted experiment keeps its finished
     runs. With ``jobs > 1`` independent runs train in parallel worker processes, each with
@@ -100,9 +100,9 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
     for v in wanted_variants:  # refuse illegal models before spending any time
         check(build(v.spec), exp.rules)
     st = store.status(name)
-    done = set()
-    if not fresh and st.state in ("ok", "incomplete"):
-        done = set(store.read_raw(name)["runs"])
+    done = set()  # runs stored and current: a stale variant's runs are trained again
+    if not fresh and st.state in ("ok", "incomplete", "stale"):
+        done = set(store.current_runs(name, store.read_raw(name))[0])
     todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
             if store.run_key(v.name, s) not in done]
     t0 = time.perf_counter()
