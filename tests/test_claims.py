@@ -109,6 +109,14 @@ def test_one_epoch_of_a_constant_rate_run_is_a_one_epoch_run():
                for v in exp.variants)
 
 
+def test_elastic_distortions_lowered_the_cnns_validation_accuracy():
+    """The CNN chapter's reason for its third round of candidates."""
+    from nnlab import cnn_report
+
+    effects = cnn_report.candidate_effects()
+    assert effects["elastic_w32_val"] < 0 and effects["elastic_w48_val"] < 0
+
+
 def test_dropout_sweep_applies_to_the_chosen_cnn():
     """The sweep varies only the dropout probability of the architecture chosen on validation."""
     cnn = E.get("cnn")

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nnlab import augment, plots
 from nnlab import experiments as E
-from nnlab import plots
 from nnlab import results as store
 from nnlab.data import mnist, raw_split
 from nnlab.models import build, count_parameters
@@ -156,7 +156,8 @@ def _seconds_per_epoch(name: str, variant: str) -> float:
 
 # One change each, on the same seeds: (candidate, the candidate it differs from in one thing).
 CANDIDATE_PAIRS = {"width48": ("w48", "w32"), "head256": ("w32-fc256", "w32"),
-                   "elastic_w32": ("w32-elastic", "w32"), "elastic_w48": ("w48-elastic", "w48")}
+                   "elastic_w32": ("w32-elastic", "w32"), "elastic_w48": ("w48-elastic", "w48"),
+                   "shift_w32": ("w32-shift", "w32"), "shift_w48": ("w48-shift", "w48")}
 
 
 def candidate_effects(name: str = "cnn") -> dict:
@@ -198,6 +199,22 @@ def candidate_table(name: str = "cnn") -> pd.DataFrame:
         r["s per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
     columns = ["parameters", "augmentation", "val accuracy", "chosen", "test accuracy", "s per epoch"]
     return pd.DataFrame(rows).set_index("candidate")[columns]
+
+
+def augmentation_table(name: str = "cnn") -> pd.DataFrame:
+    """Mean validation and test accuracy of the candidates with a single linear head, by
+    augmentation (rows, mildest first) and filters in the first block (columns)."""
+    exp = E.get(name)
+    cells: dict[str, dict[str, float]] = {}
+    for v in exp.variants:
+        if sum(layer.startswith("linear") for layer in v.spec) > 1:  # a hidden layer in the head
+            continue
+        aug, width = exp.train_config(v).augment, first_width(v.spec)
+        for m, label in (("val", "validation"), ("test", "test")):
+            cells.setdefault(aug, {})[f"{label}, {width} filters"] = store.summary(name, f"{m}_acc", v.name)["mean"]
+    df = pd.DataFrame.from_dict(cells, orient="index")
+    df.index.name = "augmentation"
+    return df.loc[[k for k in augment.KINDS if k in cells], sorted(df.columns, key=lambda c: (c[0] == "t", c))]
 
 
 def plot_candidates(name: str = "cnn"):

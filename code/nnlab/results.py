@@ -196,8 +196,9 @@ def status(name: str) -> Status:
         return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`")
     current, changed = current_runs(name, data)
     if changed:
-        return Status(name, "stale", f"variant(s) {', '.join(changed)} changed since their runs were "
-                                     f"trained; run `{retrain_command(name)}`")
+        listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
+        return Status(name, "stale", f"variant(s) {listed} changed since their runs were trained; "
+                                     f"run `{retrain_command(name)}`")
     missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in current]
     if missing:
         return Status(name, "incomplete", f"{len(missing)} run(s) missing ({', '.join(missing[:3])}"
@@ -236,7 +237,12 @@ def load_or_train(name: str, *, retrain_stale: bool = False, device: str | None 
 
 
 def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module | None) -> None:
-    """Add one finished run (and its weights) to the store, atomically and under the lock."""
+    """Add one finished run (and its weights) to the store, atomically and under the lock.
+
+    The stored runs that are still current are kept; runs of changed variants, and of
+    variants no longer registered, are dropped together with their weights (git keeps the
+    committed ones), so the stored config always describes every stored run.
+    """
     exp = E.get(name)
     with locked(name):
         path = experiment_dir(name) / "result.json"
