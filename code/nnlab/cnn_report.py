@@ -201,6 +201,12 @@ def candidate_table(name: str = "cnn") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("candidate")[columns]
 
 
+def final_train_acc(name: str, variant: str) -> float:
+    """Mean over seeds of the last epoch's training accuracy (on that epoch's distorted images,
+    with dropout active)."""
+    return statistics.fmean(r["history"]["train_acc"][-1] for r in store.runs(name, variant))
+
+
 def augmentation_table(name: str = "cnn") -> pd.DataFrame:
     """Mean validation and test accuracy of the candidates with a single linear head, by
     augmentation (rows, mildest first) and filters in the first block (columns)."""
