@@ -5,6 +5,7 @@ Thresholds come from the problem set, never from today's output.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -83,6 +84,22 @@ def test_dropout_one_gives_chance_accuracy():
     run = next(r for r in store.runs("dropout-sweep") if r["variant"] == "p=1.000")
     assert run["test_acc"] < 0.2
     assert run["history"]["train_loss"][-1] > 2.0  # close to ln 10 = 2.303
+
+
+def test_dropout_eight_ninths_is_little_better_than_chance_after_one_epoch():
+    """The chapter's sentence on p = 8/9, next to p = 1."""
+    run = next(r for r in store.runs("dropout-sweep") if r["variant"] == "p=0.889")
+    assert run["val_acc"] < 0.2
+
+
+def test_selection_gap_note_covers_every_sweep_once():
+    from nnlab import cnn_report
+
+    gaps = cnn_report.selection_gap()
+    note = cnn_report.selection_gap_note()
+    for name, g in gaps.items():
+        assert len(re.findall(rf"(?<![\w-]){re.escape(name)}(?![\w-])", note)) == 1, name
+        assert g["test_of_test_pick"] >= g["test_of_val_pick"]
 
 
 def test_softmax_before_cross_entropy_costs_accuracy():
