@@ -83,6 +83,16 @@ def plot_dropout_sweep():
     return fig
 
 
+def variant_means(name: str) -> dict[str, dict[str, float]]:
+    """Mean validation and test accuracy (``val_acc``, ``test_acc``) over seeds of every
+    variant of an experiment, from one read of the store."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in store.runs(name):
+        by_variant.setdefault(r["variant"], []).append(r)
+    return {v: {m: statistics.fmean(r[m] for r in rs) for m in ("val_acc", "test_acc")}
+            for v, rs in by_variant.items()}
+
+
 def selection_gap() -> dict:
     """Pick a candidate by test accuracy versus by validation accuracy, over stored sweeps.
 
@@ -93,11 +103,8 @@ def selection_gap() -> dict:
     """
     out = {}
     for name in ("cnn", "dropout-sweep", "depth-width-100", "depth-width-200", "depth-width-1000"):
-        exp = E.get(name)
-        rows = []
-        for v in exp.variants:
-            rows.append((v.name, store.summary(name, "val_acc", v.name)["mean"],
-                         store.summary(name, "test_acc", v.name)["mean"]))
+        means = variant_means(name)
+        rows = [(v.name, means[v.name]["val_acc"], means[v.name]["test_acc"]) for v in E.get(name).variants]
         by_test = max(rows, key=lambda r: r[2])
         by_val = max(rows, key=lambda r: r[1])
         out[name] = {"candidates": len(rows), "picked_by_test": by_test[0], "picked_by_val": by_val[0],
@@ -156,8 +163,9 @@ def cnn_summary() -> dict:
     v = store.summary("cnn", "val_acc")
     exp = E.get("cnn")
     chosen = store.chosen_variant("cnn")
-    model = build(exp.variant(chosen).spec)
-    recipe = exp.train_config(exp.variant(chosen))
+    variant = exp.variant(chosen)
+    model = build(variant.spec)
+    recipe = exp.train_config(variant)
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
             "errors_mean": (1 - s["mean"]) * 10000, "params": count_parameters(model),
@@ -180,18 +188,15 @@ CANDIDATE_PAIRS = {"width48": ("w48", "w32"), "head256": ("w32-fc256", "w32"),
 def candidate_effects(name: str = "cnn") -> dict:
     """Mean validation and test accuracy of a candidate minus those of the candidate it differs
     from in one thing (:data:`CANDIDATE_PAIRS`), keyed ``<pair>_val`` and ``<pair>_test``."""
-    out = {}
-    for key, (changed, base) in CANDIDATE_PAIRS.items():
-        for m in ("val", "test"):
-            out[f"{key}_{m}"] = (store.summary(name, f"{m}_acc", changed)["mean"]
-                                 - store.summary(name, f"{m}_acc", base)["mean"])
-    return out
+    means = variant_means(name)
+    return {f"{key}_{m}": means[changed][f"{m}_acc"] - means[base][f"{m}_acc"]
+            for key, (changed, base) in CANDIDATE_PAIRS.items() for m in ("val", "test")}
 
 
 def candidate_note(name: str = "cnn") -> str:
     """One sentence on whether the test set agrees with the validation choice."""
     chosen = store.chosen_variant(name)
-    test = {v.name: store.summary(name, "test_acc", v.name)["mean"] for v in E.get(name).variants}
+    test = {v: m["test_acc"] for v, m in variant_means(name).items()}
     best = max(test, key=test.get)
     if best == chosen:
         return f"The candidate chosen on validation, {chosen}, also has the highest mean test accuracy."
@@ -228,13 +233,14 @@ def augmentation_table(name: str = "cnn") -> pd.DataFrame:
     """Mean validation and test accuracy of the candidates with a single linear head, by
     augmentation (rows, mildest first) and filters in the first block (columns)."""
     exp = E.get(name)
+    means = variant_means(name)
     cells: dict[str, dict[str, float]] = {}
     for v in exp.variants:
         if sum(layer.startswith("linear") for layer in v.spec) > 1:  # a hidden layer in the head
             continue
         aug, width = exp.train_config(v).augment, first_width(v.spec)
         for m, label in (("val", "validation"), ("test", "test")):
-            cells.setdefault(aug, {})[f"{label}, {width} filters"] = store.summary(name, f"{m}_acc", v.name)["mean"]
+            cells.setdefault(aug, {})[f"{label}, {width} filters"] = means[v.name][f"{m}_acc"]
     df = pd.DataFrame.from_dict(cells, orient="index")
     df.index.name = "augmentation"
     return df.loc[[k for k in augment.KINDS if k in cells], sorted(df.columns, key=lambda c: (c[0] == "t", c))]

@@ -294,7 +294,7 @@ register(Experiment(
     variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
                            info=(("p", round(p, 6)),))
                    for p in [i / 9 for i in range(10)]),
-    train=replace(_cnn_candidate(CNN_CHOSEN, *CNN_CANDIDATES[CNN_CHOSEN]).train or CNN_RECIPE, epochs=1),
+    train=replace(REGISTRY["cnn"].train_config(REGISTRY["cnn"].variant(CNN_CHOSEN)), epochs=1),
     seeds=(0,), rules=R.CNN_1M, save_weights=False))
 
 

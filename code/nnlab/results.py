@@ -185,25 +185,31 @@ def current_runs(name: str, data: dict) -> tuple[dict, list[str]]:
     return current, sorted(changed)
 
 
-def status(name: str) -> Status:
-    """Whether an experiment's stored result is usable, and if not, why."""
+def _inspect(name: str) -> tuple[Status, dict | None, dict]:
+    """The status of a stored result, its raw data and its current runs, from one read."""
     exp = E.get(name)
     try:
         data = read_raw(name)
     except DamagedResult as exc:
-        return Status(name, "damaged", str(exc))
+        return Status(name, "damaged", str(exc)), None, {}
     if data is None:
-        return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`")
+        return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`"), None, {}
     current, changed = current_runs(name, data)
     if changed:
         listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
         return Status(name, "stale", f"variant(s) {listed} changed since their runs were trained; "
-                                     f"run `{retrain_command(name)}`")
+                                     f"run `{retrain_command(name)}`"), data, current
     missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in current]
     if missing:
-        return Status(name, "incomplete", f"{len(missing)} run(s) missing ({', '.join(missing[:3])}"
-                                          f"{', ...' if len(missing) > 3 else ''}); run `{retrain_command(name)}`")
-    return Status(name, "ok")
+        detail = (f"{len(missing)} run(s) missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+                  f"run `{retrain_command(name)}`")
+        return Status(name, "incomplete", detail), data, current
+    return Status(name, "ok"), data, current
+
+
+def status(name: str) -> Status:
+    """Whether an experiment's stored result is usable, and if not, why."""
+    return _inspect(name)[0]
 
 
 def load(name: str, *, allow_incomplete: bool = False) -> dict:
@@ -214,11 +220,9 @@ def load(name: str, *, allow_incomplete: bool = False) -> dict:
         MissingResult, StaleResult, DamagedResult: each message names the experiment and
             the command that retrains it.
     """
-    st = status(name)
+    st, data, current = _inspect(name)
     if st.state == "ok" or (allow_incomplete and st.state == "incomplete"):
-        data: dict = read_raw(name)  # type: ignore[assignment]
         seeds = set(E.get(name).seeds)
-        current, _ = current_runs(name, data)
         return {**data, "runs": {k: r for k, r in current.items() if r["seed"] in seeds}}
     cls = {"missing": MissingResult, "stale": StaleResult, "damaged": DamagedResult}.get(st.state, ResultError)
     raise cls(f"result of experiment {name!r} is {st.state}: {st.detail}")
