@@ -17,7 +17,7 @@ from nnlab.data import mnist
 from nnlab.models import build, count_parameters
 from nnlab.train import evaluate
 
-PROBLEM_THRESHOLDS = {"mlp-100": 0.975, "mlp-200": 0.98, "mlp-1000": 0.983, "cnn": 0.985}
+PROBLEM_THRESHOLDS = {"mlp-100": 0.975, "mlp-200": 0.98, "mlp-1000": 0.983, "cnn": 0.985, "cnn-final": 0.985}
 
 
 @pytest.fixture(autouse=True)
@@ -51,17 +51,30 @@ def test_stored_models_pass_their_rules_and_reproduce_their_accuracy(name):
         assert acc == pytest.approx(recorded, abs=1e-4), f"{name} seed {seed}: {acc} vs stored {recorded}"
 
 
-def test_cnn_obeys_problem_3g():
-    exp = E.get("cnn")
+@pytest.mark.parametrize("name", ["cnn", "cnn-final"])
+def test_cnn_obeys_problem_3g(name):
+    exp = E.get(name)
     for v in exp.variants:  # every candidate, not only the chosen one
         cfg = exp.train_config(v)
         assert cfg.epochs == 10 and cfg.batch_size == 32
         rules.check(build(v.spec), exp.rules)
-    model = store.load_model("cnn")
-    assert count_parameters(model) < 1_000_000
-    kinds = {type(m).__name__ for m in model.modules()}
-    assert {"Dropout", "BatchNorm2d"} <= kinds
-    assert kinds - {"Sequential"} <= rules.CNN_LAYERS
+    assert exp.rules == rules.CNN_1M
+    for seed in store.stored_seeds(name):
+        model = store.load_model(name, seed)
+        assert count_parameters(model) < 1_000_000
+        kinds = {type(m).__name__ for m in model.modules()}
+        assert {"Dropout", "BatchNorm2d"} <= kinds
+        assert kinds - {"Sequential"} <= rules.CNN_LAYERS
+
+
+def test_final_cnn_is_the_chosen_recipe_fit_on_train_and_val():
+    """The final model changes one thing from the candidate chosen on validation: the images fitted."""
+    cnn, final = E.get("cnn"), E.get("cnn-final")
+    chosen = cnn.variant(store.chosen_variant("cnn"))
+    (variant,) = final.variants
+    assert variant.spec == chosen.spec and final.seeds == cnn.seeds
+    assert final.train_config(variant) == replace(cnn.train_config(chosen), fit_on="train+val")
+    assert all(r["val_acc"] is None for r in store.runs("cnn-final"))
 
 
 def test_mlp_rules_as_the_problems_state_them():

@@ -303,3 +303,14 @@ def test_chosen_variant_by_validation_accuracy_then_loss(tiny_experiment, regist
             store.record_run(NAME, variant, seed, {"val_acc": acc, "val_loss": loss,
                                                    "test_acc": 1.0 if variant == "c" else 0.5}, model)
     assert store.chosen_variant(NAME) == "b"
+
+
+def test_a_run_fit_on_train_and_val_is_stored_without_validation(tiny_experiment, register_experiment, capsys):
+    exp = register_experiment(replace(tiny_experiment, train=replace(tiny_experiment.train, fit_on="train+val")))
+    runner.run_experiment(exp.name, device="cpu")
+    assert store.status(exp.name).state == "ok"
+    for r in store.runs(exp.name):
+        assert r["val_acc"] is None and r["history"]["val_acc"] == [] and r["test_acc"] > 0.5
+    log = capsys.readouterr().err
+    assert "test_acc=" in log and "val_acc" not in log
+    assert store.summary(exp.name)["n"] == 2

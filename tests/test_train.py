@@ -140,6 +140,7 @@ def test_divergence_in_a_later_epoch_names_it_and_leaves_no_checkpoint(results_d
     ("warmup", 1.0, "warmup must be in [0, 1)"),
     ("label_smoothing", -0.1, "label_smoothing must be in [0, 1)"),
     ("eval_batch", 0, "eval_batch must be a positive integer"),
+    ("fit_on", "val", "unknown fit_on 'val'; choose one of train, train+val"),
 ])
 def test_config_is_validated_when_built(field, value, words):
     with pytest.raises(ConfigError) as info:
@@ -196,3 +197,40 @@ def test_cnn_evaluates_in_channels_last_and_is_handed_back_unchanged():
     model.to(memory_format=torch.channels_last)
     evaluate(model, x, y)
     assert model[3].weight.is_contiguous(memory_format=torch.channels_last)  # left as it was given
+
+
+class SampleCounter(nn.Module):
+    """Counts the samples it sees in training mode; the identity otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        if self.training:
+            self.seen += len(x)
+        return x
+
+
+def test_fit_on_train_and_val_fits_both_and_reports_no_validation():
+    data = T.synthetic_data()
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=3e-3)
+    results = {}
+    for fit_on in ("train", "train+val"):
+        torch.manual_seed(0)
+        counter = SampleCounter()
+        model = nn.Sequential(counter, *build(mlp([16])))
+        results[fit_on] = (counter, train(model, replace(cfg, fit_on=fit_on), 0, data=data, device="cpu"))
+    (plain, r_plain), (both, r_both) = results["train"], results["train+val"]
+    assert plain.seen == 2 * len(data["train"][1])
+    assert both.seen == 2 * (len(data["train"][1]) + len(data["val"][1]))
+    assert r_plain.val_acc is not None and len(r_plain.history["val_acc"]) == 2
+    # the validation images were trained on: no validation measurement is reported
+    assert r_both.val_acc is None and r_both.val_loss is None and r_both.history["val_acc"] == []
+    assert r_both.test_acc > 0.5 and len(r_both.history["train_loss"]) == 2
+
+
+def test_default_fit_on_leaves_stored_configs_unchanged():
+    """Configs stored before ``fit_on`` existed hash the same: the default is left out."""
+    assert "fit_on" not in TrainConfig().to_dict()
+    assert TrainConfig(fit_on="train+val").to_dict()["fit_on"] == "train+val"

@@ -175,6 +175,59 @@ def cnn_summary() -> dict:
             "candidates": len(exp.variants)}
 
 
+FINAL = "cnn-final"
+
+
+def final_summary() -> dict:
+    """Test accuracy of the final model (the chosen recipe refit on training and validation
+    images, ``cnn-final``) and its change from the same recipe fit on the training split alone,
+    seed by seed."""
+    s = store.summary(FINAL)
+    chosen = store.runs("cnn", store.chosen_variant("cnn"))
+    before = {r["seed"]: r["test_acc"] for r in chosen}
+    paired = [r["test_acc"] - before[r["seed"]] for r in store.runs(FINAL) if r["seed"] in before]
+    train_images = {split: len(raw_split(split)[1]) for split in ("train", "val")}
+    return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
+            "pm": fmt_pm(s["mean"], s["std"]), "errors_mean": (1 - s["mean"]) * 10000,
+            "seeds": ", ".join(map(str, s["seeds"])), "images": sum(train_images.values()),
+            "val_images": train_images["val"], "change_pts": 100 * statistics.fmean(paired),
+            "change_se_pts": 100 * statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else float("nan"),
+            "seeds_better": sum(d > 0 for d in paired), "seeds_worse": sum(d < 0 for d in paired),
+            "paired": len(paired)}
+
+
+def final_note() -> str:
+    """Markdown: what the refit on the validation images changed, seed for seed, and whether
+    that change stands out from the noise (more than two standard errors of the paired mean)."""
+    f = final_summary()
+    direction = "raised" if f["change_pts"] > 0 else "lowered" if f["change_pts"] < 0 else "left"
+    verdict = ("more than two standard errors, a change the seeds agree on"
+               if abs(f["change_pts"]) > 2 * f["change_se_pts"] else
+               "less than two standard errors: three seeds cannot tell this change from noise")
+    return (f"Fitting the extra {f['val_images']:,} images {direction} mean test accuracy by "
+            f"{abs(f['change_pts']):.3f} points, seed for seed (better on {f['seeds_better']} of "
+            f"{f['paired']} seeds, worse on {f['seeds_worse']}); the standard error of that paired "
+            f"mean is {f['change_se_pts']:.3f} points, so the change is {verdict}.")
+
+
+def final_table() -> pd.DataFrame:
+    """Per seed and on average: test accuracy and errors of the chosen recipe fit on the
+    training split (the candidate chosen on validation) and refit on training and validation
+    images (the final model). Columns are (images fitted, measure)."""
+    n_test = len(mnist("test")[1])
+    fits = {"cnn": store.runs("cnn", store.chosen_variant("cnn")), FINAL: store.runs(FINAL)}
+    n_fit = {split: len(raw_split(split)[1]) for split in ("train", "val")}
+    label = {"cnn": f"{n_fit['train']:,} images", FINAL: f"{n_fit['train'] + n_fit['val']:,} images"}
+    seeds = sorted({r["seed"] for r in fits[FINAL]} & {r["seed"] for r in fits["cnn"]})
+    table = {}
+    for name, rs in fits.items():
+        acc = {r["seed"]: r["test_acc"] for r in rs}
+        values = [acc[s] for s in seeds] + [statistics.fmean(acc[s] for s in seeds)]
+        table[(label[name], "test accuracy")] = values
+        table[(label[name], "errors")] = [(1 - a) * n_test for a in values]
+    return pd.DataFrame(table, index=pd.Index([*map(str, seeds), "mean"], name="seed"))
+
+
 def _seconds_per_epoch(name: str, variant: str) -> float:
     return statistics.fmean(sec for r in store.runs(name, variant) for sec in r["history"]["seconds"])
 

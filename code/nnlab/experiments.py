@@ -287,6 +287,18 @@ register(Experiment(
     variants=tuple(_cnn_candidate(n, size, aug) for n, (size, aug) in CNN_CANDIDATES.items()),
     train=CNN_RECIPE, rules=R.CNN_1M))
 
+# The final model: the chosen candidate's recipe, trained again on all 60,000 training images.
+# Once validation has made its choice the 5,000 validation images have no job left, so the
+# last fit uses them as training data (Goodfellow et al. 2016, section 7.8); its test
+# accuracy is measured once, and there is no validation accuracy to report for it.
+register(Experiment(
+    name="cnn-final", chapter="book/part3/cnn",
+    purpose="The CNN chosen on validation (see cnn), trained again with the same recipe on the training "
+            "and validation images together: the book's final model for problem 3G.",
+    variants=(Variant(CNN_CHOSEN, REGISTRY["cnn"].variant(CNN_CHOSEN).spec),),
+    train=replace(REGISTRY["cnn"].train_config(REGISTRY["cnn"].variant(CNN_CHOSEN)), fit_on="train+val"),
+    rules=R.CNN_1M))
+
 register(Experiment(
     name="dropout-sweep", chapter="book/part3/cnn",
     purpose="Ten dropout probabilities from 0 to 1 applied to the book's CNN (the candidate chosen on validation), "

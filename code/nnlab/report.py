@@ -26,7 +26,7 @@ TARGETS = (
     Target("2C", "mlp-100", "MLP, ≤ 100 hidden units", 0.975, 0.9786, 0.986, "part2/budget"),
     Target("2D", "mlp-200", "MLP, ≤ 200 hidden units, ≥ 2 hidden layers", 0.98, 0.9810, 0.989, "part2/budget"),
     Target("2E", "mlp-1000", "MLP, ≤ 1000 hidden units, ≥ 3 hidden layers", 0.983, 0.9854, 0.992, "part2/budget"),
-    Target("3G", "cnn", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
+    Target("3G", "cnn-final", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
 )
 
 
@@ -78,7 +78,7 @@ def registry_table() -> pd.DataFrame:
         st = store.status(name)
         t = exp.train
         recipe = (f"{t.optimizer} lr={t.lr:g}, {t.schedule} schedule, batch {t.batch_size}, {t.epochs} epochs, "
-                  f"augment={t.augment}" + (" (some variants override)" if any(v.train for v in exp.variants) else ""))
+                  f"augment={t.augment}" + (", fit on train+val" if t.fit_on != "train" else "") + (" (some variants override)" if any(v.train for v in exp.variants) else ""))
         row = {"experiment": name, "purpose": exp.purpose, "config": recipe,
                "runs": f"{len(exp.variants)} × {len(exp.seeds)} seeds", "config hash": exp.config_hash(),
                "command": f"nnlab train {name}", "state": st.state}

@@ -108,9 +108,9 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
     t0 = time.perf_counter()
 
     def report(i: int, v: E.Variant, s: int, record: dict) -> None:
-        acc = f"test_acc={record['test_acc']:.4f} " if record["test_acc"] is not None else ""
-        (log or _stderr)(f"[{name}] {i}/{len(todo)} {v.name} seed={s}: val_acc={record['val_acc']:.4f} "
-                         f"{acc}({record['seconds']:.0f} s on {record['device']})")
+        accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
+        (log or _stderr)(f"[{name}] {i}/{len(todo)} {v.name} seed={s}: {accs}"
+                         f"({record['seconds']:.0f} s on {record['device']})")
 
     if jobs > 1 and len(todo) > 1 and dev.type == "cpu":
         import multiprocessing as mp

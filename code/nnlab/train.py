@@ -27,6 +27,7 @@ from nnlab.data import mnist
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine", "step")
+FIT_ON = ("train", "train+val")
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,9 @@ class TrainConfig:
         max_shift: largest translation in pixels for augmentation.
         label_smoothing: passed to the cross-entropy loss.
         eval_batch: batch size for evaluation (large: no gradients are kept).
+        fit_on: ``train`` fits the training split and measures the validation split after
+            every epoch; ``train+val`` fits both (the final refit of a recipe chosen on
+            validation), so there is no validation measurement.
     """
 
     epochs: int = 10
@@ -72,6 +76,7 @@ class TrainConfig:
     max_shift: float = 2.0
     label_smoothing: float = 0.0
     eval_batch: int = 5000
+    fit_on: str = "train"
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,12 +102,16 @@ class TrainConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not isinstance(self.eval_batch, int) or self.eval_batch < 1:
             problems.append(f"eval_batch must be a positive integer, got {self.eval_batch!r}")
+        if self.fit_on not in FIT_ON:
+            problems.append(f"unknown fit_on {self.fit_on!r}; choose one of {', '.join(FIT_ON)}")
         if problems:
             raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        if d["fit_on"] == "train":  # the default is left out: configs stored before it existed match
+            del d["fit_on"]
         return d
 
 
@@ -111,8 +120,8 @@ class RunResult:
     """What one training run produced (the model itself is trained in place)."""
 
     history: dict[str, list[float]]
-    val_loss: float
-    val_acc: float
+    val_loss: float | None  # None when the validation split was trained on (fit_on="train+val")
+    val_acc: float | None
     test_loss: float | None
     test_acc: float | None
     seconds: float
@@ -247,7 +256,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         seed: seeds the permutation, augmentation, dropout (and initialisation, if the caller
             built the model after ``torch.manual_seed``).
         data: ``{"train": (x, y), "val": (x, y), "test": (x, y)}``; MNIST by default.
-            ``test`` is optional; it is evaluated once, after the last epoch.
+            ``test`` is optional; it is evaluated once, after the last epoch. With
+            ``config.fit_on == "train+val"`` the validation images join the training ones.
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
         desc: label for the progress bar.
         checkpoint: file to write atomically after every epoch (model, optimiser, RNG states).
@@ -271,8 +281,12 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     if data is None:
         data = {s: mnist(s) for s in ("train", "val", "test")}
+    if config.fit_on == "train+val":
+        data = {**data, "train": tuple(torch.cat(pair) for pair in zip(data["train"], data["val"]))}
+        x_val = y_val = None  # trained on: measuring it would say nothing about new images
+    else:
+        x_val, y_val = data["val"]
     x_train, y_train = (t.to(dev) for t in data["train"])
-    x_val, y_val = data["val"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
     # the layout is set before the optimiser exists, so its state takes the same strides
@@ -342,12 +356,15 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                 last_checked = i + 1
         history["train_loss"].append(float(step_losses.double().sum()) / n)
         history["train_acc"].append(int(step_correct.sum()) / n)
-        val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch)
-        history["val_loss"].append(val_loss)
-        history["val_acc"].append(val_acc)
+        if x_val is not None:
+            val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch)
+            history["val_loss"].append(val_loss)
+            history["val_acc"].append(val_acc)
+            bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_acc:.4f}")
+        else:
+            bar.set_postfix(epoch=epoch + 1, train_acc=f"{history['train_acc'][-1]:.4f}")
         history["lr"].append(lr)
         history["seconds"].append(time.perf_counter() - t0)
-        bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_acc:.4f}")
         if ckpt_path:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
@@ -363,6 +380,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     if "test" in data:
         test_loss, test_acc = evaluate(model, *data["test"], batch=config.eval_batch)
     model.to(memory_format=torch.contiguous_format).eval()  # hand back the usual layout
-    return RunResult(history=history, val_loss=history["val_loss"][-1], val_acc=history["val_acc"][-1],
+    val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
+    return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
                      test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t_run,
                      device=str(dev))
