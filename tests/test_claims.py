@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from nnlab import experiments as E
+from nnlab import report, rules
 from nnlab import results as store
-from nnlab import rules
 from nnlab.data import mnist
 from nnlab.models import build, count_parameters
 from nnlab.train import evaluate
@@ -37,6 +37,16 @@ def test_every_seed_beats_the_problem_threshold(name, threshold):
     assert len(runs) >= 3, f"{name} must be trained with at least 3 seeds"
     for r in runs:
         assert r["test_acc"] >= threshold, f"{name} seed {r['seed']}: {r['test_acc']} < {threshold}"
+
+
+@pytest.mark.parametrize("target", report.TARGETS, ids=lambda t: t.problem)
+def test_the_reported_models_reach_the_books_goals(target):
+    """Mean test accuracy over seeds of the model each problem reports, against the goal the
+    book set for it (stricter than the problem's own threshold)."""
+    s = store.summary(target.experiment)
+    assert s["n"] >= 3
+    errors, allowed = (1 - s["mean"]) * 10_000, (1 - target.goal) * 10_000
+    assert errors <= allowed + 1e-6, f"{target.problem}: {errors:.1f} errors on average, goal {allowed:.0f}"
 
 
 @pytest.mark.parametrize("name", PROBLEM_THRESHOLDS)
