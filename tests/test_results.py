@@ -314,3 +314,11 @@ def test_a_run_fit_on_train_and_val_is_stored_without_validation(tiny_experiment
     log = capsys.readouterr().err
     assert "test_acc=" in log and "val_acc" not in log
     assert store.summary(exp.name)["n"] == 2
+
+
+def test_validation_cannot_choose_among_variants_fit_on_it(tiny_experiment, register_experiment):
+    both = replace(tiny_experiment.train, fit_on="train+val")
+    exp = register_experiment(replace(tiny_experiment, variants=(
+        tiny_experiment.variants[0], E.Variant("wide", tuple(mlp([32])), both))))
+    with pytest.raises(ValueError, match=r"cannot choose a variant on validation: wide trained on the validation"):
+        store.chosen_variant(exp.name)

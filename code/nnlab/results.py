@@ -296,6 +296,11 @@ def chosen_variant(name: str) -> str:
     exp = E.get(name)
     if len(exp.variants) == 1:
         return exp.variants[0].name
+    blind = [v.name for v in exp.variants if exp.train_config(v).fit_on != "train"]
+    if blind:
+        raise ValueError(f"experiment {name!r} cannot choose a variant on validation: {', '.join(blind)} "
+                         "trained on the validation images (fit_on='train+val'); name the variant, or "
+                         "choose among variants fit on the training split alone")
     data = load(name)
     keys = {}
     for v in exp.variants:
