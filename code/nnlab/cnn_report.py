@@ -178,28 +178,40 @@ def cnn_summary() -> dict:
 FINAL = "cnn-final"
 
 
+def _final_pairs() -> tuple[list[int], dict[int, float], dict[int, float]]:
+    """The seeds both fits have, and per seed the test accuracy of the chosen candidate (fit
+    on the training split) and of the final model (refit on training and validation images)."""
+    before = {r["seed"]: r["test_acc"] for r in store.runs("cnn", store.chosen_variant("cnn"))}
+    after = {r["seed"]: r["test_acc"] for r in store.runs(FINAL)}
+    return sorted(before.keys() & after.keys()), before, after
+
+
+def _fit_sizes() -> dict[str, int]:
+    return {split: len(raw_split(split)[1]) for split in ("train", "val")}
+
+
 def final_summary() -> dict:
     """Test accuracy of the final model (the chosen recipe refit on training and validation
     images, ``cnn-final``) and its change from the same recipe fit on the training split alone,
     seed by seed."""
     s = store.summary(FINAL)
-    chosen = store.runs("cnn", store.chosen_variant("cnn"))
-    before = {r["seed"]: r["test_acc"] for r in chosen}
-    paired = [r["test_acc"] - before[r["seed"]] for r in store.runs(FINAL) if r["seed"] in before]
-    train_images = {split: len(raw_split(split)[1]) for split in ("train", "val")}
+    seeds, before, after = _final_pairs()
+    paired = [after[seed] - before[seed] for seed in seeds]
+    sizes = _fit_sizes()
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "pm": fmt_pm(s["mean"], s["std"]), "errors_mean": (1 - s["mean"]) * 10000,
-            "seeds": ", ".join(map(str, s["seeds"])), "images": sum(train_images.values()),
-            "val_images": train_images["val"], "change_pts": 100 * statistics.fmean(paired),
+            "seeds": ", ".join(map(str, s["seeds"])), "images": sum(sizes.values()),
+            "val_images": sizes["val"], "change_pts": 100 * statistics.fmean(paired),
             "change_se_pts": 100 * statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else float("nan"),
             "seeds_better": sum(d > 0 for d in paired), "seeds_worse": sum(d < 0 for d in paired),
             "paired": len(paired)}
 
 
-def final_note() -> str:
+def final_note(summary: dict | None = None) -> str:
     """Markdown: what the refit on the validation images changed, seed for seed, and whether
-    that change stands out from the noise (more than two standard errors of the paired mean)."""
-    f = final_summary()
+    that change stands out from the noise (more than two standard errors of the paired mean).
+    ``summary`` is :func:`final_summary`'s result, if the caller has it already."""
+    f = summary or final_summary()
     direction = "raised" if f["change_pts"] > 0 else "lowered" if f["change_pts"] < 0 else "left"
     verdict = ("more than two standard errors, a change the seeds agree on"
                if abs(f["change_pts"]) > 2 * f["change_se_pts"] else
@@ -215,16 +227,13 @@ def final_table() -> pd.DataFrame:
     training split (the candidate chosen on validation) and refit on training and validation
     images (the final model). Columns are (images fitted, measure)."""
     n_test = len(mnist("test")[1])
-    fits = {"cnn": store.runs("cnn", store.chosen_variant("cnn")), FINAL: store.runs(FINAL)}
-    n_fit = {split: len(raw_split(split)[1]) for split in ("train", "val")}
-    label = {"cnn": f"{n_fit['train']:,} images", FINAL: f"{n_fit['train'] + n_fit['val']:,} images"}
-    seeds = sorted({r["seed"] for r in fits[FINAL]} & {r["seed"] for r in fits["cnn"]})
+    seeds, before, after = _final_pairs()
+    sizes = _fit_sizes()
     table = {}
-    for name, rs in fits.items():
-        acc = {r["seed"]: r["test_acc"] for r in rs}
+    for images, acc in ((sizes["train"], before), (sum(sizes.values()), after)):
         values = [acc[s] for s in seeds] + [statistics.fmean(acc[s] for s in seeds)]
-        table[(label[name], "test accuracy")] = values
-        table[(label[name], "errors")] = [(1 - a) * n_test for a in values]
+        table[(f"{images:,} images", "test accuracy")] = values
+        table[(f"{images:,} images", "errors")] = [(1 - a) * n_test for a in values]
     return pd.DataFrame(table, index=pd.Index([*map(str, seeds), "mean"], name="seed"))
 
 

@@ -287,6 +287,9 @@ register(Experiment(
     variants=tuple(_cnn_candidate(n, size, aug) for n, (size, aug) in CNN_CANDIDATES.items()),
     train=CNN_RECIPE, rules=R.CNN_1M))
 
+_CNN_BEST = REGISTRY["cnn"].variant(CNN_CHOSEN)
+_CNN_BEST_RECIPE = REGISTRY["cnn"].train_config(_CNN_BEST)
+
 # The final model: the chosen candidate's recipe, trained again on all 60,000 training images.
 # Once validation has made its choice the 5,000 validation images have no job left, so the
 # last fit uses them as training data (Goodfellow et al. 2016, section 7.8); its test
@@ -295,8 +298,8 @@ register(Experiment(
     name="cnn-final", chapter="book/part3/cnn",
     purpose="The CNN chosen on validation (see cnn), trained again with the same recipe on the training "
             "and validation images together: the book's final model for problem 3G.",
-    variants=(Variant(CNN_CHOSEN, REGISTRY["cnn"].variant(CNN_CHOSEN).spec),),
-    train=replace(REGISTRY["cnn"].train_config(REGISTRY["cnn"].variant(CNN_CHOSEN)), fit_on="train+val"),
+    variants=(Variant(CNN_CHOSEN, _CNN_BEST.spec),),
+    train=replace(_CNN_BEST_RECIPE, fit_on="train+val"),
     rules=R.CNN_1M))
 
 register(Experiment(
@@ -306,7 +309,7 @@ register(Experiment(
     variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
                            info=(("p", round(p, 6)),))
                    for p in [i / 9 for i in range(10)]),
-    train=replace(REGISTRY["cnn"].train_config(REGISTRY["cnn"].variant(CNN_CHOSEN)), epochs=1),
+    train=replace(_CNN_BEST_RECIPE, epochs=1),
     seeds=(0,), rules=R.CNN_1M, save_weights=False))
 
 

@@ -207,6 +207,12 @@ def _inspect(name: str) -> tuple[Status, dict | None, dict]:
     return Status(name, "ok"), data, current
 
 
+def stored_current_runs(name: str) -> dict:
+    """The stored runs of ``name`` that are still current, keyed as stored (none when the
+    result is missing or damaged): the runs ``nnlab train`` need not train again."""
+    return _inspect(name)[2]
+
+
 def status(name: str) -> Status:
     """Whether an experiment's stored result is usable, and if not, why."""
     return _inspect(name)[0]

@@ -99,10 +99,8 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
     wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
     for v in wanted_variants:  # refuse illegal models before spending any time
         check(build(v.spec), exp.rules)
-    st = store.status(name)
-    done = set()  # runs stored and current: a stale variant's runs are trained again
-    if not fresh and st.state in ("ok", "incomplete", "stale"):
-        done = set(store.current_runs(name, store.read_raw(name))[0])
+    # runs stored and current: a stale variant's runs are trained again
+    done = set() if fresh else set(store.stored_current_runs(name))
     todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
             if store.run_key(v.name, s) not in done]
     t0 = time.perf_counter()
