@@ -17,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NNLAB_DATA", str(ROOT.parent / "shared" / "data"))
 
+import nnlab.book.experiments  # noqa: E402, F401  (the book's catalogue, registered once for every test)
+
 
 class NetworkBlocked(ConnectionRefusedError):
     """A test tried to reach a host other than this machine."""
@@ -78,8 +80,8 @@ def block_network():
 
 @pytest.fixture(autouse=True)
 def _one_job(monkeypatch):
-    """Runs train in the test process: spawned workers would not see experiments or data that
-    a test registers or patches in this process."""
+    """Runs train in the test process (faster for tiny runs than spawning workers); tests of
+    parallel runs ask for ``--jobs`` explicitly."""
     monkeypatch.setenv("NNLAB_JOBS", "1")
 
 
@@ -104,13 +106,10 @@ def one_thread():
 
 
 @pytest.fixture
-def synthetic_data(monkeypatch, one_thread):
-    """Train on the small synthetic ten-class problem of ``tiny_experiments`` instead of MNIST."""
+def synthetic_data(one_thread):
+    """The small synthetic ten-class problem of ``tiny_experiments`` (its experiments carry it)."""
     import tiny_experiments
 
-    import nnlab.train
-
-    monkeypatch.setattr(nnlab.train, "mnist", tiny_experiments.synthetic_mnist)
     return tiny_experiments.synthetic_data()
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from nnlab import conv, experiments
+from nnlab import conv
+from nnlab.book import experiments
 from nnlab import results as store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from nnlab import experiments as E
-from nnlab import report, rules
+from nnlab.book import experiments as E
+from nnlab import rules
+from nnlab.book import problems, report
 from nnlab import results as store
 from nnlab.data import mnist
 from nnlab.models import build, count_parameters
@@ -68,13 +69,13 @@ def test_cnn_obeys_problem_3g(name):
         cfg = exp.train_config(v)
         assert cfg.epochs == 10 and cfg.batch_size == 32
         rules.check(build(v.spec), exp.rules)
-    assert exp.rules == rules.CNN_1M
+    assert exp.rules == problems.CNN_1M
     for seed in store.stored_seeds(name):
         model = store.load_model(name, seed)
         assert count_parameters(model) < 1_000_000
         kinds = {type(m).__name__ for m in model.modules()}
         assert {"Dropout", "BatchNorm2d"} <= kinds
-        assert kinds - {"Sequential"} <= rules.CNN_LAYERS
+        assert kinds - {"Sequential"} <= problems.CNN_LAYERS
 
 
 def test_final_cnn_is_the_chosen_recipe_fit_on_train_and_val():
@@ -88,10 +89,10 @@ def test_final_cnn_is_the_chosen_recipe_fit_on_train_and_val():
 
 
 def test_mlp_rules_as_the_problems_state_them():
-    assert rules.MLP_100.max_hidden_units == 100
-    assert rules.MLP_200.max_hidden_units == 200 and rules.MLP_200.min_hidden_layers == 2
-    assert rules.MLP_1000.max_hidden_units == 1000 and rules.MLP_1000.min_hidden_layers == 3
-    for name, r in (("mlp-100", rules.MLP_100), ("mlp-200", rules.MLP_200), ("mlp-1000", rules.MLP_1000)):
+    assert problems.MLP_100.max_hidden_units == 100
+    assert problems.MLP_200.max_hidden_units == 200 and problems.MLP_200.min_hidden_layers == 2
+    assert problems.MLP_1000.max_hidden_units == 1000 and problems.MLP_1000.min_hidden_layers == 3
+    for name, r in (("mlp-100", problems.MLP_100), ("mlp-200", problems.MLP_200), ("mlp-1000", problems.MLP_1000)):
         assert E.get(name).rules == r
 
 
@@ -116,7 +117,7 @@ def test_dropout_eight_ninths_is_little_better_than_chance_after_one_epoch():
 
 
 def test_selection_gap_note_covers_every_sweep_once():
-    from nnlab import cnn_report
+    from nnlab.book import cnn_report
 
     gaps = cnn_report.selection_gap()
     note = cnn_report.selection_gap_note()
@@ -151,7 +152,7 @@ def test_one_epoch_of_a_constant_rate_run_is_a_one_epoch_run():
 
 def test_elastic_distortions_lowered_the_cnns_validation_accuracy():
     """The CNN chapter's reason for its third round of candidates."""
-    from nnlab import cnn_report
+    from nnlab.book import cnn_report
 
     effects = cnn_report.candidate_effects()
     assert effects["elastic_w32_val"] < 0 and effects["elastic_w48_val"] < 0

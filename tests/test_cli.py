@@ -126,7 +126,8 @@ def test_results_check_covers_every_experiment(tiny_experiment, monkeypatch, cap
     run(["train", T.TINY.name, "--device", "cpu"], capsys)
     code, out, _ = run(["results", "check"], capsys)
     assert code == 1
-    assert out.strip().splitlines() == [f"{T.RESUMABLE.name}: missing: no stored result; "
+    assert out.strip().splitlines() == [f"{T.RESUMABLE.name}: missing: no stored result in "
+                                        f"{store.experiment_dir(T.RESUMABLE.name)}; "
                                         f"run `nnlab train {T.RESUMABLE.name}`"]
 
 

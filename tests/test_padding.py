@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnlab import padding
+from nnlab.book import padding
 
 
 def windows(size: int, kernel: int, pad: int):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nnlab import pooling
+from nnlab.book import pooling
 
 
 def pool_by_hand(m: np.ndarray, fn) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 from nnlab import experiments as E
 from nnlab import results as store
 from nnlab import rules as R
+from nnlab.book import problems as P
 from nnlab import runner
 from nnlab.models import mlp
 
@@ -101,7 +102,7 @@ def test_changed_config_makes_the_result_stale(tiny_experiment, register_experim
     assert store.status(NAME).state == "stale"
     # a changed spec or rule is a changed config too
     for changed in (replace(T.TINY, variants=(E.Variant("main", ("flatten", "linear 17", "relu", "linear 10")),)),
-                    replace(T.TINY, rules=R.MLP_200)):
+                    replace(T.TINY, rules=P.MLP_200)):
         register_experiment(changed)
         assert store.status(NAME).state == "stale"
         assert "main" in store.status(NAME).detail
@@ -204,7 +205,7 @@ def test_damaged_weights_are_refused(tiny_experiment, damage):
 
 
 def test_load_or_train_trains_what_is_missing(tiny_experiment):
-    data = store.load_or_train(NAME, device="cpu")
+    data = runner.load_or_train(NAME, device="cpu")
     assert set(data["runs"]) == {"main/seed=0", "main/seed=1"}
     # incomplete: only the missing run is trained, the stored one is kept as it is
     before = store.load(NAME)["runs"]["main/seed=0"]
@@ -213,7 +214,7 @@ def test_load_or_train_trains_what_is_missing(tiny_experiment):
     del raw["runs"]["main/seed=1"]
     path.write_text(json.dumps(raw))
     assert store.status(NAME).state == "incomplete"
-    data = store.load_or_train(NAME, device="cpu")
+    data = runner.load_or_train(NAME, device="cpu")
     assert data["runs"]["main/seed=0"] == before and "main/seed=1" in data["runs"]
 
 
@@ -222,8 +223,8 @@ def test_load_or_train_refuses_stale_unless_asked(tiny_experiment, register_expe
     record(1, test_acc=0.5)
     changed = register_experiment(replace(T.TINY, train=replace(T.TINY.train, epochs=1)))
     with pytest.raises(store.StaleResult):
-        store.load_or_train(NAME, device="cpu")
-    data = store.load_or_train(NAME, retrain_stale=True, device="cpu")
+        runner.load_or_train(NAME, device="cpu")
+    data = runner.load_or_train(NAME, retrain_stale=True, device="cpu")
     assert data["config_hash"] == changed.config_hash()
     assert all(len(r["history"]["val_acc"]) == 1 for r in data["runs"].values())
     # the old runs' weights are gone with them: one file per stored run

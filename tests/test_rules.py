@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from nnlab import rules as R
+from nnlab.book import problems as P
 from nnlab.models import build, count_parameters, mlp
 from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units, violations
 
 FAST = settings(max_examples=60, deadline=None)
-PROBLEMS = [R.MLP_100, R.MLP_200, R.MLP_1000]
+PROBLEMS = [P.MLP_100, P.MLP_200, P.MLP_1000]
 
 
 @st.composite
@@ -62,7 +63,7 @@ def test_random_mlps_over_budget_fail(data, rules):
 
 
 @FAST
-@given(data=st.data(), rules=st.sampled_from([R.MLP_200, R.MLP_1000]))
+@given(data=st.data(), rules=st.sampled_from([P.MLP_200, P.MLP_1000]))
 def test_random_mlps_too_shallow_fail(data, rules):
     widths = data.draw(widths_within(rules.max_hidden_units, 0, max_layers=rules.min_hidden_layers - 1))
     model = make(widths)
@@ -81,7 +82,7 @@ def test_random_mlps_with_a_foreign_layer_fail(data, layer):
     layers.insert(data.draw(st.integers(1, len(layers) - 1)), layer)
     model = nn.Sequential(*layers)
     with pytest.raises(RuleViolation, match=rf"layer type\(s\) {type(layer).__name__} not allowed"):
-        check(model, R.MLP_100)
+        check(model, P.MLP_100)
 
 
 def nested_sneaky() -> nn.Sequential:
@@ -94,17 +95,17 @@ def test_linear_hidden_in_nested_sequential_is_counted():
     model = nested_sneaky()
     assert hidden_units(model) == 101 and hidden_layers(model) == 2
     with pytest.raises(RuleViolation, match="101 hidden units, more than the 100 allowed"):
-        check(model, R.MLP_100)
+        check(model, P.MLP_100)
 
 
 def test_conv_under_mlp_rules_fails():
     model = build(["conv 4 3", "relu", "flatten", "linear 20", "relu", "linear 10"])
     assert hidden_units(model) == 20  # within the budget ...
     with pytest.raises(RuleViolation, match=r"layer type\(s\) Conv2d not allowed"):
-        check(model, R.MLP_100)  # ... but not an MLP
+        check(model, P.MLP_100)  # ... but not an MLP
     # also when the convolution hides in a nested container
     nested = nn.Sequential(nn.Sequential(nn.Conv2d(1, 1, 3)), nn.Flatten(), nn.Linear(676, 10))
-    assert "Conv2d" in " ".join(violations(nested, R.MLP_100))
+    assert "Conv2d" in " ".join(violations(nested, P.MLP_100))
 
 
 def test_custom_module_with_its_own_weights_fails():
@@ -119,11 +120,11 @@ def test_custom_module_with_its_own_weights_fails():
 
     model = nn.Sequential(nn.Flatten(), Scaled(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
     with pytest.raises(RuleViolation, match=r"layer type\(s\) Scaled not allowed"):
-        check(model, R.MLP_100)
+        check(model, P.MLP_100)
 
 
-@pytest.mark.parametrize("rules, widths", [(R.MLP_100, [101]), (R.MLP_100, [50, 51]),
-                                           (R.MLP_200, [150, 51]), (R.MLP_1000, [500, 300, 201])])
+@pytest.mark.parametrize("rules, widths", [(P.MLP_100, [101]), (P.MLP_100, [50, 51]),
+                                           (P.MLP_200, [150, 51]), (P.MLP_1000, [500, 300, 201])])
 def test_one_unit_over_budget_fails_and_exactly_at_budget_passes(rules, widths):
     with pytest.raises(RuleViolation, match=f"{rules.max_hidden_units + 1} hidden units"):
         check(make(widths), rules)
@@ -131,8 +132,8 @@ def test_one_unit_over_budget_fails_and_exactly_at_budget_passes(rules, widths):
     check(make(at_budget), rules)
 
 
-@pytest.mark.parametrize("rules, widths", [(R.MLP_200, [200]), (R.MLP_1000, [500, 400]),
-                                           (R.MLP_1000, [])])
+@pytest.mark.parametrize("rules, widths", [(P.MLP_200, [200]), (P.MLP_1000, [500, 400]),
+                                           (P.MLP_1000, [])])
 def test_too_few_hidden_layers_fail(rules, widths):
     with pytest.raises(RuleViolation, match=f"{len(widths)} hidden layer\\(s\\), fewer than"):
         check(make(widths), rules)
@@ -142,17 +143,17 @@ CNN = ["conv 8 3 p=1 bias=0", "bn", "relu", "maxpool 2", "dropout 0.1", "flatten
 
 
 def test_required_layers_must_be_present():
-    check(build(CNN), R.CNN_1M)
+    check(build(CNN), P.CNN_1M)
     no_bn = [t for t in CNN if t != "bn"]
-    assert violations(build(no_bn), R.CNN_1M) == ["no BatchNorm2d layer, but at least one is required"]
+    assert violations(build(no_bn), P.CNN_1M) == ["no BatchNorm2d layer, but at least one is required"]
     with pytest.raises(RuleViolation, match="no BatchNorm2d layer, but at least one is required"):
-        check(build(no_bn), R.CNN_1M)
+        check(build(no_bn), P.CNN_1M)
     neither = [t for t in no_bn if not t.startswith("dropout")]
-    msg = "; ".join(violations(build(neither), R.CNN_1M))
+    msg = "; ".join(violations(build(neither), P.CNN_1M))
     assert "no BatchNorm2d layer" in msg and "no Dropout layer" in msg
     # a required layer nested in a container counts
     nested = nn.Sequential(nn.Sequential(*build(CNN)[:4]), *build(CNN)[4:])
-    check(nested, R.CNN_1M)
+    check(nested, P.CNN_1M)
 
 
 def test_parameter_limit_is_strict():
@@ -160,8 +161,8 @@ def test_parameter_limit_is_strict():
     model = build(CNN)
     n = count_parameters(model)
     assert n == 8 * 9 + 2 * 8 + (8 * 14 * 14 * 10 + 10)
-    at_limit = R.Rules("limit", R.CNN_LAYERS, max_parameters=n)
-    above_limit = R.Rules("limit", R.CNN_LAYERS, max_parameters=n + 1)
+    at_limit = R.Rules("limit", P.CNN_LAYERS, max_parameters=n)
+    above_limit = R.Rules("limit", P.CNN_LAYERS, max_parameters=n + 1)
     with pytest.raises(RuleViolation, match=f"{n:,} parameters, not fewer than {n:,}"):
         check(model, at_limit)
     check(model, above_limit)
@@ -169,7 +170,7 @@ def test_parameter_limit_is_strict():
 
 def test_every_violation_is_listed_at_once():
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.Tanh(), nn.Linear(300, 10))
-    found = violations(model, R.MLP_200)
+    found = violations(model, P.MLP_200)
     assert len(found) == 3
     assert any("Tanh not allowed" in f for f in found)
     assert any("300 hidden units" in f for f in found)

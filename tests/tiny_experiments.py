@@ -1,8 +1,9 @@
 """A small synthetic problem and tiny experiments, shared by the tests and their subprocesses.
 
-Importing this module registers nothing. Tests register the experiments through fixtures;
-a subprocess runs this file as a script, which registers them, trains on the synthetic data
-and then acts like the ``nnlab`` command (``train ...``) or stores runs (``record ...``).
+Importing this module registers nothing. The experiments carry their synthetic data by
+value (an :class:`nnlab.data.ArrayData`), as a course's experiments do. Tests register them
+through fixtures; a subprocess runs this file as a script, which registers them and then
+acts like the ``nnlab`` command (``train ...``) or stores runs (``record ...``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 
 import nnlab.train
 from nnlab import experiments as E
-from nnlab import rules as R
+from nnlab.book import problems as P
+from nnlab.data import ArrayData
 from nnlab.models import build, mlp
 from nnlab.train import TrainConfig
 
@@ -44,17 +46,21 @@ def synthetic_data() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {s: synthetic_mnist(s) for s in SIZES}
 
 
+SYNTHETIC = ArrayData("synthetic-10", train=synthetic_mnist("train"), val=synthetic_mnist("val"),
+                      test=synthetic_mnist("test"), normalise=False,
+                      description="ten noisy prototypes, MNIST-shaped")
+
 TINY = E.Experiment(
     name="test-tiny", purpose="A 16-unit MLP on synthetic data.", chapter="tests",
     variants=(E.Variant("main", tuple(mlp([16]))),),
-    train=TrainConfig(epochs=2, batch_size=64, lr=3e-3), seeds=(0, 1), rules=R.MLP_100)
+    train=TrainConfig(epochs=2, batch_size=64, lr=3e-3), seeds=(0, 1), rules=P.MLP_100, data=SYNTHETIC)
 
 # Every source of randomness a resume must restore: dropout, augmentation, a schedule.
 RESUMABLE = E.Experiment(
     name="test-tiny-resume", purpose="A small MLP with dropout, augmentation and a schedule.",
     chapter="tests", variants=(E.Variant("main", tuple(mlp([32, 16], dropout=0.2))),),
     train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, schedule="onecycle", augment="shift"),
-    seeds=(0,), rules=R.MLP_100)
+    seeds=(0,), rules=P.MLP_100, data=SYNTHETIC)
 
 EXPERIMENTS = (TINY, RESUMABLE)
 
@@ -66,9 +72,7 @@ def seeded_model(spec, seed: int) -> torch.nn.Module:
 
 def _register_and_patch(step_delay: float = 0.0) -> None:
     for exp in EXPERIMENTS:
-        if exp.name not in E.REGISTRY:
-            E.register(exp)
-    nnlab.train.mnist = synthetic_mnist
+        E.register(exp)
     if step_delay > 0:  # slows every step without changing a number: time to kill the run
         lr_at = nnlab.train.lr_at
 

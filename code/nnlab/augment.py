@@ -21,7 +21,8 @@ def distort(images: torch.Tensor, kind: str, generator: torch.Generator, *, back
             max_shift: float = 2.0, max_rotate: float = 10.0, max_scale: float = 0.1,
             elastic_strength: float = 2.0, elastic_grid: int = 4,
             chunk: int = 8192) -> torch.Tensor:
-    """Randomly distorted copy of ``images`` ``(N, 1, H, W)``.
+    """Randomly distorted copy of ``images`` ``(N, C, H, W)``; every channel of an image moves
+    with the same distortion.
 
     Args:
         images: the (normalised) images.
@@ -37,12 +38,17 @@ def distort(images: torch.Tensor, kind: str, generator: torch.Generator, *, back
             correlation length of about ``H / grid`` pixels.
 
     Raises:
-        ValueError: unknown kind.
+        ValueError: unknown kind, or inputs that are not a batch of images.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "none":
         return images
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"augmentation {kind!r} needs a float batch of images (N, C, H, W), got "
+                         f"{images.dtype} of shape {tuple(images.shape)}; use 'none' for other inputs")
+    if kind == "shift" and not (max_shift >= 0 and math.isfinite(max_shift)):
+        raise ValueError(f"max_shift must be a finite number >= 0, got {max_shift!r}")
     out = torch.empty_like(images)
     n, _, h, w = images.shape
     for start in range(0, n, chunk):
@@ -58,7 +64,9 @@ def distort(images: torch.Tensor, kind: str, generator: torch.Generator, *, back
             rows = (torch.arange(h, device=x.device).view(1, h) + s - dy.view(b, 1))
             cols = (torch.arange(w, device=x.device).view(1, w) + s - dx.view(b, 1))
             idx_b = torch.arange(b, device=x.device).view(b, 1, 1)
-            out[start:start + b] = padded[idx_b, 0, rows.view(b, h, 1), cols.view(b, 1, w)].unsqueeze(1)
+            # indexing with a slice between advanced indices puts the channel axis last
+            crops = padded[idx_b, :, rows.view(b, h, 1), cols.view(b, 1, w)]
+            out[start:start + b] = crops.permute(0, 3, 1, 2)
             continue
         angle = u(b) * math.radians(max_rotate)
         scale = 1 + u(b) * max_scale

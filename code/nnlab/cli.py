@@ -1,4 +1,10 @@
-"""The ``nnlab`` command: list, train and check the registered experiments."""
+"""The ``nnlab`` command: list, train and check a course's experiments.
+
+The experiments are those registered by the modules named in ``[tool.nnlab] experiments``
+of the nearest ``pyproject.toml`` (or ``--experiments``/``$NNLAB_EXPERIMENTS``); results go
+to ``$NNLAB_RESULTS``, else the table's ``results``, else ``./results`` (see
+:mod:`nnlab.project`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import argparse
 import sys
 import time
 
+import nnlab
 from nnlab import experiments as E
+from nnlab import project
 from nnlab import results as store
 from nnlab.runner import default_jobs, run_experiment
 
@@ -23,6 +31,8 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers like 0,1,2, got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seed(s) given twice in {text!r}; give each seed once")
     return seeds
 
 
@@ -36,11 +46,25 @@ def _positive(text: str) -> int:
     return value
 
 
+def _modules(text: str) -> list[str]:
+    modules = [m.strip() for m in text.split(",") if m.strip()]
+    if not modules:
+        raise argparse.ArgumentTypeError("give a module name, e.g. --experiments mycourse.experiments")
+    return modules
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nnlab", description="Train and check the networks of the deep-learning book.")
+    p = _Parser(prog="nnlab", description="Train and check a course's networks (experiments registered "
+                                          "by the modules named in [tool.nnlab] of pyproject.toml).")
+    p.add_argument("--version", action="version", version=f"nnlab {nnlab.__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--experiments", type=_modules, metavar="MODULE[,MODULE]",
+                        help="modules (or .py files) that register the experiments, instead of "
+                             "$NNLAB_EXPERIMENTS or [tool.nnlab] experiments")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="list registered experiments and the state of their stored results")
-    t = sub.add_parser("train", help="train an experiment's missing runs and store them")
+    sub.add_parser("list", parents=[common],
+                   help="list the experiments, the state of their results, and where they are read and written")
+    t = sub.add_parser("train", parents=[common], help="train an experiment's missing runs and store them")
     t.add_argument("name", nargs="?", help="experiment name (see `nnlab list`)")
     t.add_argument("--all", action="store_true", help="train every registered experiment")
     t.add_argument("--seeds", type=_seeds, help="comma-separated subset of the experiment's seeds")
@@ -52,52 +76,96 @@ def _parser() -> argparse.ArgumentParser:
                         "default: $NNLAB_JOBS, else one per core)")
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    rsub.add_parser("check", help="list missing, stale or damaged results; exit 1 if any")
+    c = rsub.add_parser("check", parents=[common], help="list missing, stale or damaged results; exit 1 if any")
+    c.add_argument("names", nargs="*", metavar="NAME", help="experiments to check (default: all)")
     return p
+
+
+def _where(proj: project.Project) -> list[str]:
+    source = {"nowhere": "none declared", "--experiments": "from --experiments",
+              "NNLAB_EXPERIMENTS": "from $NNLAB_EXPERIMENTS"}.get(proj.experiments_from,
+                                                                  f"from {proj.experiments_from}")
+    rsource = {"NNLAB_RESULTS": "from $NNLAB_RESULTS", "default": "default: ./results"}.get(
+        proj.results_from, f"from {proj.results_from}")
+    return [f"experiments: {', '.join(proj.experiments) or '(none)'} ({source})",
+            f"results:     {proj.results} ({rsource}{'' if proj.results.is_dir() else '; does not exist yet'})"]
+
+
+def _list() -> int:
+    proj = project.current()
+    names = E.names()
+    for line in _where(proj):
+        print(line)
+    if not names:
+        print('no experiments registered: name the module that registers yours in pyproject.toml '
+              '([tool.nnlab] experiments = ["mycourse.experiments"]) or pass --experiments MODULE')
+        return 0
+    print()
+    for name in names:
+        exp = E.get(name)
+        st = store.status(name)
+        print(f"{name:22s} {st.state:10s} {len(exp.variants):3d} variant(s) x {len(exp.seeds)} seed(s)"
+              f"  {exp.purpose}")
+    return 0
+
+
+def _check(names: list[str]) -> int:
+    names = [E.get(n).name for n in names] if names else E.names()
+    if not names:
+        print("no experiments registered; nothing to check (see `nnlab list`)")
+        return 0
+    root = store.results_root()
+    if not root.is_dir():
+        print(f"the results folder {root} does not exist; train with `{project.cli_hint('nnlab train NAME')}` "
+              "or point NNLAB_RESULTS at your results")
+        return 1
+    bad = [st for st in (store.status(n) for n in names) if st.state != "ok"]
+    for st in bad:
+        print(f"{st.name}: {st.state}: {st.detail}")
+    if not bad:
+        print(f"all {len(names)} results present and current in {root}")
+    return 1 if bad else 0
+
+
+def _train(args) -> int:
+    if bool(args.name) == bool(args.all):
+        raise SystemExit("nnlab: error: give one experiment NAME or --all (see `nnlab train --help`)")
+    names = E.names() if args.all else [E.get(args.name).name]
+    if not names:
+        raise SystemExit("nnlab: error: no experiments registered (see `nnlab list`)")
+    jobs = args.jobs or default_jobs(args.device)
+    times = {}
+    t0 = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        if args.all:
+            print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
+        times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
+                                     resume=args.resume, fresh=args.fresh, jobs=jobs)
+    if len(names) > 1:
+        print("wall time per experiment:")
+        for name, s in times.items():
+            print(f"  {name:22s} {s / 60:6.1f} min")
+        print(f"  {'total':22s} {(time.perf_counter() - t0) / 60:6.1f} min")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    project.set_experiment_modules(getattr(args, "experiments", None))
     try:
         if args.command == "list":
-            for name in E.names():
-                exp = E.get(name)
-                st = store.status(name)
-                print(f"{name:22s} {st.state:10s} {len(exp.variants):3d} variant(s) x {len(exp.seeds)} seed(s)"
-                      f"  {exp.purpose}")
-            return 0
+            return _list()
         if args.command == "results":
-            bad = [st for st in (store.status(n) for n in E.names()) if st.state != "ok"]
-            for st in bad:
-                print(f"{st.name}: {st.state}: {st.detail}")
-            if not bad:
-                print(f"all {len(E.names())} results present and current")
-            return 1 if bad else 0
-        if args.command == "train":
-            if bool(args.name) == bool(args.all):
-                raise SystemExit("nnlab: error: give one experiment NAME or --all (see `nnlab train --help`)")
-            names = E.names() if args.all else [E.get(args.name).name]
-            jobs = args.jobs or default_jobs(args.device)
-            times = {}
-            t0 = time.perf_counter()
-            for i, name in enumerate(names, 1):
-                if args.all:
-                    print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
-                times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
-                                             resume=args.resume, fresh=args.fresh, jobs=jobs)
-            if len(names) > 1:
-                print("wall time per experiment:")
-                for name, s in times.items():
-                    print(f"  {name:22s} {s / 60:6.1f} min")
-                print(f"  {'total':22s} {(time.perf_counter() - t0) / 60:6.1f} min")
-            return 0
-    except (store.ResultError, E.UnknownExperiment, ValueError, RuntimeError) as exc:
+            return _check(args.names)
+        return _train(args)
+    except (store.ResultError, E.UnknownExperiment, project.ProjectError, ValueError, RuntimeError) as exc:
         print(f"nnlab: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nnlab: interrupted; finished runs are stored, continue with --resume", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        project.set_experiment_modules(None)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,32 @@
-"""MNIST as in-memory tensors: read once, checked, normalised once, split once.
+"""Data sources: what an experiment trains on, as a value that travels with it.
 
-`mnist(split)` returns ``(images, labels)`` for ``split`` in ``train``/``val``/``test``:
-images are float32 of shape ``(N, 1, 28, 28)``, normalised with the training split's
-mean and standard deviation; labels are int64. The 60,000 official training images are
-split by a fixed, seeded permutation into 55,000 for training and 5,000 for validation.
+A :class:`DataSource` serves ``(inputs, labels)`` tensors for the splits ``train``, ``val``
+and (optionally) ``test``, normalised once and held in memory, and says what it is:
+:meth:`~DataSource.describe` is plain JSON that goes into every result's hash, so a result
+trained on other data is never mistaken for this one. Built in:
 
-The files are found under ``$NNLAB_DATA/MNIST/raw`` (torchvision's layout), else under
-``~/.cache/nnlab``; where neither holds them, torchvision downloads them. Every failure
-(no files offline, a truncated file, a wrong magic number or count) raises
-:class:`MNISTError` with one message that names the path, the expected files and
-``NNLAB_DATA``.
+* :data:`MNIST`, :func:`fashion_mnist`, :func:`kmnist`: torchvision's IDX files, found under
+  ``$NNLAB_DATA/<NAME>/raw`` (torchvision's layout), else under ``~/.cache/nnlab``, and
+  downloaded by torchvision where neither holds them and a network exists. The 60,000
+  official training images are split by a fixed, seeded permutation into 55,000 for
+  training and 5,000 for validation; images are float32 ``(N, 1, 28, 28)`` normalised with
+  the training split's mean and standard deviation.
+* :class:`ArrayData`: any arrays (numpy or torch), e.g. scikit-learn's bundled digits, with
+  a seeded validation split carved from the training arrays when none is given.
+
+Every failure to find or read files (no files offline, a truncated file, a wrong magic
+number or count) raises :class:`DataError` with one message that names the path, the
+expected files and ``NNLAB_DATA``. ``mnist(split)`` and the other module-level functions are
+the MNIST source's, as the book uses them.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +37,7 @@ VAL_SIZE = 5_000
 SPLIT_SEED = 0
 IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
+TORCHVISION_IDX = ("MNIST", "FashionMNIST", "KMNIST")  # same file names and layout
 
 # name -> (magic number, item count, item shape)
 FILES = {
@@ -37,49 +48,97 @@ FILES = {
 }
 
 
-class MNISTError(RuntimeError):
-    """MNIST could not be found, downloaded or read."""
+class DataError(RuntimeError):
+    """Data could not be found, downloaded or read, or does not make sense."""
 
+
+MNISTError = DataError  # the name the book has always used
+
+
+class DataSource:
+    """What an experiment trains on. Subclasses set :attr:`input_shape`, :attr:`num_classes`
+    and :attr:`name`, and implement :meth:`describe` and :meth:`load`.
+
+    A source must pickle (worker processes receive it by value) and must be deterministic:
+    two calls of :meth:`load` in two processes give the same tensors.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def describe(self) -> dict:
+        """Plain JSON that identifies the data (goes into every result's hash)."""
+        raise NotImplementedError
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 inputs ``(N, *input_shape)`` and int64 labels ``(N,)`` of one split."""
+        raise NotImplementedError
+
+    def has_split(self, split: str) -> bool:
+        return split in SPLITS
+
+    def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Every split this source has, as the trainer takes them."""
+        return {s: self.load(s) for s in SPLITS if self.has_split(s)}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DataSource) and self.describe() == other.describe()
+
+    def __hash__(self) -> int:
+        return hash(repr(sorted(self.describe().items())))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+
+
+# --------------------------------------------------------------------------------------
+# torchvision's IDX data sets: MNIST, FashionMNIST, KMNIST
 
 def data_root() -> Path:
-    """The folder that holds ``MNIST/raw``: ``$NNLAB_DATA``, else ``~/.cache/nnlab``."""
+    """The folder that holds ``<NAME>/raw``: ``$NNLAB_DATA``, else ``~/.cache/nnlab``."""
     env = os.environ.get("NNLAB_DATA")
     return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "nnlab"
 
 
-def _problem(msg: str, raw: Path) -> MNISTError:
+def _problem(msg: str, raw: Path, dataset: str = "MNIST") -> DataError:
     expected = ", ".join(FILES)
-    return MNISTError(
-        f"{msg}. Expected the MNIST files {expected} in {raw}. "
-        "Set NNLAB_DATA to the folder that contains MNIST/raw "
+    return DataError(
+        f"{msg}. Expected the {dataset} files {expected} in {raw}. "
+        f"Set NNLAB_DATA to the folder that contains {dataset}/raw "
         "(e.g. `export NNLAB_DATA=../shared/data`) or connect to the internet once to download them."
     )
 
 
-def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...]) -> np.ndarray:
+def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...], dataset: str = "MNIST") -> np.ndarray:
     """Read one IDX file (optionally gzipped), checking magic number, count and size."""
     raw = path.parent
     try:
         data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as exc:
-        raise _problem(f"Cannot read {path} ({exc})", raw) from None
+        raise _problem(f"Cannot read {path} ({exc})", raw, dataset) from None
     if len(data) < 8:
-        raise _problem(f"{path} is truncated ({len(data)} bytes)", raw)
+        raise _problem(f"{path} is truncated ({len(data)} bytes)", raw, dataset)
     found_magic = int.from_bytes(data[0:4], "big")
     if found_magic != magic:
         raise _problem(f"{path} has magic number {found_magic}, expected {magic}: "
-                       "not an MNIST IDX file or corrupt", raw)
+                       "not an IDX file of this data set, or corrupt", raw, dataset)
     found_count = int.from_bytes(data[4:8], "big")
     if found_count != count:
-        raise _problem(f"{path} holds {found_count} items, expected {count}", raw)
+        raise _problem(f"{path} holds {found_count} items, expected {count}", raw, dataset)
     header = 8 + 4 * len(shape)
     expected_size = header + count * int(np.prod(shape, dtype=np.int64))
     if len(data) != expected_size:
         raise _problem(f"{path} is {len(data)} bytes, expected {expected_size} "
-                       "(truncated or corrupt download)", raw)
+                       "(truncated or corrupt download)", raw, dataset)
     dims = tuple(int.from_bytes(data[8 + 4 * i: 12 + 4 * i], "big") for i in range(len(shape)))
     if dims != shape:
-        raise _problem(f"{path} has item shape {dims}, expected {shape}", raw)
+        raise _problem(f"{path} has item shape {dims}, expected {shape}", raw, dataset)
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape((count, *shape))
 
 
@@ -90,76 +149,160 @@ def _locate(raw: Path, name: str) -> Path | None:
     return None
 
 
-def _download(root: Path) -> None:
-    """Fetch MNIST with torchvision; any failure becomes one clear MNISTError."""
-    raw = root / "MNIST" / "raw"
+def _download(root: Path, dataset: str) -> None:
+    """Fetch a data set with torchvision; any failure becomes one clear DataError."""
+    raw = root / dataset / "raw"
     try:
-        from torchvision.datasets import MNIST
+        import torchvision.datasets
 
+        cls = getattr(torchvision.datasets, dataset)
         for train in (True, False):
-            MNIST(str(root), train=train, download=True)
+            cls(str(root), train=train, download=True)
     except Exception as exc:  # torchvision raises many kinds; the reader needs one message
-        raise _problem(f"MNIST is not in {raw} and downloading it failed "
+        raise _problem(f"{dataset} is not in {raw} and downloading it failed "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-                       raw) from None
+                       raw, dataset) from None
 
 
 @functools.lru_cache(maxsize=None)
-def raw_arrays(root: str | None = None) -> dict[str, np.ndarray]:
-    """The four MNIST arrays as uint8 numpy arrays, keyed by file name (read once)."""
+def idx_arrays(dataset: str = "MNIST", root: str | None = None) -> dict[str, np.ndarray]:
+    """The four IDX arrays of a torchvision data set as uint8 numpy arrays, keyed by file
+    name (read once per process)."""
     base = Path(root).expanduser().resolve() if root else data_root()  # as data_root() reads it
-    raw = base / "MNIST" / "raw"
+    raw = base / dataset / "raw"
     if any(_locate(raw, name) is None for name in FILES):
-        _download(base)
+        _download(base, dataset)
     arrays = {}
     for name, (magic, count, shape) in FILES.items():
         path = _locate(raw, name)
         if path is None:
-            raise _problem(f"{raw / name} is missing", raw)
-        arrays[name] = read_idx(path, magic, count, shape)
+            raise _problem(f"{raw / name} is missing", raw, dataset)
+        arrays[name] = read_idx(path, magic, count, shape, dataset)
+    labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
+    if max(int(lab.max()) for lab in labels) >= NUM_CLASSES:
+        raise _problem(f"labels in {raw} go up to {max(int(lab.max()) for lab in labels)}, "
+                       f"but {dataset} has {NUM_CLASSES} classes (corrupt label file)", raw, dataset)
     return arrays
+
+
+def raw_arrays(root: str | None = None) -> dict[str, np.ndarray]:
+    """The four MNIST arrays (see :func:`idx_arrays`)."""
+    return idx_arrays("MNIST", root)
 
 
 def split_indices(n: int = 60_000, val_size: int = VAL_SIZE, seed: int = SPLIT_SEED
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed train/validation split of the official training set: (train_idx, val_idx)."""
+    """A fixed train/validation split of ``n`` items: (train_idx, val_idx), each sorted."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class TorchvisionIDX(DataSource):
+    """MNIST and its drop-in relatives (FashionMNIST, KMNIST): 28x28 grey images, 10 classes.
+
+    Attributes:
+        dataset: torchvision's class name, also the folder under ``$NNLAB_DATA``.
+        val_size: images of the official training set held out for validation.
+        split_seed: seed of the permutation that chooses them.
+    """
+
+    dataset: str = "MNIST"
+    val_size: int = VAL_SIZE
+    split_seed: int = SPLIT_SEED
+
+    input_shape = IMAGE_SHAPE
+    num_classes = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.dataset not in TORCHVISION_IDX:
+            raise ValueError(f"unknown data set {self.dataset!r}; choose one of {', '.join(TORCHVISION_IDX)} "
+                             "or bring your own arrays with nnlab.data.ArrayData")
+        if not 0 < self.val_size < 60_000:
+            raise ValueError(f"val_size must be between 1 and 59,999, got {self.val_size!r}")
+
+    @property
+    def name(self) -> str:
+        return self.dataset
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, "val_size": self.val_size, "split_seed": self.split_seed}
+
+    def raw_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)`` as stored: uint8 ``(N, 28, 28)`` and int64 ``(N,)``."""
+        return _raw_split(self.dataset, self.val_size, self.split_seed, split)
+
+    def normalisation(self) -> tuple[float, float]:
+        """Mean and standard deviation of training-split pixels scaled to [0, 1]."""
+        return _normalisation(self.dataset, self.val_size, self.split_seed)
+
+    def normalise(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, zero mean, unit std."""
+        mean, std = self.normalisation()
+        return ((images_uint8.float() / 255.0 - mean) / std).unsqueeze(1)
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return _normalised(self.dataset, self.val_size, self.split_seed, split)
+
+
 @functools.lru_cache(maxsize=None)
-def raw_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` for a split as stored: uint8 ``(N, 28, 28)`` and int64 ``(N,)``."""
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
-    arrays = raw_arrays(os.environ.get("NNLAB_DATA"))
+def _raw_split(dataset: str, val_size: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_split(split)
+    arrays = idx_arrays(dataset, os.environ.get("NNLAB_DATA"))
     if split == "test":
         images, labels = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
         return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
     images = torch.from_numpy(arrays["train-images-idx3-ubyte"].copy())
     labels = torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64))
-    train_idx, val_idx = split_indices()
+    train_idx, val_idx = split_indices(len(images), val_size, seed)
     idx = train_idx if split == "train" else val_idx
     return images[idx], labels[idx]
 
 
 @functools.lru_cache(maxsize=None)
-def normalisation() -> tuple[float, float]:
-    """Mean and standard deviation of training-split pixels scaled to [0, 1]."""
-    images, _ = raw_split("train")
+def _normalisation(dataset: str, val_size: int, seed: int) -> tuple[float, float]:
+    images, _ = _raw_split(dataset, val_size, seed, "train")
     x = images.double() / 255.0
     return float(x.mean()), float(x.std())
 
 
-def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, zero mean, unit std."""
-    mean, std = normalisation()
-    return ((images_uint8.float() / 255.0 - mean) / std).unsqueeze(1)
-
-
 @functools.lru_cache(maxsize=None)
+def _normalised(dataset: str, val_size: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    source = TorchvisionIDX(dataset, val_size, seed)
+    images, labels = source.raw_split(split)
+    return source.normalise(images), labels
+
+
+MNIST = TorchvisionIDX("MNIST")
+
+
+def fashion_mnist(val_size: int = VAL_SIZE, split_seed: int = SPLIT_SEED) -> TorchvisionIDX:
+    """Zalando's Fashion-MNIST (Xiao et al. 2017): ten kinds of clothing, MNIST's layout."""
+    return TorchvisionIDX("FashionMNIST", val_size, split_seed)
+
+
+def kmnist(val_size: int = VAL_SIZE, split_seed: int = SPLIT_SEED) -> TorchvisionIDX:
+    """Kuzushiji-MNIST (Clanuwat et al. 2018): ten cursive Japanese characters, MNIST's layout."""
+    return TorchvisionIDX("KMNIST", val_size, split_seed)
+
+
+def raw_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST ``(images, labels)`` of a split as stored: uint8 ``(N, 28, 28)``, int64 ``(N,)``."""
+    return MNIST.raw_split(split)
+
+
+def normalisation() -> tuple[float, float]:
+    """Mean and standard deviation of MNIST's training-split pixels scaled to [0, 1]."""
+    return MNIST.normalisation()
+
+
+def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 MNIST images ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, zero mean, unit std."""
+    return MNIST.normalise(images_uint8)
+
+
 def mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` of a split, normalised once and cached in memory.
+    """``(images, labels)`` of an MNIST split, normalised once and cached in memory.
 
     Args:
         split: ``"train"`` (55,000), ``"val"`` (5,000) or ``"test"`` (10,000).
@@ -169,54 +312,174 @@ def mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     Raises:
         ValueError: unknown split.
-        MNISTError: the files are missing, damaged, or cannot be downloaded.
+        DataError: the files are missing, damaged, or cannot be downloaded.
     """
-    images, labels = raw_split(split)
-    return normalise(images), labels
+    return MNIST.load(split)
 
 
 def clear_cache() -> None:
     """Forget loaded data (after changing ``NNLAB_DATA``)."""
-    for fn in (raw_arrays, raw_split, normalisation, mnist):
+    for fn in (idx_arrays, _raw_split, _normalisation, _normalised):
         fn.cache_clear()
 
 
-def class_counts(split: str) -> torch.Tensor:
-    """Number of images of each digit 0-9 in a split."""
-    return torch.bincount(raw_split(split)[1], minlength=NUM_CLASSES)
+# --------------------------------------------------------------------------------------
+# Arrays
+
+def _as_numpy(a, what: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    try:
+        return np.asarray(a)
+    except Exception as exc:
+        raise DataError(f"{what} must be a numpy array or a torch tensor, got {type(a).__name__} ({exc})") from None
 
 
-def torchvision_item(index: int = 0, train: bool = True) -> dict:
-    """How one item of ``torchvision.datasets.MNIST`` (with ``ToTensor``) is structured.
+def _pair(pair, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise DataError(f"the {split} split must be a pair (inputs, labels), got {type(pair).__name__}")
+    x, y = _as_numpy(pair[0], f"{split} inputs"), _as_numpy(pair[1], f"{split} labels")
+    if x.ndim < 2:
+        raise DataError(f"{split} inputs must have a sample axis and at least one feature axis, "
+                        f"got shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"{split} labels must be one integer per input: {len(x)} inputs but labels of "
+                        f"shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        else:
+            raise DataError(f"{split} labels must be class indices 0..K-1 (integers), got dtype {y.dtype}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{split} inputs must be real numbers, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if x.ndim == 3:  # (N, H, W) grey images get their channel axis
+        x = x[:, None]
+    if not np.isfinite(x).all():
+        raise DataError(f"{split} inputs hold NaN or infinite values; clean them before training")
+    return np.ascontiguousarray(x), y.astype(np.int64)
 
-    Returns a dict with the item's Python type, its length, the image tensor's type, shape,
-    dtype and value range, and the label's type and value.
+
+class ArrayData(DataSource):
+    """Data from arrays (numpy or torch): vectors ``(N, D)``, grey images ``(N, H, W)`` or
+    images ``(N, C, H, W)``, with integer labels ``0..K-1``.
+
+    Without ``val``, a seeded random ``val_size`` of the training arrays is held out for
+    validation (a fraction below 1, or a count). ``test`` is optional: without it a run
+    reports no test accuracy. Inputs are standardised with the training split's statistics
+    (per channel for images, per feature for vectors; a constant feature is only centred);
+    ``normalise=False`` keeps them as given.
+
+    :meth:`describe` holds the name, the shapes, the number of classes and a sha256 of every
+    array, so results trained on other arrays never pass for these.
+
+    Example::
+
+        from sklearn.datasets import load_digits
+        x, y = load_digits(return_X_y=True)
+        digits = ArrayData("sklearn-digits", train=(x[:1500].reshape(-1, 8, 8), y[:1500]),
+                           test=(x[1500:].reshape(-1, 8, 8), y[1500:]))
     """
-    from torchvision import transforms
-    from torchvision.datasets import MNIST
 
-    raw_arrays(os.environ.get("NNLAB_DATA"))  # fail here with our message if the files are absent
-    ds = MNIST(str(data_root()), train=train, download=False, transform=transforms.ToTensor())
-    item = ds[index]
-    image, label = item
-    return {"item_type": type(item).__name__, "item_len": len(item), "image_type": type(image).__name__,
-            "image_shape": tuple(image.shape), "image_dtype": str(image.dtype).replace("torch.", ""),
-            "image_min": float(image.min()), "image_max": float(image.max()),
-            "label_type": type(label).__name__, "label": int(label), "dataset_len": len(ds)}
+    def __init__(self, name: str, train, val=None, test=None, *, num_classes: int | None = None,
+                 val_size: float | int = 0.1, split_seed: int = 0, normalise: bool = True,
+                 description: str = ""):
+        if not isinstance(name, str) or not name.strip():
+            raise DataError("ArrayData needs a name (it identifies the data in stored results)")
+        arrays = {"train": _pair(train, "train")}
+        if val is None:
+            n = len(arrays["train"][0])
+            k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+            if not 0 < k < n:
+                raise DataError(f"val_size={val_size!r} leaves no training or no validation data out of {n} "
+                                "samples; give a fraction in (0, 1), a count, or a val split")
+            train_idx, val_idx = split_indices(n, k, split_seed)
+            x, y = arrays["train"]
+            arrays = {"train": (x[train_idx.numpy()], y[train_idx.numpy()]),
+                      "val": (x[val_idx.numpy()], y[val_idx.numpy()])}
+        else:
+            arrays["val"] = _pair(val, "val")
+        if test is not None:
+            arrays["test"] = _pair(test, "test")
+        shapes = {s: a[0].shape[1:] for s, a in arrays.items()}
+        if len(set(shapes.values())) != 1:
+            raise DataError(f"all splits must have inputs of one shape, got {shapes}")
+        top = max(int(a[1].max()) for a in arrays.values() if len(a[1]))
+        low = min(int(a[1].min()) for a in arrays.values() if len(a[1]))
+        classes = top + 1 if num_classes is None else int(num_classes)
+        if low < 0 or top >= classes:
+            raise DataError(f"labels must lie in 0..{classes - 1} ({classes} classes), found {low}..{top}; "
+                            "map them to class indices (or give num_classes)")
+        self.name = name
+        self.input_shape = tuple(int(d) for d in shapes["train"])
+        self.num_classes = classes
+        self.normalise_inputs = bool(normalise)
+        self.split_seed = split_seed
+        self.description = description
+        self._arrays = arrays
+        h = hashlib.sha256()
+        for split in sorted(arrays):
+            for a in arrays[split]:
+                h.update(f"{split}:{a.dtype}:{a.shape}".encode() + a.tobytes())
+        self._sha256 = h.hexdigest()
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def describe(self) -> dict:
+        d = {"dataset": self.name, "input_shape": list(self.input_shape), "classes": self.num_classes,
+             "sizes": {s: len(a[1]) for s, a in self._arrays.items()}, "normalise": self.normalise_inputs,
+             "sha256": self._sha256}
+        if self.description:
+            d["description"] = self.description
+        return d
+
+    def has_split(self, split: str) -> bool:
+        return split in self._arrays
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        x = self._arrays["train"][0].astype(np.float64)
+        axes = (0,) if x.ndim == 2 else (0, *range(2, x.ndim))  # per feature, or per channel
+        mean, std = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True)
+        return mean, np.where(std > 0, std, 1.0)
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_split(split)
+        if split not in self._arrays:
+            raise DataError(f"data {self.name!r} has no {split} split; give one to ArrayData({split}=...)")
+        if split not in self._cache:
+            x, y = self._arrays[split]
+            if self.normalise_inputs:
+                mean, std = self._statistics()
+                x = ((x - mean) / std).astype(np.float32)
+            self._cache[split] = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+        return self._cache[split]
+
+    def __getstate__(self) -> dict:  # workers get the arrays, not the tensors made from them
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _cache={})
 
 
-def facts() -> dict:
-    """The numbers the data chapter reports, computed from the files."""
-    import torchvision
-
-    train_x, _ = raw_split("train")
-    norm_train, _ = mnist("train")
-    mean, std = normalisation()
-    return {
-        "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
-        "height": int(train_x.shape[1]), "width": int(train_x.shape[2]),
-        "n_train": len(train_x), "n_val": len(raw_split("val")[0]), "n_test": len(raw_split("test")[0]),
-        "n_official_train": 60_000, "raw_min": int(train_x.min()), "raw_max": int(train_x.max()),
-        "mean": mean, "std": std, "norm_min": float(norm_train.min()), "norm_max": float(norm_train.max()),
-        "frac_zero": float((train_x == 0).double().mean()),
-    }
+def as_splits(data) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """What the trainer takes: a :class:`DataSource`, or a dict ``{"train": (x, y), "val":
+    (x, y), "test": (x, y)}`` of numpy arrays or tensors (``test`` optional), checked."""
+    if isinstance(data, DataSource):
+        return data.splits()
+    if not isinstance(data, dict):
+        raise DataError(f"data must be a DataSource or a dict of (inputs, labels) pairs, got {type(data).__name__}")
+    unknown = set(data) - set(SPLITS)
+    if unknown:
+        raise DataError(f"unknown split(s) {sorted(unknown)}; the splits are {', '.join(SPLITS)}")
+    if "train" not in data:
+        raise DataError("data has no 'train' split")
+    out = {}
+    for split, pair in data.items():
+        if isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair):
+            x, y = pair
+            if y.dtype != torch.int64:
+                y = y.long()
+            out[split] = (x if x.is_floating_point() else x.float(), y)
+        else:
+            x, y = _pair(pair, split)
+            out[split] = (torch.from_numpy(x), torch.from_numpy(y))
+    return out

@@ -1,22 +1,30 @@
-"""The registry of named experiments: every network the book trains, as data.
+"""Experiments as data, and the registry that names them.
 
-An :class:`Experiment` is a frozen dataclass: one or more model variants (a spec each,
-optionally with their own training config), the rules they must obey, a training config
-and the seeds. Each variant has its own hash (:func:`variant_hashes`: its spec, its
-training config, the rules and the data split), stored with its runs: a change to a
-variant makes that variant's runs stale, while a new variant or a new seed only adds runs
-to train. ``Experiment.config_hash()`` fingerprints the whole experiment.
+An :class:`Experiment` is a frozen dataclass that carries everything its runs need, by
+value: the data it trains on (a :class:`~nnlab.data.DataSource`), one or more model
+variants (a spec each, optionally with their own training config), the rules they must
+obey, a training config and the seeds. A worker process receives the experiment itself,
+never a name to look up.
+
+Each variant has its own hash (:func:`variant_hashes`: its spec, its training config, the
+rules and the data's description), stored with its runs: a change to a variant makes that
+variant's runs stale, while a new variant or a new seed only adds runs to train.
+
+The registry is empty when ``nnlab`` is imported. A course registers its experiments in a
+module of its own (``register(Experiment(...))``) and names that module in the
+``[tool.nnlab]`` table of its ``pyproject.toml`` (see :mod:`nnlab.project`); :func:`get`
+imports the project's modules the first time a name is not found.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
+from nnlab import project
 from nnlab import rules as R
-from nnlab.models import mlp
+from nnlab.data import MNIST, DataSource
+from nnlab.fileio import json_hash
 from nnlab.train import TrainConfig
 
 
@@ -29,6 +37,11 @@ class Variant:
     train: TrainConfig | None = None
     info: tuple[tuple[str, float | int | str], ...] = ()  # e.g. (("depth", 2),) for tables
 
+    def __post_init__(self) -> None:
+        if isinstance(self.spec, str):
+            raise TypeError(f"variant {self.name!r}: spec must be a sequence of layer tokens, not one string")
+        object.__setattr__(self, "spec", tuple(self.spec))
+
     def to_dict(self) -> dict:
         return {"name": self.name, "spec": list(self.spec),
                 "train": self.train.to_dict() if self.train else None, "info": dict(self.info)}
@@ -36,17 +49,18 @@ class Variant:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named, registered training experiment.
+    """A named training experiment.
 
     Attributes:
         name: the registry key, used by ``nnlab train NAME`` and as the results folder.
-        purpose: one sentence for the reproduction guide.
-        chapter: the chapter that uses it.
+        purpose: one sentence for listings and reproduction guides.
+        chapter: where it is used (free text: a chapter, a lecture, an assignment).
         variants: the models trained; each is trained once per seed.
         train: the training config shared by the variants (unless a variant overrides it).
         seeds: the seeds each variant is trained with.
-        rules: the problem's rules every variant must pass before training.
+        rules: the rules every variant must pass before training.
         save_weights: store the trained weights (safetensors) for every run.
+        data: what the runs train on (MNIST by default).
     """
 
     name: str
@@ -57,6 +71,28 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2)
     rules: R.Rules = R.NONE
     save_weights: bool = True
+    data: DataSource = field(default=MNIST)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name or self.name.startswith("."):
+            problems.append(f"name must be a non-empty folder name without '/', got {self.name!r}")
+        object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.variants:
+            problems.append("it has no variants")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            problems.append(f"duplicate variant names {sorted({n for n in names if names.count(n) > 1})}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            problems.append(f"seeds must be integers, at least one, got {self.seeds!r}")
+        elif len(set(self.seeds)) != len(self.seeds):
+            problems.append(f"duplicate seeds in {list(self.seeds)}")
+        if not isinstance(self.data, DataSource):
+            problems.append(f"data must be an nnlab.data.DataSource (e.g. nnlab.data.MNIST or "
+                            f"nnlab.data.ArrayData(...)), got {type(self.data).__name__}")
+        if problems:
+            raise ValueError(f"experiment {self.name!r}: " + "; ".join(problems))
 
     def train_config(self, variant: Variant) -> TrainConfig:
         return variant.train or self.train
@@ -84,19 +120,15 @@ class Experiment:
             "rules": {"name": r.name, "allowed": sorted(r.allowed), "max_hidden_units": r.max_hidden_units,
                       "min_hidden_layers": r.min_hidden_layers, "max_parameters": r.max_parameters,
                       "required": sorted(r.required)},
-            "data": {"dataset": "MNIST", "val_size": 5000, "split_seed": 0},
+            "data": self.data.describe(),
         }
 
     def config_hash(self) -> str:
-        return _hash(self.config())
+        return json_hash(self.config())
 
     def variant_hashes(self) -> dict[str, str]:
         """Per variant name, the hash that its stored runs must carry to be current."""
         return variant_hashes(self.config())
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def variant_hashes(config: dict) -> dict[str, str]:
@@ -104,25 +136,37 @@ def variant_hashes(config: dict) -> dict[str, str]:
     :meth:`Experiment.config` (the registered one, or the one stored with a result).
 
     The hash covers the experiment's name, the variant (spec, training override, info), the
-    training config it uses, the rules and the data split. Seeds are left out: a run is
-    keyed by its seed, so adding a seed or a variant leaves every stored run current.
+    training config it uses, the rules and the data's description. Seeds are left out: a run
+    is keyed by its seed, so adding a seed or a variant leaves every stored run current.
     """
-    return {v["name"]: _hash({"experiment": config["name"], "variant": v, "train": v["train"] or config["train"],
-                              "rules": config["rules"], "data": config["data"]})
+    return {v["name"]: json_hash({"experiment": config["name"], "variant": v,
+                                  "train": v["train"] or config["train"],
+                                  "rules": config["rules"], "data": config["data"]})
             for v in config["variants"]}
 
 
 REGISTRY: dict[str, Experiment] = {}
 
 
-def register(exp: Experiment) -> Experiment:
-    if exp.name in REGISTRY:
-        raise ValueError(f"experiment {exp.name!r} is registered twice")
-    names = [v.name for v in exp.variants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"experiment {exp.name!r} has duplicate variant names")
+def register(exp: Experiment, *, replace: bool = False) -> Experiment:
+    """Add an experiment to the registry and return it.
+
+    Registering an equal experiment again (a module imported twice, a notebook cell run
+    again) does nothing; a different one under a registered name needs ``replace=True``.
+    """
+    if not isinstance(exp, Experiment):
+        raise TypeError(f"register takes an nnlab.experiments.Experiment, got {type(exp).__name__}")
+    old = REGISTRY.get(exp.name)
+    if old is not None and old != exp and not replace:
+        raise ValueError(f"experiment {exp.name!r} is registered twice with different settings; "
+                         "rename one, or pass replace=True to register(...)")
     REGISTRY[exp.name] = exp
     return exp
+
+
+def unregister(name: str) -> None:
+    """Remove an experiment from the registry (no error if it is not there)."""
+    REGISTRY.pop(name, None)
 
 
 class UnknownExperiment(KeyError):
@@ -132,233 +176,42 @@ class UnknownExperiment(KeyError):
         return str(self.args[0])
 
 
-def get(name: str) -> Experiment:
-    """The registered experiment called ``name``.
+_LOADED: set[tuple[str, ...]] = set()
+
+
+def load_project() -> None:
+    """Import the experiment modules of the project in force (once per set of modules)."""
+    modules = project.current().experiments
+    if modules and modules not in _LOADED:
+        project.import_experiments()
+        _LOADED.add(modules)
+
+
+def get(name: str | Experiment) -> Experiment:
+    """The registered experiment called ``name`` (an :class:`Experiment` is returned as is).
 
     Raises:
-        UnknownExperiment: with the closest registered names as suggestions.
+        UnknownExperiment: with the closest registered names, or how to declare the
+            experiment modules when none are registered.
     """
+    if isinstance(name, Experiment):
+        return name
+    if name not in REGISTRY:
+        load_project()
     if name in REGISTRY:
         return REGISTRY[name]
+    if not REGISTRY:
+        raise UnknownExperiment(
+            f"no experiment named {name!r}: no experiments are registered. Name the module that "
+            f'registers yours in your pyproject.toml ([tool.nnlab] experiments = ["mycourse.experiments"]), '
+            f"or pass --experiments MODULE (or set NNLAB_EXPERIMENTS).")
     close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownExperiment(f"no experiment named {name!r}.{hint} `nnlab list` shows them all.")
+    raise UnknownExperiment(f"no experiment named {name!r}.{hint} "
+                            f"`{project.cli_hint('nnlab list')}` shows them all.")
 
 
 def names() -> list[str]:
+    """Names of the registered experiments (after importing the project's modules)."""
+    load_project()
     return list(REGISTRY)
-
-
-# --------------------------------------------------------------------------------------
-# Part II: MLPs under a hidden-unit budget (problems 2C-2E)
-
-MLP_RECIPE = TrainConfig(epochs=40, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
-                         warmup=0.15, augment="shift", max_shift=2.0)
-
-
-ELASTIC_RECIPE = replace(MLP_RECIPE, augment="elastic")
-
-
-def _mlp_variant(name: str, widths: list[int], dropout: float = 0.0, **info) -> Variant:
-    return Variant(name, tuple(mlp(widths, dropout)),
-                   info=tuple({"widths": "-".join(map(str, widths)), "depth": len(widths),
-                               "hidden_units": sum(widths), **info}.items()))
-
-
-register(Experiment(
-    name="mlp-100", chapter="book/part2/budget",
-    purpose="Best MLP with at most 100 hidden units (problem 2C); random shifts or elastic "
-            "distortions, chosen on validation.",
-    variants=(_mlp_variant("shift", [100], augment="shift"),
-              replace(_mlp_variant("elastic", [100], augment="elastic"), train=ELASTIC_RECIPE)),
-    train=MLP_RECIPE, rules=R.MLP_100))
-# Two candidate recipes each; the reported one is chosen on validation accuracy
-# (nnlab.results.chosen_variant), never on the test set.
-register(Experiment(
-    name="mlp-200", chapter="book/part2/budget",
-    purpose="Best MLP with at most 200 hidden units in at least 2 hidden layers (problem 2D); "
-            "random shifts or elastic distortions, chosen on validation.",
-    variants=(_mlp_variant("shift", [150, 50], augment="shift"),
-              replace(_mlp_variant("elastic", [150, 50], augment="elastic"), train=ELASTIC_RECIPE)),
-    train=MLP_RECIPE, rules=R.MLP_200))
-register(Experiment(
-    name="mlp-1000", chapter="book/part2/budget",
-    purpose="Best MLP with at most 1000 hidden units in at least 3 hidden layers (problem 2E); "
-            "random shifts or elastic distortions, chosen on validation.",
-    variants=(_mlp_variant("shift", [700, 200, 100], dropout=0.1, augment="shift"),
-              replace(_mlp_variant("elastic", [700, 200, 100], dropout=0.1, augment="elastic"),
-                      train=ELASTIC_RECIPE)),
-    train=replace(MLP_RECIPE, epochs=25), rules=R.MLP_1000))
-
-
-PROBLEM_RECIPE = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3)
-
-register(Experiment(
-    name="mlp-ablation", chapter="book/part2/budget",
-    purpose="The 100-unit MLP with one change at a time from the problem set's recipe (Adam 1e-3, batch 32, "
-            "10 epochs), including the pitfall of a final Softmax in front of CrossEntropyLoss.",
-    variants=(
-        Variant("problem-recipe", tuple(mlp([100])), PROBLEM_RECIPE,
-                info=(("label", "problem recipe: Adam 1e-3, batch 32, 10 epochs"),)),
-        Variant("softmax-last", tuple(mlp([100], softmax_last=True)), PROBLEM_RECIPE,
-                info=(("label", "problem recipe with a final Softmax layer"),)),
-        Variant("onecycle", tuple(mlp([100])), replace(MLP_RECIPE, augment="none"),
-                info=(("label", "one-cycle schedule, batch 128, longer training"),)),
-        Variant("onecycle-shift", tuple(mlp([100])), MLP_RECIPE,
-                info=(("label", "one-cycle + random shifts (the mlp-100 recipe)"),)),
-    ),
-    train=PROBLEM_RECIPE, rules=R.MLP_100, save_weights=False))
-
-
-def _budget_shapes(budget: int) -> list[tuple[str, list[int]]]:
-    """Ways to spend a hidden-unit budget over 1-4 layers: equal widths and tapering."""
-    shapes = []
-    for depth in (1, 2, 3, 4):
-        equal = [budget // depth] * depth
-        shapes.append((f"equal-{depth}", equal))
-        if depth > 1:
-            weights = [2 ** (depth - 1 - i) for i in range(depth)]  # halves layer by layer
-            taper = [max(1, budget * w // sum(weights)) for w in weights]
-            shapes.append((f"taper-{depth}", taper))
-    return shapes
-
-
-SWEEP_RECIPE = TrainConfig(epochs=4, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
-                           warmup=0.15, augment="shift", max_shift=2.0)
-
-for _budget in (100, 200, 1000):
-    register(Experiment(
-        name=f"depth-width-{_budget}", chapter="book/part2/depth_width",
-        purpose=f"Depth versus width under a budget of {_budget} hidden units: 1-4 hidden layers, "
-                "equal and tapering widths, one shared recipe.",
-        variants=tuple(_mlp_variant(n, w, shape=n.split("-")[0]) for n, w in _budget_shapes(_budget)),
-        train=SWEEP_RECIPE, rules=R.Rules(f"budget of {_budget} hidden units", R.MLP_LAYERS,
-                                          max_hidden_units=_budget),
-        save_weights=False))
-
-
-# --------------------------------------------------------------------------------------
-# Part III: the MNIST CNN under 1M parameters (problem 3G)
-
-def cnn_spec(dropout: float = 0.1, width: int = 32, batchnorm: bool = True, head: int = 0) -> tuple[str, ...]:
-    """The book's CNN: three conv blocks (BN before ReLU), max pooling, dropout, a linear head.
-
-    ``width`` filters in the first block, twice as many in the second and four times in the
-    third; ``head`` > 0 puts a hidden linear layer of that many ReLU units before the output.
-    Without batch norm the convolutions get their bias back (BN's shift replaces it).
-    """
-    c1, c2, c3 = width, 2 * width, 4 * width
-
-    def block(c: int) -> list[str]:
-        return [f"conv {c} 3 p=1 bias=0", "bn", "relu"] if batchnorm else [f"conv {c} 3 p=1", "relu"]
-
-    return tuple(
-        block(c1) + block(c1) + ["maxpool 2", f"dropout {dropout:g}"]
-        + block(c2) + block(c2) + ["maxpool 2", f"dropout {dropout:g}"]
-        + block(c3) + ["maxpool 2", "flatten", f"dropout {dropout:g}"]
-        + ([f"linear {head}", "relu", f"dropout {dropout:g}"] if head else []) + ["linear 10"])
-
-
-CNN_RECIPE = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=2e-3, schedule="onecycle",
-                         warmup=0.2, augment="affine", max_shift=2.0, label_smoothing=0.0)
-
-# Candidates of the book's CNN: a size (``cnn_spec`` arguments) and the augmentation of the
-# training images, added in rounds, each decided by the validation results of the ones
-# before: three sizes under affine distortions; elastic distortions (which won on validation
-# for every MLP of Part II) at the two widths, which lowered validation accuracy; so whole-pixel
-# shifts alone at the two widths. ``results.chosen_variant("cnn")`` picks one on validation
-# accuracy; CNN_CHOSEN records that choice for the experiments built on it (a test holds them
-# equal).
-CNN_CANDIDATES = {"w48": ({"width": 48}, "affine"), "w48-elastic": ({"width": 48}, "elastic"),
-                  "w48-shift": ({"width": 48}, "shift"), "w32-fc256": ({"head": 256}, "affine"),
-                  "w32": ({}, "affine"), "w32-elastic": ({}, "elastic"), "w32-shift": ({}, "shift")}
-CNN_CHOSEN = "w48-shift"
-
-
-def _cnn_candidate(name: str, size: dict, augmentation: str) -> Variant:
-    recipe = None if augmentation == CNN_RECIPE.augment else replace(CNN_RECIPE, augment=augmentation)
-    return Variant(name, cnn_spec(**size), recipe)
-
-
-register(Experiment(
-    name="cnn", chapter="book/part3/cnn",
-    purpose="The MNIST CNN under 1M parameters, 10 epochs at batch 32, with batch norm and dropout (problem 3G); "
-            "candidate sizes and augmentations, chosen on mean validation accuracy.",
-    variants=tuple(_cnn_candidate(n, size, aug) for n, (size, aug) in CNN_CANDIDATES.items()),
-    train=CNN_RECIPE, rules=R.CNN_1M))
-
-_CNN_BEST = REGISTRY["cnn"].variant(CNN_CHOSEN)
-_CNN_BEST_RECIPE = REGISTRY["cnn"].train_config(_CNN_BEST)
-
-# The final model: the chosen candidate's recipe, trained again on all 60,000 training images.
-# Once validation has made its choice the 5,000 validation images have no job left, so the
-# last fit uses them as training data (Goodfellow et al. 2016, section 7.8); its test
-# accuracy is measured once, and there is no validation accuracy to report for it.
-register(Experiment(
-    name="cnn-final", chapter="book/part3/cnn",
-    purpose="The CNN chosen on validation (see cnn), trained again with the same recipe on the training "
-            "and validation images together: the book's final model for problem 3G.",
-    variants=(Variant(CNN_CHOSEN, _CNN_BEST.spec),),
-    train=replace(_CNN_BEST_RECIPE, fit_on="train+val"),
-    rules=R.CNN_1M))
-
-register(Experiment(
-    name="dropout-sweep", chapter="book/part3/cnn",
-    purpose="Ten dropout probabilities from 0 to 1 applied to the book's CNN (the candidate chosen on validation), "
-            "one epoch each at batch 32.",
-    variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
-                           info=(("p", round(p, 6)),))
-                   for p in [i / 9 for i in range(10)]),
-    train=replace(_CNN_BEST_RECIPE, epochs=1),
-    seeds=(0,), rules=R.CNN_1M, save_weights=False))
-
-
-# --------------------------------------------------------------------------------------
-# Part III: pooling and invariance (problems 3D-3F)
-
-def pooling_spec(downsample: str) -> tuple[str, ...]:
-    """Two 3x3 conv layers (8 and 16 filters) and a linear head; ``downsample`` says how the
-    maps shrink between them: ``max`` or ``avg`` (2x2 pools), ``stride`` (stride-2 convs) or
-    ``none`` (full resolution up to the linear layer)."""
-    conv_stride = "s=2 " if downsample == "stride" else ""
-    pool = {"max": ["maxpool 2"], "avg": ["avgpool 2"]}.get(downsample, [])
-    return (f"conv 8 3 {conv_stride}p=1", "relu", *pool, f"conv 16 3 {conv_stride}p=1", "relu", *pool,
-            "flatten", "linear 10")
-
-
-POOLING_RECIPE = TrainConfig(epochs=2, batch_size=128, optimizer="adam", lr=3e-3, schedule="onecycle",
-                             warmup=0.2, augment="none")
-
-register(Experiment(
-    name="pooling-ablation", chapter="book/part3/pooling",
-    purpose="The same two-layer CNN with 2x2 max pooling, 2x2 average pooling, stride-2 convolutions "
-            "or no downsampling, trained without augmentation, to measure what pooling buys under "
-            "shifts and noise (problem 3F).",
-    variants=tuple(Variant(name, pooling_spec(kind), info=(("downsampling", label),))
-                   for name, kind, label in (("max-pool", "max", "2x2 max pooling"),
-                                             ("avg-pool", "avg", "2x2 average pooling"),
-                                             ("stride-2", "stride", "stride-2 convolutions"),
-                                             ("no-pool", "none", "none"))),
-    train=POOLING_RECIPE, seeds=(0, 1, 2), rules=R.NONE, save_weights=True))
-
-
-def _study_variant(name: str, width: int, dropout: float, lr: float, batchnorm: bool = True) -> Variant:
-    cfg = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=lr)
-    return Variant(name, cnn_spec(dropout, width, batchnorm), cfg,
-                   info=(("width", width), ("dropout", dropout), ("lr", lr), ("batchnorm", int(batchnorm))))
-
-
-register(Experiment(
-    name="cnn-validation-study", chapter="book/part3/cnn",
-    purpose="Do one-epoch rankings of CNN configurations agree with ten-epoch rankings? Small CNNs at a "
-            "constant learning rate, so epoch 1 of each run is exactly a one-epoch training run.",
-    variants=(
-        _study_variant("w8-p0.1-lr1e-3", 8, 0.1, 1e-3),
-        _study_variant("w8-p0-lr1e-3", 8, 0.0, 1e-3),
-        _study_variant("w8-p0.5-lr1e-3", 8, 0.5, 1e-3),
-        _study_variant("w8-p0.1-lr3e-4", 8, 0.1, 3e-4),
-        _study_variant("w8-p0.1-lr1e-2", 8, 0.1, 1e-2),
-        _study_variant("w8-p0.1-lr1e-3-noBN", 8, 0.1, 1e-3, batchnorm=False),
-    ),
-    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0,),
-    rules=R.Rules("3G layer types", R.CNN_LAYERS, max_parameters=1_000_000), save_weights=False))

@@ -26,6 +26,10 @@ class SpecError(ValueError):
     """A model spec that cannot be built."""
 
 
+class ModelDataMismatch(ValueError):
+    """A model that does not fit its data: wrong input shape or wrong number of outputs."""
+
+
 def _number(text: str, kind: type, token: str):
     try:
         return kind(text)
@@ -125,8 +129,9 @@ def _make(name, args, opts, shape, token):
 
 
 def mlp(widths: Sequence[int], dropout: float | Sequence[float] = 0.0,
-        softmax_last: bool = False) -> list[str]:
-    """Spec of a flat MLP: ``widths`` are the hidden layer sizes (input and the 10 outputs implied).
+        softmax_last: bool = False, classes: int = NUM_CLASSES) -> list[str]:
+    """Spec of a flat MLP: ``widths`` are the hidden layer sizes, ``classes`` the outputs (the
+    input size is inferred when the spec is built).
 
     ``dropout`` is one probability for every hidden layer or one per hidden layer; a layer
     with 0 gets no Dropout module. ``softmax_last`` appends a Softmax (a known pitfall in
@@ -142,10 +147,40 @@ def mlp(widths: Sequence[int], dropout: float | Sequence[float] = 0.0,
     spec = ["flatten"]
     for w, p in zip(widths, probs):
         spec += [f"linear {w}", "relu"] + ([f"dropout {p:g}"] if p > 0 else [])
-    spec.append(f"linear {NUM_CLASSES}")
+    spec.append(f"linear {classes}")
     if softmax_last:
         spec.append("softmax")
     return spec
+
+
+def check_fits(model: nn.Module, input_shape: Sequence[int], num_classes: int) -> None:
+    """Refuse, before any training, a model that does not fit its data.
+
+    Runs two all-zero inputs of ``input_shape`` through the model (in eval mode, without
+    gradients) and checks that it returns ``num_classes`` logits for each.
+
+    Raises:
+        ModelDataMismatch: naming the data's input shape and classes and the model's output.
+    """
+    shape = tuple(int(d) for d in input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters(), torch.zeros(())).device
+            out = model(torch.zeros(2, *shape, device=device))
+    except Exception as exc:  # any layer may be the one that does not fit
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelDataMismatch(
+            f"the model does not take the data's inputs of shape {shape} ({detail}); build it for "
+            f"that shape, e.g. nnlab.models.build(spec, input_shape=data.input_shape)") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelDataMismatch(
+            f"the model returns {got} per input of shape {shape}, but the data has {num_classes} "
+            f"classes: end the model in a layer with {num_classes} outputs (e.g. 'linear {num_classes}')")
 
 
 def count_parameters(model: nn.Module) -> int:

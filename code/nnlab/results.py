@@ -16,10 +16,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,8 @@ from torch import nn
 
 import nnlab
 from nnlab import experiments as E
+from nnlab import project
+from nnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (the store's writers)
 from nnlab.models import build
 from nnlab.rules import check
 
@@ -52,39 +52,17 @@ class DamagedResult(ResultError):
 
 
 def results_root() -> Path:
-    """``$NNLAB_RESULTS``, else the ``results/`` folder of the repository."""
-    env = os.environ.get("NNLAB_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "results"
+    """``$NNLAB_RESULTS``, else the ``results`` folder named in ``[tool.nnlab]``, else
+    ``./results`` (see :mod:`nnlab.project`)."""
+    return project.results_root()
 
 
-def experiment_dir(name: str) -> Path:
-    return results_root() / name
+def experiment_dir(name: str | E.Experiment) -> Path:
+    return results_root() / (name.name if isinstance(name, E.Experiment) else name)
 
 
-def retrain_command(name: str) -> str:
-    return f"nnlab train {name}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+def retrain_command(name: str | E.Experiment) -> str:
+    return project.cli_hint(f"nnlab train {name.name if isinstance(name, E.Experiment) else name}")
 
 
 @contextlib.contextmanager
@@ -103,13 +81,10 @@ def locked(name: str):
 def source_hash() -> str:
     """sha256 (16 hex digits) of the ``nnlab`` package's Python sources."""
     h = hashlib.sha256()
-    for f in sorted(Path(nnlab.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    base = Path(nnlab.__file__).parent
+    for f in sorted(base.rglob("*.py")):
+        h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def run_key(variant: str, seed: int) -> str:
@@ -168,11 +143,11 @@ class Status:
     detail: str = ""
 
 
-def current_runs(name: str, data: dict) -> tuple[dict, list[str]]:
-    """Split the runs of a stored result (as :func:`read_raw` returns it) by the registered
-    experiment: the runs that are still current, keyed as stored, and the names of the
-    variants whose config changed since their runs were trained. Runs of variants no longer
-    registered are in neither."""
+def current_runs(name: str | E.Experiment, data: dict) -> tuple[dict, list[str]]:
+    """Split the runs of a stored result (as :func:`read_raw` returns it) by the experiment:
+    the runs that are still current, keyed as stored, and the names of the variants whose
+    config changed since their runs were trained. Runs of variants no longer in the
+    experiment are in neither."""
     now = E.get(name).variant_hashes()
     stored = E.variant_hashes(data["config"])
     current, changed = {}, set()
@@ -185,16 +160,18 @@ def current_runs(name: str, data: dict) -> tuple[dict, list[str]]:
     return current, sorted(changed)
 
 
-def _inspect(name: str) -> tuple[Status, dict | None, dict]:
+def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
     """The status of a stored result, its raw data and its current runs, from one read."""
     exp = E.get(name)
+    name = exp.name
     try:
         data = read_raw(name)
     except DamagedResult as exc:
         return Status(name, "damaged", str(exc)), None, {}
     if data is None:
-        return Status(name, "missing", f"no stored result; run `{retrain_command(name)}`"), None, {}
-    current, changed = current_runs(name, data)
+        return Status(name, "missing", f"no stored result in {experiment_dir(name)}; "
+                                       f"run `{retrain_command(name)}`"), None, {}
+    current, changed = current_runs(exp, data)
     if changed:
         listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
         return Status(name, "stale", f"variant(s) {listed} changed since their runs were trained; "
@@ -207,53 +184,50 @@ def _inspect(name: str) -> tuple[Status, dict | None, dict]:
     return Status(name, "ok"), data, current
 
 
-def stored_current_runs(name: str) -> dict:
-    """The stored runs of ``name`` that are still current, keyed as stored (none when the
-    result is missing or damaged): the runs ``nnlab train`` need not train again."""
+def stored_current_runs(name: str | E.Experiment) -> dict:
+    """The stored runs of an experiment that are still current, keyed as stored (none when
+    the result is missing or damaged): the runs ``nnlab train`` need not train again."""
     return _inspect(name)[2]
 
 
-def status(name: str) -> Status:
+def status(name: str | E.Experiment) -> Status:
     """Whether an experiment's stored result is usable, and if not, why."""
     return _inspect(name)[0]
 
 
-def load(name: str, *, allow_incomplete: bool = False) -> dict:
-    """The stored result of ``name``, checked against its experiment, with the runs of the
-    registered variants and seeds only.
+def load(name: str | E.Experiment, *, allow_incomplete: bool = False) -> dict:
+    """The stored result of an experiment (a name or the :class:`~nnlab.experiments.Experiment`
+    itself), checked against it, with the runs of its variants and seeds only.
 
     Raises:
         MissingResult, StaleResult, DamagedResult: each message names the experiment and
             the command that retrains it.
     """
-    st, data, current = _inspect(name)
+    exp = E.get(name)
+    st, data, current = _inspect(exp)
     if st.state == "ok" or (allow_incomplete and st.state == "incomplete"):
-        seeds = set(E.get(name).seeds)
+        seeds = set(exp.seeds)
         return {**data, "runs": {k: r for k, r in current.items() if r["seed"] in seeds}}
     cls = {"missing": MissingResult, "stale": StaleResult, "damaged": DamagedResult}.get(st.state, ResultError)
-    raise cls(f"result of experiment {name!r} is {st.state}: {st.detail}")
+    raise cls(f"result of experiment {exp.name!r} is {st.state}: {st.detail}")
 
 
-def load_or_train(name: str, *, retrain_stale: bool = False, device: str | None = None) -> dict:
-    """Stored result of ``name``; trains the missing runs first (and stale ones if allowed)."""
-    st = status(name)
-    if st.state == "stale" and not retrain_stale:
-        load(name)  # raises StaleResult with the retrain command
-    if st.state != "ok":
-        from nnlab.runner import run_experiment
-
-        run_experiment(name, device=device)  # trains what is missing or stale, keeps the rest
-    return load(name)
+def _state_dict(model) -> dict[str, torch.Tensor]:
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module | None) -> None:
-    """Add one finished run (and its weights) to the store, atomically and under the lock.
+def record_run(name: str | E.Experiment, variant: str, seed: int, run: dict,
+               model: nn.Module | dict | None) -> None:
+    """Add one finished run (and its weights: a model or its state dict) to the store,
+    atomically and under the lock.
 
     The stored runs that are still current are kept; runs of changed variants, and of
-    variants no longer registered, are dropped together with their weights (git keeps the
-    committed ones), so the stored config always describes every stored run.
+    variants no longer in the experiment, are dropped together with their weights (git keeps
+    the committed ones), so the stored config always describes every stored run.
     """
     exp = E.get(name)
+    name = exp.name
     with locked(name):
         path = experiment_dir(name) / "result.json"
         try:
@@ -262,7 +236,7 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
             data = None
         key = run_key(variant, seed)
         # keep the runs that are still current; drop stale ones, and the run this one replaces
-        kept = current_runs(name, data)[0] if data is not None else {}
+        kept = current_runs(exp, data)[0] if data is not None else {}
         replaced = [r for k, r in data["runs"].items() if k not in kept or k == key] if data else []
         data = {"schema": SCHEMA, "experiment": name, "config": exp.config(),
                 "config_hash": exp.config_hash(), "runs": kept}
@@ -271,7 +245,7 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
         if model is not None and exp.save_weights:
             from safetensors.torch import save
 
-            blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            blob = save(_state_dict(model))
             sha = hashlib.sha256(blob).hexdigest()
             wpath = weights_path(name, variant, seed, sha)
             atomic_write_bytes(wpath, blob)
@@ -292,7 +266,7 @@ def record_run(name: str, variant: str, seed: int, run: dict, model: nn.Module |
             old.unlink(missing_ok=True)
 
 
-def chosen_variant(name: str) -> str:
+def chosen_variant(name: str | E.Experiment) -> str:
     """The variant an experiment reports: its only one, or the best by mean validation accuracy.
 
     Experiments with several candidate variants (e.g. two augmentation recipes) are decided
@@ -304,10 +278,10 @@ def chosen_variant(name: str) -> str:
         return exp.variants[0].name
     blind = [v.name for v in exp.variants if exp.train_config(v).fit_on != "train"]
     if blind:
-        raise ValueError(f"experiment {name!r} cannot choose a variant on validation: {', '.join(blind)} "
+        raise ValueError(f"experiment {exp.name!r} cannot choose a variant on validation: {', '.join(blind)} "
                          "trained on the validation images (fit_on='train+val'); name the variant, or "
                          "choose among variants fit on the training split alone")
-    data = load(name)
+    data = load(exp)
     keys = {}
     for v in exp.variants:
         runs = [r for r in data["runs"].values() if r["variant"] == v.name]
@@ -317,40 +291,41 @@ def chosen_variant(name: str) -> str:
     return max(keys, key=keys.get)
 
 
-def _variant_name(name: str, variant: str | None) -> str:
-    return E.get(name).variant(variant).name if variant is not None else chosen_variant(name)
+def _variant_name(exp: E.Experiment, variant: str | None) -> str:
+    return exp.variant(variant).name if variant is not None else chosen_variant(exp)
 
 
-def stored_seeds(name: str, variant: str | None = None) -> list[int]:
+def stored_seeds(name: str | E.Experiment, variant: str | None = None) -> list[int]:
     """Seeds stored for an experiment's variant (the chosen variant by default)."""
     exp = E.get(name)
-    v = exp.variant(variant).name if variant is not None else (
-        exp.variants[0].name if len(exp.variants) == 1 else chosen_variant(name))
-    data = load(name, allow_incomplete=True)
+    v = _variant_name(exp, variant)
+    data = load(exp, allow_incomplete=True)
     return sorted(r["seed"] for r in data["runs"].values() if r["variant"] == v)
 
 
-def runs(name: str, variant: str | None = None) -> list[dict]:
+def runs(name: str | E.Experiment, variant: str | None = None) -> list[dict]:
     """Stored runs of an experiment (of one variant, if given), ordered by variant and seed."""
-    data = load(name)
-    order = {v.name: i for i, v in enumerate(E.get(name).variants)}
+    exp = E.get(name)
+    data = load(exp)
+    order = {v.name: i for i, v in enumerate(exp.variants)}
     out = [r for r in data["runs"].values() if variant is None or r["variant"] == variant]
     return sorted(out, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
 
 
-def summary(name: str, metric: str = "test_acc", variant: str | None = None) -> dict:
+def summary(name: str | E.Experiment, metric: str = "test_acc", variant: str | None = None) -> dict:
     """Mean, standard deviation (n-1), min, max and seeds of a metric over a variant's runs
     (the chosen variant, see :func:`chosen_variant`, by default)."""
-    v = _variant_name(name, variant)
-    rs = runs(name, v)
+    exp = E.get(name)
+    rs = runs(exp, _variant_name(exp, variant))
     values = [r[metric] for r in rs]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "n": len(values), "seeds": [r["seed"] for r in rs],
             "values": values}
 
 
-def load_model(name: str, seed: int | None = None, variant: str | None = None) -> nn.Module:
-    """The trained model of a run, in eval mode on the CPU, taking input as ``nnlab.data`` serves it.
+def load_model(name: str | E.Experiment, seed: int | None = None, variant: str | None = None) -> nn.Module:
+    """The trained model of a run, in eval mode on the CPU, taking input as the experiment's
+    data source serves it.
 
     Raises:
         MissingResult: no such run or no stored weights.
@@ -359,14 +334,14 @@ def load_model(name: str, seed: int | None = None, variant: str | None = None) -
     from safetensors.torch import load as st_load
 
     exp = E.get(name)
-    v = exp.variant(variant if variant is not None else
-                    (exp.variants[0].name if len(exp.variants) == 1 else chosen_variant(name)))
-    data = load(name, allow_incomplete=True)
+    name = exp.name
+    v = exp.variant(_variant_name(exp, variant))
+    data = load(exp, allow_incomplete=True)
     seed = exp.seeds[0] if seed is None else seed
     run = data["runs"].get(run_key(v.name, seed))
     if run is None:
         raise MissingResult(f"experiment {name!r} has no stored run {run_key(v.name, seed)}; "
-                            f"stored seeds: {stored_seeds(name, v.name)}; run `{retrain_command(name)}`")
+                            f"stored seeds: {stored_seeds(exp, v.name)}; run `{retrain_command(name)}`")
     if "weights" not in run:
         raise MissingResult(f"experiment {name!r} stores no weights (save_weights=False)")
     path = experiment_dir(name) / run["weights"]["file"]
@@ -376,7 +351,7 @@ def load_model(name: str, seed: int | None = None, variant: str | None = None) -
     if hashlib.sha256(blob).hexdigest() != run["weights"]["sha256"]:
         raise DamagedResult(f"weights file {path} does not match its sha256 in result.json "
                             f"(truncated or altered); restore it with git or run `{retrain_command(name)}`")
-    model = build(v.spec)
+    model = build(v.spec, exp.data.input_shape)
     check(model, exp.rules)
     try:
         model.load_state_dict(st_load(blob))

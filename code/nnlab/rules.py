@@ -39,17 +39,6 @@ class Rules:
     required: frozenset[str] = field(default_factory=frozenset)
 
 
-MLP_LAYERS = frozenset({"Flatten", "Linear", "ReLU", "Softmax", "Dropout"})
-CNN_LAYERS = frozenset({"Linear", "Conv2d", "MaxPool2d", "BatchNorm2d", "Dropout", "ReLU",
-                        "Softmax", "Flatten"})
-
-MLP_100 = Rules("2C: at most 100 hidden units", MLP_LAYERS, max_hidden_units=100)
-MLP_200 = Rules("2D: at most 200 hidden units, at least 2 hidden layers", MLP_LAYERS,
-                max_hidden_units=200, min_hidden_layers=2)
-MLP_1000 = Rules("2E: at most 1000 hidden units, at least 3 hidden layers", MLP_LAYERS,
-                 max_hidden_units=1000, min_hidden_layers=3)
-CNN_1M = Rules("3G: fewer than 1,000,000 parameters, with Dropout and BatchNorm2d", CNN_LAYERS,
-               max_parameters=1_000_000, required=frozenset({"Dropout", "BatchNorm2d"}))
 NONE = Rules("no rules", frozenset())
 
 

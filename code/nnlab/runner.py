@@ -1,7 +1,15 @@
-"""Run a registered experiment: check rules, train every missing run, store each as it ends."""
+"""Run an experiment: check rules and shapes, train every missing run, store each as it ends.
+
+The driver (the process that runs :func:`run_experiment`) owns the results store. Worker
+processes receive the experiment itself, by value (its data source, variants, rules and
+recipe travel with it), train one run, and hand back its record and weights; only the
+driver writes them. So an experiment defined in a notebook, in ``main()`` or on standard
+input trains in parallel exactly as one registered in a module.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -11,7 +19,7 @@ import torch
 
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab.models import build, count_parameters
+from nnlab.models import build, check_fits, count_parameters
 from nnlab.rules import check, hidden_layers, hidden_units
 from nnlab.train import pick_device, show_progress, train
 
@@ -45,40 +53,71 @@ def checkpoint_path(name: str, variant: str, seed: int):
     return store.experiment_dir(name) / ".checkpoints" / f"{safe}-seed{seed}.pt"
 
 
+def build_checked(exp: E.Experiment, variant: E.Variant) -> torch.nn.Module:
+    """A variant's model, built for the experiment's data, refused if it breaks the rules or
+    does not fit the data's input shape and number of classes."""
+    model = build(variant.spec, exp.data.input_shape)
+    check(model, exp.rules)
+    check_fits(model, exp.data.input_shape, exp.data.num_classes)
+    return model
+
+
 def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, resume: bool = False,
               progress: bool | None = None, stop_after_epoch=None) -> tuple[dict, torch.nn.Module]:
     """Train one (variant, seed) run of an experiment; returns its record and the model."""
     torch.manual_seed(seed)
-    model = build(variant.spec)
-    check(model, exp.rules)
+    model = build_checked(exp, variant)
     cfg = exp.train_config(variant)
     ckpt = checkpoint_path(exp.name, variant.name, seed)
     if not resume and ckpt.exists():
         ckpt.unlink()
-    res = train(model, cfg, seed, device=device, desc=f"{exp.name} {variant.name} s{seed}",
+    res = train(model, cfg, seed, data=exp.data, device=device, desc=f"{exp.name} {variant.name} s{seed}",
                 checkpoint=ckpt, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
     record = {"history": res.history, "val_loss": res.val_loss, "val_acc": res.val_acc,
               "test_loss": res.test_loss, "test_acc": res.test_acc, "seconds": res.seconds,
               "device": res.device, "parameters": count_parameters(model),
-              "hidden_units": hidden_units(model), "hidden_layers": hidden_layers(model)}
+              "hidden_units": hidden_units(model), "hidden_layers": hidden_layers(model),
+              "data": exp.data.describe()}
     return record, model
 
 
-def _run_and_store(name: str, variant: str, seed: int, device, resume: bool, progress, threads: int | None) -> dict:
-    """Train one run and store it (also the body of a worker process)."""
+def _train_in_worker(exp: E.Experiment, variant: str, seed: int, device, resume: bool, progress,
+                     threads: int | None) -> tuple[dict, dict]:
+    """One run in a worker process: its record and its weights (a CPU state dict)."""
     if threads:
         torch.set_num_threads(threads)
-    exp = E.get(name)
     record, model = train_one(exp, exp.variant(variant), seed, device=device, resume=resume, progress=progress)
-    store.record_run(name, variant, seed, record, model)
-    checkpoint_path(name, variant, seed).unlink(missing_ok=True)
-    return record
+    return record, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: Sequence[str] | None = None,
-                   device: str | None = None, resume: bool = False, fresh: bool = False,
-                   progress: bool | None = None, log=None, jobs: int = 1) -> float:
-    """Train the runs of ``name`` that the store lacks or holds stale (all of them when ``fresh``).
+@contextlib.contextmanager
+def _spawnable_main():
+    """Let spawned workers start when ``__main__`` came from standard input (``python -``):
+    multiprocessing would re-run its ``__file__``, ``<stdin>``, which does not exist. The
+    workers need nothing from it: the experiment reaches them by value."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.exists(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+def _store(exp: E.Experiment, variant: str, seed: int, record: dict, weights) -> None:
+    store.record_run(exp, variant, seed, record, weights)
+    checkpoint_path(exp.name, variant, seed).unlink(missing_ok=True)
+
+
+def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
+                   variants: Sequence[str] | None = None, device: str | None = None, resume: bool = False,
+                   fresh: bool = False, progress: bool | None = None, log=None, jobs: int = 1) -> float:
+    """Train the runs of an experiment (a registered name, or the
+    :class:`~nnlab.experiments.Experiment` itself) that the store lacks or holds stale (all
+    of them when ``fresh``).
 
     Each run is stored as soon as it ends, so an interrupted experiment keeps its finished
     runs. With ``jobs > 1`` independent runs train in parallel worker processes, each with
@@ -87,20 +126,24 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
 
     Raises:
         RuleViolation: a variant breaks the experiment's rules (before anything trains).
+        ModelDataMismatch: a variant does not fit the experiment's data (before anything trains).
         DivergedError: a run produced a non-finite loss (that run is not stored).
     """
-    exp = E.get(name)
+    exp = E.get(experiment)
+    name = exp.name
     dev = pick_device(device)
     if seeds is not None:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {list(seeds)} name a seed twice; give each seed once")
         unknown = sorted(set(seeds) - set(exp.seeds))
         if unknown:
             raise ValueError(f"seeds {unknown} are not in experiment {name!r} (its seeds: {list(exp.seeds)}); "
                              "add them to its config to train them")
     wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
-    for v in wanted_variants:  # refuse illegal models before spending any time
-        check(build(v.spec), exp.rules)
+    for v in wanted_variants:  # refuse illegal or ill-fitting models before spending any time
+        build_checked(exp, v)
     # runs stored and current: a stale variant's runs are trained again
-    done = set() if fresh else set(store.stored_current_runs(name))
+    done = set() if fresh else set(store.stored_current_runs(exp))
     todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
             if store.run_key(v.name, s) not in done]
     t0 = time.perf_counter()
@@ -121,13 +164,29 @@ def run_experiment(name: str, *, seeds: Sequence[int] | None = None, variants: S
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool, \
                 tqdm(total=len(todo), desc=f"{name} ({jobs} parallel runs)", unit="run",
                      disable=not show, leave=False, dynamic_ncols=True) as bar:
-            futures = [(v, s, pool.submit(_run_and_store, name, v.name, s, str(dev), resume, False, threads))
-                       for v, s in todo]
+            with _spawnable_main():  # the workers start as the runs are submitted
+                futures = [(v, s, pool.submit(_train_in_worker, exp, v.name, s, str(dev), resume, False, threads))
+                           for v, s in todo]
             for i, (v, s, fut) in enumerate(futures, 1):
-                record = fut.result()
+                record, weights = fut.result()
+                _store(exp, v.name, s, record, weights)
                 bar.update()
                 report(i, v, s, record)
     else:
         for i, (v, s) in enumerate(todo, 1):
-            report(i, v, s, _run_and_store(name, v.name, s, dev, resume, progress, None))
+            record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
+            _store(exp, v.name, s, record, model)
+            report(i, v, s, record)
     return time.perf_counter() - t0
+
+
+def load_or_train(experiment: str | E.Experiment, *, retrain_stale: bool = False,
+                  device: str | None = None) -> dict:
+    """The stored result of an experiment; trains its missing runs first (and stale ones if
+    allowed)."""
+    st = store.status(experiment)
+    if st.state == "stale" and not retrain_stale:
+        store.load(experiment)  # raises StaleResult with the retrain command
+    if st.state != "ok":
+        run_experiment(experiment, device=device)  # trains what is missing or stale, keeps the rest
+    return store.load(experiment)

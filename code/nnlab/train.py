@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnlab import augment
-from nnlab.data import mnist
+from nnlab.data import MNIST, DataSource, as_splits
+from nnlab.fileio import atomic_write_bytes
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine", "step")
@@ -96,6 +97,8 @@ class TrainConfig:
             problems.append(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
             problems.append(f"warmup must be in [0, 1), got {self.warmup!r}")
+        if not (isinstance(self.max_shift, (int, float)) and math.isfinite(self.max_shift) and self.max_shift >= 0):
+            problems.append(f"max_shift must be a finite number >= 0, got {self.max_shift!r}")
         if self.augment not in augment.KINDS:
             problems.append(f"unknown augment {self.augment!r}; choose one of {', '.join(augment.KINDS)}")
         if not 0 <= self.label_smoothing < 1:
@@ -235,15 +238,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 def _save_checkpoint(path: Path, state: dict) -> None:
     import io
 
-    from nnlab.results import atomic_write_bytes
-
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
-          data: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+          data: DataSource | dict | None = None,
           device: str | torch.device | None = None, desc: str = "",
           checkpoint: str | Path | None = None, resume: bool = False,
           progress: bool | None = None,
@@ -255,7 +256,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         config: the :class:`TrainConfig`.
         seed: seeds the permutation, augmentation, dropout (and initialisation, if the caller
             built the model after ``torch.manual_seed``).
-        data: ``{"train": (x, y), "val": (x, y), "test": (x, y)}``; MNIST by default.
+        data: a :class:`~nnlab.data.DataSource`, or ``{"train": (x, y), "val": (x, y),
+            "test": (x, y)}`` of tensors or numpy arrays; :data:`nnlab.data.MNIST` by default.
             ``test`` is optional; it is evaluated once, after the last epoch. With
             ``config.fit_on == "train+val"`` the validation images join the training ones.
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
@@ -279,8 +281,13 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     from tqdm.auto import tqdm
 
     dev = pick_device(device) if not isinstance(device, torch.device) else device
-    if data is None:
-        data = {s: mnist(s) for s in ("train", "val", "test")}
+    data = as_splits(MNIST if data is None else data)
+    if "val" not in data:
+        raise ConfigError("the data has no 'val' split: give one (a third pair), or use "
+                          "nnlab.data.ArrayData(name, train=(x, y)), which holds out a seeded validation split")
+    if config.augment != "none" and data["train"][0].dim() != 4:
+        raise ConfigError(f"augment={config.augment!r} distorts images (N, C, H, W), but the inputs have "
+                          f"shape {tuple(data['train'][0].shape)}; use augment='none' for vectors")
     if config.fit_on == "train+val":
         data = {**data, "train": tuple(torch.cat(pair) for pair in zip(data["train"], data["val"]))}
         x_val = y_val = None  # trained on: measuring it would say nothing about new images

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from nnlab import experiments as E
 from nnlab import plots
 from nnlab import results as store
+from nnlab.book.report import TARGETS, candidate_rows, fmt_pm
 from nnlab.models import build, count_parameters
-from nnlab.report import TARGETS, candidate_rows, fmt_pm
 from nnlab.rules import hidden_layers, hidden_units
 
 BUDGET_EXPERIMENTS = ("mlp-100", "mlp-200", "mlp-1000")

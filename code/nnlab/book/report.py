@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
 from nnlab import experiments as E
 from nnlab import results as store
+from nnlab.book import experiments as _catalogue  # noqa: F401  (registers the book's experiments)
+from nnlab.book.problems import TARGETS, Target  # noqa: F401  (chapters read them here)
 from nnlab.models import build, count_parameters, describe
-
-
-@dataclass(frozen=True)
-class Target:
-    problem: str
-    experiment: str
-    task: str
-    required: float
-    student: float
-    goal: float
-    chapter: str
-
-
-TARGETS = (
-    Target("2C", "mlp-100", "MLP, ≤ 100 hidden units", 0.975, 0.9786, 0.986, "part2/budget"),
-    Target("2D", "mlp-200", "MLP, ≤ 200 hidden units, ≥ 2 hidden layers", 0.98, 0.9810, 0.989, "part2/budget"),
-    Target("2E", "mlp-1000", "MLP, ≤ 1000 hidden units, ≥ 3 hidden layers", 0.983, 0.9854, 0.992, "part2/budget"),
-    Target("3G", "cnn-final", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
-)
 
 
 def layer_table(name: str) -> pd.DataFrame:

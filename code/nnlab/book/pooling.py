@@ -385,8 +385,8 @@ def robustness(levels: dict[str, Sequence[float]], experiment: str = "pooling-ab
     Returns:
         One row per (variant, seed, perturbation, level) with the ``accuracy``.
     """
-    from nnlab import experiments as E
     from nnlab import results as store
+    from nnlab.book import experiments as E
 
     exp = E.get(experiment)
     stored = store.load(experiment)
@@ -491,8 +491,8 @@ def ablation_table(experiment: str = "pooling-ablation") -> pd.DataFrame:
         One row per variant with its downsampling, parameter count and test accuracy (mean ±
         std over the stored seeds, in %, on all 10,000 test images).
     """
-    from nnlab import experiments as E
     from nnlab import results as store
+    from nnlab.book import experiments as E
     from nnlab.models import build, count_parameters
 
     exp = E.get(experiment)
@@ -520,6 +520,7 @@ def trained_first_layer(seed: int = 0, variant: str = "max-pool",
     """The first convolution of a stored network, preceded by the normalisation it was trained
     with, so that it can be fed images in [0, 1] like :func:`fixed_conv`."""
     from nnlab import results as store
+    from nnlab.book import experiments  # noqa: F401  (registers the experiment)
 
     conv_layer = store.load_model(experiment, seed, variant)[0]
     return nn.Sequential(_Normalise(), conv_layer).requires_grad_(False).eval()

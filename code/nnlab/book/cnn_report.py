@@ -14,9 +14,9 @@ import torch
 from nnlab import augment, plots
 from nnlab import experiments as E
 from nnlab import results as store
+from nnlab.book.report import candidate_rows, fmt_pm
 from nnlab.data import mnist, raw_split
 from nnlab.models import build, count_parameters
-from nnlab.report import candidate_rows, fmt_pm
 
 
 @torch.inference_mode()

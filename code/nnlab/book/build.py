@@ -1,4 +1,4 @@
-"""Helpers for building the book: cache invalidation and glued values.
+"""Building the book: invalidate the execution cache when the package or the results change.
 
 ``python -m nnlab.book prepare`` deletes the jupyter-cache when the ``nnlab`` sources or
 the ``results/`` store changed since the last build. jupyter-cache keys a notebook on its
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: code/nnlab/book/build.py
 
 
 def inputs_hash(root: Path = ROOT) -> str:
@@ -22,7 +22,8 @@ def inputs_hash(root: Path = ROOT) -> str:
     for base in (root / "code" / "nnlab", root / "results"):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
             rel = f.relative_to(root)
-            if "__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock":
+            if ("__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock"
+                    or f.name.endswith(".tmp")):  # debris of an interrupted write is no input
                 continue
             h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
@@ -40,14 +41,6 @@ def prepare(build_dir: Path = ROOT / "_build") -> bool:
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(new + "\n")
     return cleared
-
-
-def glue_many(**values) -> None:
-    """``myst_nb.glue`` each keyword without displaying it."""
-    from myst_nb import glue
-
-    for name, value in values.items():
-        glue(name, value, display=False)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,7 @@
+"""``python -m nnlab``: the ``nnlab`` command."""
+
+import sys
+
+from nnlab.cli import main
+
+sys.exit(main())

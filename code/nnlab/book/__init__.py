@@ -1,0 +1,22 @@
+"""This book's own material, apart from the reusable core of ``nnlab``.
+
+* :mod:`nnlab.book.experiments`: the catalogue of every network the book trains (named in
+  the repository's ``[tool.nnlab]`` table; registers on import);
+* :mod:`nnlab.book.problems`: the problem set's rules and the book's accuracy targets;
+* the chapter analyses: :mod:`~nnlab.book.report`, :mod:`~nnlab.book.mlp_budget`,
+  :mod:`~nnlab.book.cnn_report`, :mod:`~nnlab.book.pooling`, :mod:`~nnlab.book.padding`,
+  :mod:`~nnlab.book.relu_logic`, :mod:`~nnlab.book.mnist_facts`;
+* :mod:`nnlab.book.build`: the build's cache invalidation (``python -m nnlab.book prepare``).
+
+Everything here imports the core; nothing in the core imports this package.
+"""
+
+from __future__ import annotations
+
+
+def glue_many(**values) -> None:
+    """``myst_nb.glue`` each keyword without displaying it."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value, display=False)

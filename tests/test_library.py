@@ -1,0 +1,303 @@
+"""nnlab as a library for another course: its own data, experiments, folder and results.
+
+These tests play an instructor of another course: a folder of their own with a
+``pyproject.toml`` whose ``[tool.nnlab]`` table names their experiment module, data that is
+not MNIST, and the ``nnlab`` command run from there (in parallel too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnlab import augment, project
+from nnlab import experiments as E
+from nnlab import results as store
+from nnlab.data import MNIST, ArrayData, DataError, fashion_mnist, kmnist
+from nnlab.models import ModelDataMismatch, build, check_fits, mlp
+from nnlab.runner import run_experiment
+from nnlab.train import ConfigError, TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+COURSE_MODULE = '''
+"""A small course: three shapes of 6x6 images, told apart by a two-layer MLP."""
+import numpy as np
+
+from nnlab.data import ArrayData
+from nnlab.experiments import Experiment, Variant, register
+from nnlab.models import mlp
+from nnlab.rules import Rules
+from nnlab.train import TrainConfig
+
+
+def shapes(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, 6, 6)).astype(np.float32)
+    x[y == 0, 2:4, :] += 1.0     # a horizontal bar
+    x[y == 1, :, 2:4] += 1.0     # a vertical bar
+    x[y == 2, 1:5, 1:5] += 0.6   # a square
+    return x, y
+
+
+SHAPES = ArrayData("shapes-6x6", train=shapes(600, 0), test=shapes(300, 1))
+RULES = Rules("at most 24 hidden units, at least 2 hidden layers", {"Flatten", "Linear", "ReLU"},
+              max_hidden_units=24, min_hidden_layers=2)
+
+register(Experiment(
+    name="shapes-mlp", purpose="Tell three shapes apart.", chapter="lecture 3",
+    variants=(Variant("16-8", tuple(mlp([16, 8], classes=3))), Variant("12-12", tuple(mlp([12, 12], classes=3)))),
+    train=TrainConfig(epochs=3, batch_size=32, lr=3e-3), seeds=(0, 1), rules=RULES, data=SHAPES))
+'''
+
+
+def _course(tmp_path: Path, results: str = "my-results") -> Path:
+    """A course folder: pyproject.toml with [tool.nnlab] and a package with its experiments."""
+    folder = tmp_path / "course"
+    (folder / "mycourse").mkdir(parents=True)
+    (folder / "mycourse" / "__init__.py").write_text("")
+    (folder / "mycourse" / "experiments.py").write_text(COURSE_MODULE)
+    (folder / "pyproject.toml").write_text(textwrap.dedent(f"""\
+        [project]
+        name = "mycourse"
+        version = "1.0"
+
+        [tool.nnlab]
+        experiments = ["mycourse.experiments"]
+        results = "{results}"
+        """))
+    return folder
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NNLAB_")}
+    env.update(NNLAB_DATA=os.environ["NNLAB_DATA"], OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def _nnlab(args: list[str], cwd: Path, env: dict | None = None, python: str = sys.executable):
+    return subprocess.run([python, "-m", "nnlab", *args], cwd=cwd, env=env or _env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_importing_the_core_registers_nothing_and_imports_no_book(tmp_path):
+    code = ("import sys, nnlab, nnlab.experiments as E, nnlab.results, nnlab.runner, nnlab.cli, nnlab.data, "
+            "nnlab.plots, nnlab.playground, nnlab.widgets\n"
+            "assert E.REGISTRY == {}, E.REGISTRY\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nnlab.book')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_book_declares_its_catalogue_in_pyproject():
+    proj = project.current(ROOT / "book" / "part2")  # where a chapter runs
+    assert proj.config_file == ROOT / "pyproject.toml"
+    assert proj.experiments == ("nnlab.book.experiments",)
+    assert proj.results == ROOT / "results"
+
+
+def test_mnist_description_is_unchanged_so_stored_results_stay_current():
+    assert MNIST.describe() == {"dataset": "MNIST", "val_size": 5000, "split_seed": 0}
+    assert E.get("mlp-100").config()["data"] == MNIST.describe()
+
+
+def test_a_course_lists_trains_in_parallel_and_stores_its_own_data(tmp_path):
+    course = _course(tmp_path)
+    listing = _nnlab(["list"], cwd=course / "mycourse")  # from a subfolder, as pytest finds its config
+    assert listing.returncode == 0, listing.stderr
+    assert "shapes-mlp" in listing.stdout and "mlp-100" not in listing.stdout
+    assert f"results:     {course / 'my-results'}" in listing.stdout
+    assert "mycourse.experiments" in listing.stdout
+
+    proc = _nnlab(["train", "shapes-mlp", "--jobs", "2", "--device", "cpu"], cwd=course)
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads((course / "my-results" / "shapes-mlp" / "result.json").read_text())
+    assert stored["config"]["data"]["dataset"] == "shapes-6x6"
+    assert stored["config"]["data"]["input_shape"] == [1, 6, 6]
+    assert len(stored["runs"]) == 4
+    for run in stored["runs"].values():
+        assert run["data"] == stored["config"]["data"]  # what the worker really trained on
+        assert run["val_acc"] > 0.9 and run["test_acc"] > 0.9  # chance is 1/3: it learned the shapes
+        assert (course / "my-results" / "shapes-mlp" / run["weights"]["file"]).is_file()
+    assert not (ROOT / "results" / "shapes-mlp").exists()
+
+    check = _nnlab(["results", "check", "shapes-mlp"], cwd=course)
+    assert check.returncode == 0 and "all 1 results present and current" in check.stdout
+
+
+def test_experiments_from_the_environment_or_the_flag_override_the_table(tmp_path):
+    course = _course(tmp_path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    proc = _nnlab(["list"], cwd=other, env=_env(PYTHONPATH=str(course), NNLAB_EXPERIMENTS="mycourse.experiments"))
+    assert "shapes-mlp" in proc.stdout and "from $NNLAB_EXPERIMENTS" in proc.stdout
+    proc = _nnlab(["train", "shapes-mlpp", "--experiments", "mycourse.experiments"], cwd=other,
+                  env=_env(PYTHONPATH=str(course)))
+    assert proc.returncode == 1
+    assert "Did you mean shapes-mlp?" in proc.stderr
+    assert "`nnlab list --experiments mycourse.experiments`" in proc.stderr  # a hint that works here
+
+
+def test_no_experiments_and_bad_modules_get_one_clear_line(tmp_path):
+    proc = _nnlab(["train", "anything"], cwd=tmp_path)
+    assert proc.returncode == 1 and "no experiments are registered" in proc.stderr
+    assert "[tool.nnlab]" in proc.stderr and "Traceback" not in proc.stderr
+    listing = _nnlab(["list"], cwd=tmp_path)
+    assert listing.returncode == 0 and f"results:     {tmp_path / 'results'}" in listing.stdout
+    proc = _nnlab(["list", "--experiments", "no_such_course.experiments"], cwd=tmp_path)
+    assert proc.returncode == 1 and "cannot import experiment module 'no_such_course.experiments'" in proc.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.nnlab]\nexperiment = ["x"]\n')
+    proc = _nnlab(["list"], cwd=tmp_path)
+    assert proc.returncode == 1 and "unknown key(s) experiment in [tool.nnlab]" in proc.stderr
+
+
+def test_results_check_names_a_results_folder_that_does_not_exist(tmp_path):
+    course = _course(tmp_path)
+    proc = _nnlab(["results", "check"], cwd=course, env=_env(NNLAB_RESULTS=str(tmp_path / "typo")))
+    assert proc.returncode == 1 and f"the results folder {tmp_path / 'typo'} does not exist" in proc.stdout
+
+
+def test_an_experiment_defined_in_a_script_trains_in_parallel_without_registering(tmp_path):
+    """Workers get the experiment by value: one built inside main() of a script read from
+    standard input needs no registry and no importable module."""
+    script = COURSE_MODULE.replace("register(Experiment(", "EXP = (Experiment(") + textwrap.dedent("""
+        from nnlab.runner import run_experiment
+        from nnlab import results
+
+        def main():
+            run_experiment(EXP, jobs=2, device="cpu", log=lambda m: None)
+            print(results.summary(EXP, "test_acc", "16-8")["n"])
+
+        if __name__ == "__main__":
+            main()
+        """)
+    proc = subprocess.run([sys.executable, "-"], input=script, cwd=tmp_path, capture_output=True, text=True,
+                          env=_env(NNLAB_RESULTS=str(tmp_path / "r")), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "2"
+
+
+def test_register_is_idempotent_for_equal_experiments_and_refuses_a_different_one(register_experiment):
+    exp = E.get("mlp-100")
+    assert E.register(exp) is exp  # a module imported again
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="registered twice with different settings"):
+        E.register(replace(exp, seeds=(5,)))
+
+
+# --------------------------------------------------------------------------------------
+# Data and shapes
+
+def test_array_data_holds_out_a_seeded_validation_split_and_normalises():
+    x = np.arange(200 * 4, dtype=np.float64).reshape(200, 4)
+    y = np.arange(200) % 4
+    a, b = ArrayData("ramp", train=(x, y)), ArrayData("ramp", train=(x, y))
+    assert a.input_shape == (4,) and a.num_classes == 4 and not a.has_split("test")
+    xa, ya = a.load("val")
+    assert len(ya) == 20 and torch.equal(xa, b.load("val")[0])
+    xt, _ = a.load("train")
+    assert torch.allclose(xt.mean(0), torch.zeros(4), atol=1e-5)
+    assert a == b and a.describe()["sha256"] != ArrayData("ramp", train=(x + 1, y)).describe()["sha256"]
+    with pytest.raises(DataError, match="labels must lie in 0..2"):
+        ArrayData("bad", train=(x, y), num_classes=3)
+    with pytest.raises(DataError, match="no test split"):
+        a.load("test")
+
+
+def test_train_takes_numpy_arrays_and_names_a_missing_validation_split(one_thread):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 5)).astype(np.float32), rng.integers(0, 2, 256)
+    model = build(["linear 8", "relu", "linear 2"], input_shape=(5,))
+    res = train(model, TrainConfig(epochs=1, batch_size=64), data={"train": (x, y), "val": (x[:64], y[:64])},
+                device="cpu")
+    assert res.val_acc is not None and res.test_acc is None
+    with pytest.raises(ConfigError, match="no 'val' split"):
+        train(model, TrainConfig(epochs=1), data={"train": (x, y)}, device="cpu")
+    with pytest.raises(ConfigError, match="augment='shift' distorts images"):
+        train(model, TrainConfig(epochs=1, augment="shift"), data={"train": (x, y), "val": (x, y)}, device="cpu")
+
+
+def test_a_model_that_does_not_fit_its_data_is_refused_before_training(tmp_path, results_dir):
+    digits = ArrayData("tiny-8x8", train=(np.zeros((40, 8, 8)), np.arange(40) % 5))
+    check_fits(build(mlp([8], classes=5), input_shape=digits.input_shape), digits.input_shape, 5)
+    with pytest.raises(ModelDataMismatch, match=r"returns \(10,\) per input of shape \(1, 8, 8\), but the data has 5"):
+        check_fits(build(mlp([8]), input_shape=digits.input_shape), digits.input_shape, 5)
+    with pytest.raises(ModelDataMismatch, match=r"does not take the data's inputs of shape \(1, 8, 8\)"):
+        check_fits(build(mlp([8], classes=5)), digits.input_shape, 5)  # built for 28x28
+    exp = E.Experiment("wrong-classes", "", "", (E.Variant("v", tuple(mlp([8]))),), TrainConfig(epochs=1),
+                       seeds=(0,), data=digits)
+    with pytest.raises(ModelDataMismatch, match="the data has 5 classes"):
+        run_experiment(exp, device="cpu")
+    assert not (results_dir / "wrong-classes").exists()
+
+
+def test_shift_moves_every_channel_of_an_image_together():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(6, 3, 10, 10)
+    out = augment.distort(img, "shift", torch.Generator().manual_seed(1), background=0.0)
+    for c in range(3):  # each channel shifted alone, with the same random draws, moves the same way
+        alone = augment.distort(img[:, c:c + 1].contiguous(), "shift", torch.Generator().manual_seed(1),
+                                background=0.0)
+        assert torch.equal(out[:, c:c + 1], alone)
+    assert not torch.equal(out[:, 0], out[:, 1])  # not channel 0 copied everywhere
+    with pytest.raises(ValueError, match=r"needs a float batch of images \(N, C, H, W\)"):
+        augment.distort(torch.rand(6, 64), "affine", g, background=0.0)
+
+
+def test_other_torchvision_sets_name_their_own_folder_when_missing(tmp_path, monkeypatch):
+    from nnlab import data
+
+    monkeypatch.setenv("NNLAB_DATA", str(tmp_path))
+    data.clear_cache()
+    try:
+        for source, folder in ((fashion_mnist(), "FashionMNIST"), (kmnist(), "KMNIST")):
+            assert source.describe()["dataset"] == folder and source.input_shape == (1, 28, 28)
+            with pytest.raises(DataError, match=f"{folder}/raw") as info:
+                source.load("train")
+            assert "NNLAB_DATA" in str(info.value)
+    finally:
+        monkeypatch.undo()
+        data.clear_cache()
+
+
+# --------------------------------------------------------------------------------------
+# The installed wheel, outside the repository
+
+@pytest.mark.slow
+def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path):
+    import shutil
+
+    src, wheels = tmp_path / "src", tmp_path / "wheels"  # a copy: building leaves build/ behind
+    shutil.copytree(ROOT / "code", src / "code", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(src)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("nnlab-*.whl")
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    course = _course(tmp_path, results="results")
+    env = _env(PYTHONPATH=str(target))
+    where = subprocess.run([sys.executable, "-c", "import nnlab; print(nnlab.__file__)"], cwd=course, env=env,
+                           capture_output=True, text=True, check=True)
+    assert where.stdout.strip().startswith(str(target))  # the installed copy, not the repository's
+    listing = _nnlab(["list"], cwd=course, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "shapes-mlp" in listing.stdout
+    assert not any(name in listing.stdout for name in ("mlp-100", "cnn-final", "pooling-ablation"))
+    proc = _nnlab(["train", "--all", "--jobs", "2", "--device", "cpu"], cwd=course, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (course / "results" / "shapes-mlp" / "result.json").is_file()
+    assert not list(target.rglob("result.json"))  # nothing lands inside the installed package
