@@ -131,3 +131,30 @@ def tiny_experiment(results_dir, synthetic_data, register_experiment):
     import tiny_experiments
 
     return register_experiment(tiny_experiments.TINY)
+
+
+@pytest.fixture(scope="session")
+def built_package(tmp_path_factory) -> dict[str, Path]:
+    """The wheel and the sdist, built from a copy of the package's files (building in the
+    repository would leave build/ behind), and the wheel installed without dependencies
+    into a folder of its own: ``{"wheel", "sdist", "site"}``."""
+    import shutil
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("package")
+    src = tmp / "src"
+    shutil.copytree(ROOT / "code", src / "code", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in"):
+        shutil.copy(ROOT / name, src / name)
+    dist = tmp / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(dist), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"],
+                   cwd=src, check=True, capture_output=True, timeout=300)
+    (wheel,) = dist.glob("nnlab-*.whl")
+    (sdist,) = dist.glob("nnlab-*.tar.gz")
+    site = tmp / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    return {"wheel": wheel, "sdist": sdist, "site": site}

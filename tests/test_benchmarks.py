@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from nnlab import conv
-from nnlab.book import experiments
 from nnlab import results as store
+from nnlab.book import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"

@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from nnlab.book import experiments as E
-from nnlab import rules
-from nnlab.book import problems, report
 from nnlab import results as store
+from nnlab import rules
+from nnlab.book import experiments as E
+from nnlab.book import problems, report
 from nnlab.data import mnist
 from nnlab.models import build, count_parameters
 from nnlab.train import evaluate

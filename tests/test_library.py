@@ -20,7 +20,6 @@ import torch
 
 from nnlab import augment, project
 from nnlab import experiments as E
-from nnlab import results as store
 from nnlab.data import MNIST, ArrayData, DataError, fashion_mnist, kmnist
 from nnlab.models import ModelDataMismatch, build, check_fits, mlp
 from nnlab.runner import run_experiment
@@ -275,19 +274,8 @@ def test_other_torchvision_sets_name_their_own_folder_when_missing(tmp_path, mon
 # The installed wheel, outside the repository
 
 @pytest.mark.slow
-def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path):
-    import shutil
-
-    src, wheels = tmp_path / "src", tmp_path / "wheels"  # a copy: building leaves build/ behind
-    shutil.copytree(ROOT / "code", src / "code", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = wheels.glob("nnlab-*.whl")
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_package):
+    target = built_package["site"]
     course = _course(tmp_path, results="results")
     env = _env(PYTHONPATH=str(target))
     where = subprocess.run([sys.executable, "-c", "import nnlab; print(nnlab.__file__)"], cwd=course, env=env,

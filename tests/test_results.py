@@ -16,9 +16,8 @@ import torch
 
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab import rules as R
-from nnlab.book import problems as P
 from nnlab import runner
+from nnlab.book import problems as P
 from nnlab.models import mlp
 
 HELPER = Path(T.__file__)
@@ -28,7 +27,7 @@ NAME = T.TINY.name
 def record(seed: int, **metrics):
     """Store one run of the tiny experiment with a seeded model; return the model."""
     model = T.seeded_model(T.TINY.variants[0].spec, seed)
-    store.record_run(NAME, "main", seed, dict(metrics), model)
+    store.record_run(NAME, "main", seed, {"val_acc": 0.5, "test_acc": 0.5, **metrics}, model)
     return model
 
 
@@ -177,8 +176,15 @@ def test_damaged_json_is_reported(tiny_experiment, content):
         store.load(NAME)
     assert str(path) in str(info.value) and f"nnlab train {NAME}" in str(info.value)
     assert store.status(NAME).state == "damaged"
-    # recording a new run replaces the damaged file with a valid one
-    record(1, test_acc=0.25)
+    # a new run is not stored over it: the runs it may still hold are never dropped silently
+    with pytest.raises(store.DamagedResult, match="not storing run main/seed=1"):
+        record(1, test_acc=0.25)
+    assert path.read_bytes() == content
+    with pytest.raises(store.DamagedResult, match="--fresh"):
+        runner.run_experiment(NAME, device="cpu")  # refused before anything trains
+    # only when asked (nnlab train --fresh) is it replaced by a valid result
+    store.record_run(NAME, "main", 1, {"val_acc": 0.25, "test_acc": 0.25},
+                     T.seeded_model(T.TINY.variants[0].spec, 1), replace_damaged=True)
     assert json.loads(path.read_text())["runs"].keys() == {"main/seed=1"}
 
 
@@ -259,12 +265,12 @@ def test_interrupted_write_keeps_the_previous_result(tiny_experiment, fail_at):
         if fail_at == "fsync":
             mp.setattr(os, "fsync", failing_fsync)
         with pytest.raises(OSError):
-            store.record_run(NAME, "main", 0, {"test_acc": 0.9}, new_model)
+            store.record_run(NAME, "main", 0, {"val_acc": 0.9, "test_acc": 0.9}, new_model)
     assert snapshot(store.results_root()) == before  # no file changed, none added, none left over
     assert store.load(NAME)["runs"]["main/seed=0"]["test_acc"] == 0.5
     assert torch.equal(outputs(store.load_model(NAME, seed=0)), outputs(old_model))
     # and the next write succeeds and replaces the run (and its weights) as a whole
-    store.record_run(NAME, "main", 0, {"test_acc": 0.9}, new_model)
+    store.record_run(NAME, "main", 0, {"val_acc": 0.9, "test_acc": 0.9}, new_model)
     assert torch.equal(outputs(store.load_model(NAME, seed=0)), outputs(new_model))
     assert len(list((store.experiment_dir(NAME) / "weights").iterdir())) == 2
 

@@ -6,4 +6,4 @@ The core (this package) registers nothing on import: a course brings its data
 textbook built on it keeps its own material in :mod:`nnlab.book`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -76,8 +76,12 @@ def _parser() -> argparse.ArgumentParser:
                         "default: $NNLAB_JOBS, else one per core)")
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    c = rsub.add_parser("check", parents=[common], help="list missing, stale or damaged results; exit 1 if any")
+    c = rsub.add_parser("check", parents=[common],
+                        help="list missing, stale or damaged results and weights (exit 1 if any), and leftover files")
     c.add_argument("names", nargs="*", metavar="NAME", help="experiments to check (default: all)")
+    k = rsub.add_parser("clean", parents=[common],
+                        help="remove leftover temporary files and weights that no stored run points at")
+    k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
     return p
 
 
@@ -109,8 +113,13 @@ def _list() -> int:
     return 0
 
 
+def _names(names: list[str]) -> list[str]:
+    return [E.get(n).name for n in names] if names else E.names()
+
+
 def _check(names: list[str]) -> int:
-    names = [E.get(n).name for n in names] if names else E.names()
+    """Every stored result's state, the sha256 of every weights file, and leftover files."""
+    names = _names(names)
     if not names:
         print("no experiments registered; nothing to check (see `nnlab list`)")
         return 0
@@ -119,12 +128,32 @@ def _check(names: list[str]) -> int:
         print(f"the results folder {root} does not exist; train with `{project.cli_hint('nnlab train NAME')}` "
               "or point NNLAB_RESULTS at your results")
         return 1
-    bad = [st for st in (store.status(n) for n in names) if st.state != "ok"]
-    for st in bad:
-        print(f"{st.name}: {st.state}: {st.detail}")
+    bad = 0
+    for name in names:
+        st = store.status(name)
+        problems = [f"{st.state}: {st.detail}"] if st.state != "ok" else []
+        if st.state in ("ok", "incomplete"):
+            problems += [f"damaged weights: {p}" for p in store.verify_weights(name)]
+        for p in problems:
+            print(f"{name}: {p}")
+        bad += bool(problems)
+        leftovers = store.debris(name)
+        if leftovers:
+            shown = ", ".join(str(p.relative_to(root)) for p in leftovers[:3])
+            print(f"{name}: {len(leftovers)} leftover file(s) no stored run needs ({shown}"
+                  f"{', ...' if len(leftovers) > 3 else ''}); remove them with "
+                  f"`{project.cli_hint('nnlab results clean')}`")
     if not bad:
-        print(f"all {len(names)} results present and current in {root}")
+        print(f"all {len(names)} results present and current in {root}, every weights file intact")
     return 1 if bad else 0
+
+
+def _clean(names: list[str]) -> int:
+    removed = [p for name in _names(names) for p in store.clean(name)]
+    for p in removed:
+        print(f"removed {p}")
+    print(f"{len(removed)} leftover file(s) removed")
+    return 0
 
 
 def _train(args) -> int:
@@ -156,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         if args.command == "results":
-            return _check(args.names)
+            return _check(args.names) if args.action == "check" else _clean(args.names)
         return _train(args)
     except (store.ResultError, E.UnknownExperiment, project.ProjectError, ValueError, RuntimeError) as exc:
         print(f"nnlab: error: {exc}", file=sys.stderr)

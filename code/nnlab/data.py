@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nnlab.fileio import json_hash
+
 SPLITS = ("train", "val", "test")
 VAL_SIZE = 5_000
 SPLIT_SEED = 0
@@ -48,6 +50,16 @@ FILES = {
 }
 
 
+# md5 of the four MNIST files' content (as unpacked from the published .gz archives, whose
+# own md5 torchvision lists in MNIST.resources): a file with any other content is refused.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
 class DataError(RuntimeError):
     """Data could not be found, downloaded or read, or does not make sense."""
 
@@ -56,8 +68,8 @@ MNISTError = DataError  # the name the book has always used
 
 
 class DataSource:
-    """What an experiment trains on. Subclasses set :attr:`input_shape`, :attr:`num_classes`
-    and :attr:`name`, and implement :meth:`describe` and :meth:`load`.
+    """What an experiment trains on. Subclasses set ``input_shape`` (one input, without the
+    batch axis), ``num_classes`` and ``name``, and implement :meth:`describe` and :meth:`load`.
 
     A source must pickle (worker processes receive it by value) and must be deterministic:
     two calls of :meth:`load` in two processes give the same tensors.
@@ -77,6 +89,11 @@ class DataSource:
 
     def has_split(self, split: str) -> bool:
         return split in SPLITS
+
+    def fingerprint(self) -> str:
+        """A checksum of the data actually read (stored with every run; not part of the hash,
+        so that results stay comparable when a file is re-encoded without changing a pixel)."""
+        return json_hash(self.describe(), 64)
 
     def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Every split this source has, as the trainer takes them."""
@@ -115,13 +132,21 @@ def _problem(msg: str, raw: Path, dataset: str = "MNIST") -> DataError:
     )
 
 
-def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...], dataset: str = "MNIST") -> np.ndarray:
-    """Read one IDX file (optionally gzipped), checking magic number, count and size."""
-    raw = path.parent
+def _content(path: Path, dataset: str) -> bytes:
+    """The bytes of an IDX file, unpacked if it is gzipped."""
     try:
-        data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        return gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as exc:
-        raise _problem(f"Cannot read {path} ({exc})", raw, dataset) from None
+        raise _problem(f"Cannot read {path} ({exc})", path.parent, dataset) from None
+
+
+def read_idx(path: Path, magic: int, count: int, shape: tuple[int, ...], dataset: str = "MNIST",
+             data: bytes | None = None) -> np.ndarray:
+    """Read one IDX file (optionally gzipped; or its ``data`` already read), checking magic
+    number, count and size."""
+    raw = path.parent
+    if data is None:
+        data = _content(path, dataset)
     if len(data) < 8:
         raise _problem(f"{path} is truncated ({len(data)} bytes)", raw, dataset)
     found_magic = int.from_bytes(data[0:4], "big")
@@ -150,8 +175,11 @@ def _locate(raw: Path, name: str) -> Path | None:
 
 
 def _download(root: Path, dataset: str) -> None:
-    """Fetch a data set with torchvision; any failure becomes one clear DataError."""
+    """Fetch a data set with torchvision; any failure becomes one clear DataError. A folder
+    named by ``NNLAB_DATA`` that does not exist is not created: it is named as missing."""
     raw = root / dataset / "raw"
+    if os.environ.get("NNLAB_DATA") and not root.is_dir():
+        raise _problem(f"NNLAB_DATA names {root}, which does not exist (nothing was created there)", raw, dataset)
     try:
         import torchvision.datasets
 
@@ -159,30 +187,55 @@ def _download(root: Path, dataset: str) -> None:
         for train in (True, False):
             cls(str(root), train=train, download=True)
     except Exception as exc:  # torchvision raises many kinds; the reader needs one message
-        raise _problem(f"{dataset} is not in {raw} and downloading it failed "
-                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+        cause = " ".join(str(exc).split()) or "no message"  # the whole cause, on one line
+        raise _problem(f"{dataset} is not in {raw} and downloading it failed ({type(exc).__name__}: {cause})",
                        raw, dataset) from None
 
 
 @functools.lru_cache(maxsize=None)
-def idx_arrays(dataset: str = "MNIST", root: str | None = None) -> dict[str, np.ndarray]:
-    """The four IDX arrays of a torchvision data set as uint8 numpy arrays, keyed by file
-    name (read once per process)."""
+def _idx_paths(dataset: str, root: str | None) -> dict[str, Path]:
     base = Path(root).expanduser().resolve() if root else data_root()  # as data_root() reads it
     raw = base / dataset / "raw"
     if any(_locate(raw, name) is None for name in FILES):
         _download(base, dataset)
-    arrays = {}
-    for name, (magic, count, shape) in FILES.items():
+    paths = {}
+    for name in FILES:
         path = _locate(raw, name)
         if path is None:
             raise _problem(f"{raw / name} is missing", raw, dataset)
-        arrays[name] = read_idx(path, magic, count, shape, dataset)
-    labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
-    if max(int(lab.max()) for lab in labels) >= NUM_CLASSES:
-        raise _problem(f"labels in {raw} go up to {max(int(lab.max()) for lab in labels)}, "
-                       f"but {dataset} has {NUM_CLASSES} classes (corrupt label file)", raw, dataset)
-    return arrays
+        paths[name] = path
+    return paths
+
+
+@functools.lru_cache(maxsize=None)
+def _idx_read(dataset: str, root: str | None) -> tuple[dict[str, np.ndarray], str]:
+    """The four arrays, checked, and the fingerprint of what was read (name:md5 of each
+    file's unpacked content, which for MNIST must equal the published files' md5)."""
+    arrays, digests = {}, []
+    for name, path in _idx_paths(dataset, root).items():
+        magic, count, shape = FILES[name]
+        content = _content(path, dataset)
+        arrays[name] = read_idx(path, magic, count, shape, dataset, data=content)
+        digest = hashlib.md5(content).hexdigest()
+        expected = MNIST_MD5.get(name) if dataset == "MNIST" else None
+        if expected is not None and digest != expected:
+            raise _problem(f"{path} holds data with md5 {digest}, not MNIST's {expected}: the file is "
+                           "altered or corrupt; delete it to download it again, or restore the original",
+                           path.parent, dataset)
+        digests.append(f"{name}:{digest}")
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        top = int(arrays[name].max())
+        if top >= NUM_CLASSES:
+            path = _idx_paths(dataset, root)[name]
+            raise _problem(f"{path} holds label {top}, but {dataset} has {NUM_CLASSES} classes "
+                           "(corrupt label file)", path.parent, dataset)
+    return arrays, ",".join(digests)
+
+
+def idx_arrays(dataset: str = "MNIST", root: str | None = None) -> dict[str, np.ndarray]:
+    """The four IDX arrays of a torchvision data set as uint8 numpy arrays, keyed by file
+    name (read and checked once per process)."""
+    return _idx_read(dataset, root)[0]
 
 
 def raw_arrays(root: str | None = None) -> dict[str, np.ndarray]:
@@ -227,6 +280,10 @@ class TorchvisionIDX(DataSource):
 
     def describe(self) -> dict:
         return {"dataset": self.dataset, "val_size": self.val_size, "split_seed": self.split_seed}
+
+    def fingerprint(self) -> str:
+        """md5 of the content of each of the four files read, as ``name:md5`` joined by commas."""
+        return _idx_read(self.dataset, os.environ.get("NNLAB_DATA"))[1]
 
     def raw_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images, labels)`` as stored: uint8 ``(N, 28, 28)`` and int64 ``(N,)``."""
@@ -319,7 +376,7 @@ def mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def clear_cache() -> None:
     """Forget loaded data (after changing ``NNLAB_DATA``)."""
-    for fn in (idx_arrays, _raw_split, _normalisation, _normalised):
+    for fn in (_idx_paths, _idx_read, _raw_split, _normalisation, _normalised):
         fn.cache_clear()
 
 
@@ -434,6 +491,9 @@ class ArrayData(DataSource):
 
     def has_split(self, split: str) -> bool:
         return split in self._arrays
+
+    def fingerprint(self) -> str:
+        return self._sha256
 
     def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
         x = self._arrays["train"][0].astype(np.float64)

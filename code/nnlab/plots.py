@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib
-
-INLINE = "module://matplotlib_inline.backend_inline"
+import matplotlib.pyplot as plt  # importing nnlab never changes the user's backend
+import numpy as np
+import torch
 
 
 def _jupyter_kernel():
@@ -23,26 +24,22 @@ def _jupyter_kernel():
     shell = get_ipython()
     return shell if shell is not None and "ipykernel" in type(shell).__module__ else None
 
-
-# In a notebook kernel (the book build), figures must reach the notebook's outputs even
-# when the environment names a headless backend (MPLBACKEND=Agg, as the Makefile sets for
-# tests and benchmarks); anywhere else, a headless backend, so no window ever opens.
-_shell = _jupyter_kernel()
-if _shell is not None:
-    _shell.run_line_magic("matplotlib", "inline")
-elif matplotlib.get_backend().lower() not in ("agg", INLINE):
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "viridis"
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style (call once per chapter)."""
+    """Apply the book's matplotlib style (call once per chapter).
+
+    In a notebook kernel it also makes figures reach the notebook's outputs inline, even
+    when the environment names a headless backend (``MPLBACKEND=Agg``, as the Makefile sets
+    for tests and benchmarks). Importing :mod:`nnlab.plots` changes nothing: a lecture's
+    own backend (``TkAgg``, ``widget``, ...) stays in force unless this is called.
+    """
+    shell = _jupyter_kernel()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")
     plt.rcParams.update({
         "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 3.8),
         "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
@@ -54,13 +51,23 @@ def use_style() -> None:
 
 def digit_grid(images: torch.Tensor, labels: Sequence[int], rows: int = 3, cols: int = 10,
                titles: Sequence[str] | None = None):
-    """A grid of grey-scale digits ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` with their labels."""
-    images = images.reshape(len(images), 28, 28) if images.dim() == 4 else images
+    """A grid of images with their labels: grey ``(N, H, W)`` or ``(N, 1, H, W)``, or colour
+    ``(N, 3, H, W)`` (each image scaled to its own range)."""
+    images = torch.as_tensor(images).detach().cpu()
+    if images.dim() == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    elif images.dim() == 4 and images.shape[1] == 3:
+        low = images.amin(dim=(1, 2, 3), keepdim=True)
+        high = images.amax(dim=(1, 2, 3), keepdim=True)
+        images = ((images - low) / (high - low).clamp_min(1e-12)).permute(0, 2, 3, 1)
+    elif images.dim() != 3:
+        raise ValueError(f"digit_grid shows (N, H, W), (N, 1, H, W) or (N, 3, H, W) images, got shape "
+                         f"{tuple(images.shape)}")
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05))
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
         if i < len(images):
-            ax.imshow(images[i].cpu().numpy(), cmap="gray_r")
+            ax.imshow(images[i].numpy(), cmap="gray_r" if images.dim() == 3 else None)
             ax.set_title(titles[i] if titles else str(int(labels[i])), fontsize=10)
     return fig
 

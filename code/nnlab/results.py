@@ -13,7 +13,6 @@ result. Weights are verified against their sha256 on every load.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import platform
@@ -28,7 +27,7 @@ from torch import nn
 import nnlab
 from nnlab import experiments as E
 from nnlab import project
-from nnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (the store's writers)
+from nnlab.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, sha256_file
 from nnlab.models import build
 from nnlab.rules import check
 
@@ -67,15 +66,14 @@ def retrain_command(name: str | E.Experiment) -> str:
 
 @contextlib.contextmanager
 def locked(name: str):
-    """An exclusive lock on one experiment's folder (between processes)."""
+    """An exclusive lock on one experiment's folder, between processes, on Linux, macOS and
+    Windows alike (``filelock``: ``flock`` on Unix, ``msvcrt`` locking on Windows)."""
+    from filelock import FileLock
+
     d = experiment_dir(name)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(d / ".lock"):
+        yield
 
 
 def source_hash() -> str:
@@ -111,22 +109,54 @@ def _stored_weights_file(name: str, run) -> Path | None:
     return path if path.parent == (experiment_dir(name) / "weights").resolve() else None
 
 
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def run_problems(run) -> list[str]:
+    """What is wrong with one stored run, in plain words (empty when it is readable): the
+    fields every reader relies on (``variant``, ``seed``, ``val_acc``, ``test_acc``), the
+    types of its metrics, and the form of its weights entry."""
+    if not isinstance(run, dict):
+        return [f"is a {type(run).__name__}, not a run"]
+    problems = []
+    if not isinstance(run.get("variant"), str):
+        problems.append("has no variant name")
+    if not isinstance(run.get("seed"), int) or isinstance(run.get("seed"), bool):
+        problems.append("has no integer seed")
+    for key in ("val_acc", "test_acc"):
+        if key not in run:
+            problems.append(f"has no {key}")
+    for key, value in run.items():
+        if (key.endswith(("_acc", "_loss")) or key == "seconds") and not _number_or_none(value):
+            problems.append(f"holds {key}={value!r}, not a number")
+    w = run.get("weights")
+    if w is not None and not (isinstance(w, dict) and isinstance(w.get("file"), str)
+                              and isinstance(w.get("sha256"), str) and len(w["sha256"]) == 64):
+        problems.append("has a weights entry without a file name and a sha256")
+    return problems
+
+
 def _read_json(path: Path, name: str) -> dict:
+    fix = f"restore it with `git checkout -- {path}` or retrain with `{retrain_command(name)} --fresh`"
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DamagedResult(f"{path} is not valid JSON ({exc}); restore it with "
-                            f"`git checkout -- {path}` or retrain with `{retrain_command(name)}`") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("runs"), dict):
-        raise DamagedResult(f"{path} is not an nnlab result (schema {SCHEMA}); "
-                            f"retrain with `{retrain_command(name)}`")
+        raise DamagedResult(f"{path} is not valid JSON ({exc}); {fix}") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if isinstance(schema, int) and schema > SCHEMA:
+        raise DamagedResult(f"{path} was written by a newer nnlab (result schema {schema}; this nnlab "
+                            f"{nnlab.__version__} reads schema {SCHEMA}): upgrade nnlab to read it")
+    if not isinstance(data, dict) or schema != SCHEMA or not isinstance(data.get("runs"), dict):
+        raise DamagedResult(f"{path} is not an nnlab result (schema {SCHEMA}); {fix}")
     try:
         E.variant_hashes(data["config"])
-        if not all(isinstance(r, dict) and isinstance(r.get("variant"), str) for r in data["runs"].values()):
-            raise TypeError("a run without a variant")
     except (KeyError, TypeError, AttributeError) as exc:
-        raise DamagedResult(f"{path} has no readable config or runs ({exc!r}); restore it with "
-                            f"`git checkout -- {path}` or retrain with `{retrain_command(name)}`") from None
+        raise DamagedResult(f"{path} has no readable config ({exc!r}); {fix}") from None
+    bad = [f"run {key} {p}" for key, run in data["runs"].items() for p in run_problems(run)]
+    if bad:
+        listed = "; ".join(bad[:3]) + (f"; ... ({len(bad)} problems in all)" if len(bad) > 3 else "")
+        raise DamagedResult(f"{path}: {listed}; {fix}")
     return data
 
 
@@ -218,13 +248,18 @@ def _state_dict(model) -> dict[str, torch.Tensor]:
 
 
 def record_run(name: str | E.Experiment, variant: str, seed: int, run: dict,
-               model: nn.Module | dict | None) -> None:
+               model: nn.Module | dict | None, *, replace_damaged: bool = False) -> None:
     """Add one finished run (and its weights: a model or its state dict) to the store,
     atomically and under the lock.
 
     The stored runs that are still current are kept; runs of changed variants, and of
     variants no longer in the experiment, are dropped together with their weights (git keeps
     the committed ones), so the stored config always describes every stored run.
+
+    Raises:
+        DamagedResult: the stored result cannot be read (damaged, or written by a newer
+            nnlab); it is left as it is unless ``replace_damaged`` (``nnlab train --fresh``),
+            so that runs it holds are never dropped silently.
     """
     exp = E.get(name)
     name = exp.name
@@ -232,7 +267,9 @@ def record_run(name: str | E.Experiment, variant: str, seed: int, run: dict,
         path = experiment_dir(name) / "result.json"
         try:
             data = read_raw(name)
-        except DamagedResult:
+        except DamagedResult as exc:
+            if not replace_damaged:
+                raise DamagedResult(f"not storing run {run_key(variant, seed)}: {exc}") from None
             data = None
         key = run_key(variant, seed)
         # keep the runs that are still current; drop stale ones, and the run this one replaces
@@ -264,6 +301,61 @@ def record_run(name: str | E.Experiment, variant: str, seed: int, run: dict,
             raise
         for old in old_files - {new_file}:  # weights no stored run points at any more
             old.unlink(missing_ok=True)
+
+
+def _weights_files(name: str) -> list[Path]:
+    folder = experiment_dir(name) / "weights"
+    return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def verify_weights(name: str | E.Experiment) -> list[str]:
+    """Every problem with the weights of an experiment's current runs: a run that should
+    have weights and has none, a weights file that is missing, or one whose sha256 differs
+    from the one stored with its run. Each problem names the file and the fix."""
+    exp = E.get(name)
+    name = exp.name
+    fix = f"restore it with `git checkout -- <file>` or retrain with `{retrain_command(name)} --fresh`"
+    problems = []
+    for key, run in sorted(stored_current_runs(exp).items()):
+        if "weights" not in run:
+            if exp.save_weights:
+                problems.append(f"run {key} has no weights, but the experiment stores them; "
+                                f"retrain with `{retrain_command(name)} --fresh`")
+            continue
+        path = experiment_dir(name) / run["weights"]["file"]
+        if not path.is_file():
+            problems.append(f"weights file {path} of run {key} is missing; {fix.replace('<file>', str(path))}")
+        elif sha256_file(path) != run["weights"]["sha256"]:
+            problems.append(f"weights file {path} of run {key} does not match its sha256 (truncated or "
+                            f"altered); {fix.replace('<file>', str(path))}")
+    return problems
+
+
+def debris(name: str | E.Experiment) -> list[Path]:
+    """Files in an experiment's folder that no stored run needs: temporary files left by an
+    interrupted write, and weights files that no run of ``result.json`` points at."""
+    name = name.name if isinstance(name, E.Experiment) else name
+    folder = experiment_dir(name)
+    if not folder.is_dir():
+        return []
+    leftovers = [p for p in folder.rglob(f"*{TMP_SUFFIX}") if ".checkpoints" not in p.parts]
+    try:
+        data = read_raw(name)
+    except DamagedResult:
+        return sorted(leftovers)  # which weights belong to it cannot be known: keep them all
+    used = {f for f in (_stored_weights_file(name, r) for r in (data or {}).get("runs", {}).values()) if f}
+    orphans = [p for p in _weights_files(name) if p.resolve() not in used]
+    return sorted(leftovers + orphans)
+
+
+def clean(name: str | E.Experiment) -> list[Path]:
+    """Remove :func:`debris` (under the experiment's lock); returns what was removed."""
+    name = name.name if isinstance(name, E.Experiment) else name
+    with locked(name):
+        removed = debris(name)
+        for path in removed:
+            path.unlink(missing_ok=True)
+    return removed
 
 
 def chosen_variant(name: str | E.Experiment) -> str:
@@ -317,7 +409,11 @@ def summary(name: str | E.Experiment, metric: str = "test_acc", variant: str | N
     (the chosen variant, see :func:`chosen_variant`, by default)."""
     exp = E.get(name)
     rs = runs(exp, _variant_name(exp, variant))
-    values = [r[metric] for r in rs]
+    values = [r.get(metric) for r in rs]
+    if not rs or not all(_number_or_none(v) and v is not None for v in values):
+        raise ResultError(f"experiment {exp.name!r}: {len(rs)} stored run(s) of this variant, not all with a "
+                          f"number for {metric!r} (e.g. no validation metric when fit on train+val); "
+                          "ask for another metric or variant")
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "n": len(values), "seeds": [r["seed"] for r in rs],
             "values": values}
@@ -352,7 +448,7 @@ def load_model(name: str | E.Experiment, seed: int | None = None, variant: str |
         raise DamagedResult(f"weights file {path} does not match its sha256 in result.json "
                             f"(truncated or altered); restore it with git or run `{retrain_command(name)}`")
     model = build(v.spec, exp.data.input_shape)
-    check(model, exp.rules)
+    check(model, exp.rules, input_shape=exp.data.input_shape)
     try:
         model.load_state_dict(st_load(blob))
     except Exception as exc:

@@ -57,7 +57,7 @@ def build_checked(exp: E.Experiment, variant: E.Variant) -> torch.nn.Module:
     """A variant's model, built for the experiment's data, refused if it breaks the rules or
     does not fit the data's input shape and number of classes."""
     model = build(variant.spec, exp.data.input_shape)
-    check(model, exp.rules)
+    check(model, exp.rules, input_shape=exp.data.input_shape)
     check_fits(model, exp.data.input_shape, exp.data.num_classes)
     return model
 
@@ -76,8 +76,9 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
     record = {"history": res.history, "val_loss": res.val_loss, "val_acc": res.val_acc,
               "test_loss": res.test_loss, "test_acc": res.test_acc, "seconds": res.seconds,
               "device": res.device, "parameters": count_parameters(model),
-              "hidden_units": hidden_units(model), "hidden_layers": hidden_layers(model),
-              "data": exp.data.describe()}
+              "hidden_units": hidden_units(model, input_shape=exp.data.input_shape),
+              "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
+              "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint()}
     return record, model
 
 
@@ -107,8 +108,8 @@ def _spawnable_main():
         main.__file__ = path
 
 
-def _store(exp: E.Experiment, variant: str, seed: int, record: dict, weights) -> None:
-    store.record_run(exp, variant, seed, record, weights)
+def _store(exp: E.Experiment, variant: str, seed: int, record: dict, weights, fresh: bool) -> None:
+    store.record_run(exp, variant, seed, record, weights, replace_damaged=fresh)
     checkpoint_path(exp.name, variant, seed).unlink(missing_ok=True)
 
 
@@ -142,6 +143,9 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
     for v in wanted_variants:  # refuse illegal or ill-fitting models before spending any time
         build_checked(exp, v)
+    status = store.status(exp)
+    if status.state == "damaged" and not fresh:  # before any training: its runs must not be lost
+        raise store.DamagedResult(f"result of experiment {name!r} is damaged: {status.detail}")
     # runs stored and current: a stale variant's runs are trained again
     done = set() if fresh else set(store.stored_current_runs(exp))
     todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
@@ -169,13 +173,13 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
                            for v, s in todo]
             for i, (v, s, fut) in enumerate(futures, 1):
                 record, weights = fut.result()
-                _store(exp, v.name, s, record, weights)
+                _store(exp, v.name, s, record, weights, fresh)
                 bar.update()
                 report(i, v, s, record)
     else:
         for i, (v, s) in enumerate(todo, 1):
             record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
-            _store(exp, v.name, s, record, model)
+            _store(exp, v.name, s, record, model, fresh)
             report(i, v, s, record)
     return time.perf_counter() - t0
 

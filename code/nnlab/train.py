@@ -145,7 +145,11 @@ def pick_device(device: str | None = None) -> torch.device:
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {device!r} ({exc}); use cpu, cuda, mps or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu (or auto)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but Apple's MPS is not available here; use --device cpu (or auto)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} cannot train networks here; use cpu, cuda, mps or auto")
     return dev
 
 
@@ -310,8 +314,18 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     # A checkpoint written with another config, seed or model is not this run's: start afresh.
     fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)}, sort_keys=True)
     state = None
+    seconds_before = 0.0  # training time of the epochs a resumed run does not repeat
     if resume and ckpt_path and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, garbage, or not ours: never unpickle it (torch's own
+            # message would suggest weights_only=False, which runs arbitrary code from the file)
+            raise ConfigError(f"checkpoint {ckpt_path} cannot be read (truncated, or not an nnlab checkpoint: "
+                              f"{type(exc).__name__}); delete it to train this run from the start, or train "
+                              "without --resume") from None
+        if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
+            raise ConfigError(f"checkpoint {ckpt_path} is not an nnlab checkpoint; delete it to train this run "
+                              "from the start, or train without --resume")
     if state is not None and state.get("fingerprint") == fingerprint:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -321,6 +335,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             torch.cuda.set_rng_state(state["cuda_rng"])
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epoch"])
+        seconds_before = float(state.get("seconds", sum(history["seconds"])))
     check_every = 50
     step_losses = torch.zeros(steps_per_epoch, device=dev)
     step_correct = torch.zeros(steps_per_epoch, device=dev, dtype=torch.int64)
@@ -375,7 +390,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         if ckpt_path:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
-                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint}
+                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint,
+                     "seconds": seconds_before + time.perf_counter() - t_run}
             if dev.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state()
             _save_checkpoint(ckpt_path, state)
@@ -389,5 +405,5 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     model.to(memory_format=torch.contiguous_format).eval()  # hand back the usual layout
     val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
     return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
-                     test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - t_run,
+                     test_loss=test_loss, test_acc=test_acc, seconds=seconds_before + time.perf_counter() - t_run,
                      device=str(dev))

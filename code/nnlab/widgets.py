@@ -18,7 +18,10 @@ import io
 import json
 from collections.abc import Sequence
 
-from IPython.display import HTML
+try:
+    from IPython.display import HTML
+except ImportError as exc:  # the core install has no IPython; the notebook extra brings it
+    raise ImportError("nnlab.widgets needs IPython: pip install 'nnlab[book]' (or ipython)") from exc
 
 MAX_FRAMES = 60
 

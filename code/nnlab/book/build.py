@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository: code/nnlab/book/bu
 
 
 def inputs_hash(root: Path = ROOT) -> str:
-    """sha256 of every file under ``code/nnlab`` and ``results`` (names and contents)."""
+    """sha256 of every file under ``code/nnlab``, ``results`` and the example course that the
+    reuse appendix runs (names and contents)."""
     h = hashlib.sha256()
-    for base in (root / "code" / "nnlab", root / "results"):
+    for base in (root / "code" / "nnlab", root / "results", root / "book" / "appendix" / "course_example"):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
             rel = f.relative_to(root)
             if ("__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock"

@@ -1,0 +1,323 @@
+"""Figures of Part I: decision boundaries, units, losses, gradients, dead units, sliders.
+
+Colours follow Playground: orange for -1, white for 0, blue for +1 (:data:`LABEL_CMAP`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
+
+from nnlab.playground.data import DOMAIN, Dataset
+from nnlab.playground.network import (
+    Params,
+    activate,
+    activation_derivative,
+    forward,
+    predict,
+    select_run,
+)
+from nnlab.playground.studies import ORDERS, DyingReluResult
+from nnlab.playground.training import History
+from nnlab.plots import PALETTE
+
+# -1 orange, 0 white, +1 blue: Playground's colours, taken from the book's palette
+LABEL_CMAP = LinearSegmentedColormap.from_list("nnlab_labels", [PALETTE[1], "#ffffff", PALETTE[0]])
+
+
+def _plane(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    ticks = np.linspace(-DOMAIN, DOMAIN, resolution)
+    gx, gy = np.meshgrid(ticks, ticks[::-1])
+    return ticks, np.stack([gx.ravel(), gy.ravel()], 1)
+
+
+def _draw_boundary(ax, params: Params, activation: str, data: Dataset | None, run: int,
+                   resolution: int, title: str | None, show_test: bool, marker_size: float):
+    _, grid = _plane(resolution)
+    out = predict(select_run(params, run), grid, activation)[0].reshape(resolution, resolution)
+    ext = (-DOMAIN, DOMAIN, -DOMAIN, DOMAIN)
+    im = ax.imshow(out, cmap=LABEL_CMAP, vmin=-1, vmax=1, extent=ext, interpolation="bilinear")
+    if out.min() < 0 < out.max():
+        ax.contour(out[::-1], levels=[0.0], colors="black", linewidths=1.0, extent=ext)
+    if data is not None:
+        sets = [(data.x_train, data.y_train, "white")]
+        if show_test:
+            sets.append((data.x_test, data.y_test, "black"))
+        for x, y, edge in sets:
+            colours = np.where(y > 0, PALETTE[0], PALETTE[1])
+            ax.scatter(x[:, 0], x[:, 1], c=colours, s=marker_size, edgecolors=edge, linewidths=0.5)
+    ax.set_xlim(-DOMAIN, DOMAIN)
+    ax.set_ylim(-DOMAIN, DOMAIN)
+    ax.set_aspect("equal")
+    ax.grid(False)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    return im
+
+
+def plot_activation_derivatives(activations: Sequence[str] = ("relu", "sigmoid", "tanh"),
+                                span: float = 6.0):
+    """The derivative of each activation over ``[-span, span]``.
+
+    Args:
+        activations: which activations.
+        span: half-width of the pre-activation axis.
+
+    Returns:
+        The figure.
+    """
+    s = np.linspace(-span, span, 1201)
+    fig, ax = plt.subplots(figsize=(5.6, 3.0))
+    for colour, name in zip(PALETTE, activations):
+        d = activation_derivative(name, s, activate(name, s))
+        ax.plot(s, d, color=colour, label=name)
+    ax.axhline(0.25, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("pre-activation $s$")
+    ax.set_ylabel("derivative $\\theta'(s)$")
+    ax.legend()
+    return fig
+
+
+def plot_boundaries(panels: Sequence[tuple], data: Dataset | None, activation: str = "relu",
+                    run: int = 0, resolution: int = 121, show_test: bool = False):
+    """Decision-boundary heatmaps side by side: the network output over the plane.
+
+    The colour is the output in [-1, 1] (orange -1, blue +1), the black line the boundary
+    ``out = 0``; dots are the training points coloured by label.
+
+    Args:
+        panels: ``(title, params)`` or ``(title, params, activation)`` tuples.
+        data: points to draw (or ``None``).
+        activation: the hidden activation of panels that do not name one.
+        run: which run of each parameter list.
+        resolution: grid points per axis.
+        show_test: also draw the test points (black edge).
+
+    Returns:
+        The figure.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 0.8, 3.5), squeeze=False)
+    im = None
+    for ax, panel in zip(axes[0], panels):
+        title, params = panel[0], panel[1]
+        act = panel[2] if len(panel) > 2 else activation
+        im = _draw_boundary(ax, params, act, data, run, resolution, title, show_test, 12)
+    fig.colorbar(im, ax=list(axes[0]), label="network output", shrink=0.85)
+    return fig
+
+
+def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int = 61):
+    """One small heatmap per unit: what each hidden unit and the output compute on the plane.
+
+    Colours as :func:`plot_boundaries`, clipped to [-1, 1] (as Playground does).
+
+    Args:
+        params: the parameter list.
+        activation: the hidden activation.
+        run: which run.
+        resolution: grid points per axis.
+
+    Returns:
+        The figure (one row per layer, inputs side first).
+    """
+    _, grid = _plane(resolution)
+    _, act = forward(select_run(params, run), grid, activation)
+    layers = act[1:]
+    cols = max(a.shape[-1] for a in layers)
+    fig, axes = plt.subplots(len(layers), cols, figsize=(1.45 * cols + 0.6, 1.5 * len(layers)),
+                             squeeze=False)
+    for li, a in enumerate(layers):
+        for j in range(cols):
+            ax = axes[li][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if j >= a.shape[-1]:
+                ax.axis("off")
+                continue
+            ax.imshow(a[0, :, j].reshape(resolution, resolution), cmap=LABEL_CMAP, vmin=-1, vmax=1,
+                      extent=(-DOMAIN, DOMAIN, -DOMAIN, DOMAIN))
+            name = "output" if li == len(layers) - 1 else f"layer {li + 1}, unit {j + 1}"
+            ax.set_title(name, fontsize=9)
+    return fig
+
+
+def _band(ax, x: np.ndarray, runs: np.ndarray, colour: str, label: str) -> None:
+    ax.plot(x, np.median(runs, 0), color=colour, label=label)
+    if len(runs) > 1:
+        ax.fill_between(x, runs.min(0), runs.max(0), color=colour, alpha=0.2, lw=0)
+
+
+def plot_losses(histories: dict[str, History], logy: bool = True):
+    """Training and test loss per iteration: median over runs, band from min to max.
+
+    Args:
+        histories: named histories (one colour each).
+        logy: logarithmic loss axis.
+
+    Returns:
+        The figure.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), sharey=True)
+    for ax, key in zip(axes, ("train_loss", "test_loss")):
+        for colour, (name, h) in zip(PALETTE, histories.items()):
+            curve = getattr(h, key)
+            _band(ax, np.arange(curve.shape[1]), curve, colour, name)
+        ax.set_xlabel("iteration (passes over the training points)")
+        ax.set_title(key.replace("_", " "))
+        if logy:
+            ax.set_yscale("log")
+    axes[0].set_ylabel("loss, mean of ½(out − y)²")
+    axes[0].legend()
+    return fig
+
+
+def plot_grad_norms(histories: dict[str, History], logx: bool = False):
+    """Per-layer gradient norms ``||dL/dW_l||`` over training, one panel per history.
+
+    Median over runs (line) and min-max band; ``L`` is the mean loss on the training points.
+
+    Args:
+        histories: named histories.
+        logx: logarithmic iteration axis (iteration 0 is dropped).
+
+    Returns:
+        The figure.
+    """
+    fig, axes = plt.subplots(1, len(histories), figsize=(3.5 * len(histories) + 0.5, 3.2), squeeze=False,
+                             sharey=True)
+    for ax, (name, h) in zip(axes[0], histories.items()):
+        it = np.arange(h.grad_norm.shape[1])
+        first = 1 if logx else 0
+        n_layers = h.grad_norm.shape[2]
+        for layer in range(n_layers):
+            label = "output layer" if layer == n_layers - 1 else f"layer {layer + 1}"
+            _band(ax, it[first:], h.grad_norm[:, first:, layer], PALETTE[layer % len(PALETTE)], label)
+        ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+    axes[0][0].set_ylabel("gradient norm ‖∂L/∂W‖")
+    axes[0][0].legend()
+    return fig
+
+
+def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] | None = None,
+                    run: int = 0, resolution: int = 61, size_in: float = 3.0,
+                    dpi: int = 100) -> tuple[list[bytes], list[str]]:
+    """Small PNG frames of the decision boundary at stored snapshots.
+
+    Args:
+        history: a history with ``snapshots`` at the wanted iterations.
+        data: the points to draw.
+        iterations: which snapshots (default: all, in order).
+        run: which run.
+        resolution: grid points per axis.
+        size_in: frame width and height in inches.
+        dpi: dots per inch (``size_in * dpi`` pixels wide).
+
+    Returns:
+        ``(frames, labels)``: PNG bytes and one label per frame.
+
+    Raises:
+        KeyError: for an iteration without a snapshot.
+    """
+    iterations = sorted(history.snapshots) if iterations is None else list(iterations)
+    frames, labels = [], []
+    for t in iterations:
+        params = history.snapshots[t]
+        fig, ax = plt.subplots(figsize=(size_in, size_in), dpi=dpi)
+        _draw_boundary(ax, params, history.config.activation, data, run, resolution, None, False, 6)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(labelsize=7)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        frames.append(buf.getvalue())
+        labels.append(f"iteration {t}: test loss {history.test_loss[run, t]:.3f}")
+    return frames, labels
+
+
+def boundary_slider(history: History, data: Dataset, iterations: Sequence[int] | None = None,
+                    run: int = 0, caption: str = ""):
+    """An HTML slider that scrubs the decision boundary through training (no kernel needed).
+
+    Args:
+        history: a history with snapshots.
+        data: the points to draw.
+        iterations: which snapshots (default: all).
+        run: which run.
+        caption: text shown under the slider.
+
+    Returns:
+        The :class:`nnlab.widgets.SliderHTML` object.
+    """
+    from nnlab import widgets
+
+    frames, labels = boundary_frames(history, data, iterations, run)
+    alt = (f"Decision boundary of the {history.config.activation} network on the "
+           f"{data.name} data; the slider selects the training iteration.")
+    return widgets.slider(frames, labels, alt=alt, caption=caption)
+
+
+def plot_dying_relu(result: DyingReluResult):
+    """Dead units, test accuracy and output bias through training, grouped vs shuffled order.
+
+    Lines are means over seeds; bands span the 10th to 90th percentile of the seeds.
+
+    Args:
+        result: from :func:`dying_relu_experiment`.
+
+    Returns:
+        The figure.
+    """
+    epochs = result.points_seen / 1000
+    panels = [("dead_fraction", "share of hidden units dead"), ("test_accuracy", "test accuracy"),
+              ("output_bias", "output bias")]
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
+    for ax, (key, label) in zip(axes, panels):
+        arr = getattr(result, key)
+        for o, (name, colour) in enumerate(zip(result.orders, (PALETTE[3], PALETTE[0]))):
+            ax.plot(epochs, arr[o].mean(0), color=colour, label=name)
+            lo, hi = np.percentile(arr[o], [10, 90], axis=0)
+            ax.fill_between(epochs, lo, hi, color=colour, alpha=0.2, lw=0)
+        ax.set_xlabel("epochs (passes over the 1000 points)")
+        ax.set_ylabel(label)
+    axes[0].legend(title="order")
+    return fig
+
+
+def plot_dying_grid(grid: dict[str, np.ndarray]):
+    """Heatmaps of the final dead-unit share over widths and learning rates, one per order.
+
+    Args:
+        grid: from :func:`dying_relu_grid`.
+
+    Returns:
+        The figure.
+    """
+    dead = grid["dead_fraction"]
+    fig, axes = plt.subplots(1, len(ORDERS), figsize=(4.0 * len(ORDERS) + 0.8, 3.0))
+    im = None
+    for o, ax in enumerate(axes):
+        im = ax.imshow(dead[:, :, o], cmap="Oranges", vmin=0, vmax=max(0.5, dead.max()),
+                       origin="lower", aspect="auto")
+        for i in range(dead.shape[0]):
+            for j in range(dead.shape[1]):
+                ax.text(j, i, f"{dead[i, j, o]:.2f}", ha="center", va="center", fontsize=9)
+        ax.set_xticks(range(dead.shape[1]), [f"{lr:g}" for lr in grid["learning_rates"]])
+        ax.set_yticks(range(dead.shape[0]), [str(w) for w in grid["widths"]])
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("units per hidden layer")
+        ax.set_title(f"{ORDERS[o]} order")
+        ax.grid(False)
+    fig.colorbar(im, ax=list(axes), label="share of hidden units dead")
+    return fig
