@@ -136,7 +136,11 @@ def test_diverging_training_is_one_line_error(tiny_experiment, register_experime
                                       train=replace(T.TINY.train, optimizer="sgd", lr=1e6)))
     code, _, err = run(["train", exp.name, "--device", "cpu"], capsys)
     assert code == 1
-    assert "non-finite training loss at epoch 1" in one_line_error(err)
+    *runs, last = err.strip().splitlines()  # one line per failed run, then the error
+    assert [line.split(": FAILED, not stored: ")[0] for line in runs] == [
+        f"[{exp.name}] {i}/2 main seed={i - 1}" for i in (1, 2)]
+    assert "non-finite training loss at epoch 1" in one_line_error(last)
+    assert "2 of 2 runs of 'test-diverge-cli' failed" in last
     assert store.status(exp.name).state == "missing"
 
 

@@ -274,3 +274,171 @@ def test_config_validation():
         pg.make_dataset("moons")
     with pytest.raises(ValueError):
         rl.satisfies("nand", np.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------
+# Points of your own: labels, Dataset.from_arrays, the plotted extent
+# ---------------------------------------------------------------------------------------
+
+def _moons(n=400):
+    from sklearn.datasets import make_moons
+    return make_moons(n, noise=0.1, random_state=0)
+
+
+def _refusal(match, call, *args, **kwargs):
+    """The ValueError ``call`` raises: one line, matching ``match``."""
+    with pytest.raises(ValueError, match=match) as info:
+        call(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_labels_other_than_plus_minus_one_are_refused():
+    d = pg.make_dataset("circle", seed=0)
+    zero_one = (d.y_train > 0).astype(int)
+    message = _refusal(r"got values \{0, 1\}: map them with y = 2\*y - 1", pg.Dataset,
+                       "mine", None, 0, d.x_train, zero_one, d.x_test, d.y_test)
+    assert message.startswith("y_train: labels must be -1 or +1 (Playground's tanh output)")
+    _refusal(r"y_test: .*\{1, 2\}: map them with y = np.where\(y == 2, 1.0, -1.0\)", pg.Dataset,
+             "mine", None, 0, d.x_train, d.y_train, d.x_test, np.where(d.y_test > 0, 2, 1))
+    _refusal(r"\{'cat', 'dog'\}.*Dataset.from_arrays", pg.Dataset, "mine", None, 0, d.x_train,
+             np.where(d.y_train > 0, "cat", "dog"), d.x_test, d.y_test)
+    _refusal(r"\{0, 1, 2, 3\}: keep two classes", pg.check_labels, np.arange(8) % 4)
+    _refusal(r"\{False, True\}", pg.check_labels, np.array([True, False]))
+    _refusal(r"\{-1, nan\}: drop the points", pg.check_labels, [-1.0, np.nan])
+    pg.check_labels(np.array([-1, 1, 1]))          # integers -1/+1 are fine
+    # the constructor stores float64 labels, and keeps float64 arrays as they are
+    ints = pg.Dataset("mine", None, 0, d.x_train, d.y_train.astype(int), d.x_test, d.y_test)
+    assert ints.y_train.dtype == np.float64 and ints.x_train is d.x_train
+    # train checks again: the arrays of a dataset can be changed in place
+    changed = pg.make_dataset("circle", seed=0)
+    changed.y_train[changed.y_train < 0] = 0.0
+    config = pg.PlaygroundConfig(iterations=1)
+    _refusal(r"data.y_train: labels must be -1 or \+1.*\{0, 1\}", pg.train, config, changed)
+    with pytest.raises(TypeError, match="Dataset.from_arrays"):
+        pg.train(config, (d.x_train, d.y_train))
+
+
+def test_dataset_constructor_checks_points():
+    d = pg.make_dataset("xor", seed=0)
+    _refusal(r"x_train must have shape \(N, 2\).*got shape \(250, 1\)", pg.Dataset, "m", None, 0,
+             d.x_train[:, :1], d.y_train, d.x_test, d.y_test)
+    _refusal(r"y_test must have shape \(250,\)", pg.Dataset, "m", None, 0, d.x_train, d.y_train,
+             d.x_test, d.y_test[:5])
+    bad = d.x_test.copy()
+    bad[0, 0] = np.nan
+    _refusal("finite", pg.Dataset, "m", None, 0, d.x_train, d.y_train, bad, d.y_test)
+    _refusal("extent must be", pg.Dataset, "m", None, 0, d.x_train, d.y_train, d.x_test,
+             d.y_test, extent=(1, 0, 0, 1))
+
+
+def test_from_arrays_maps_shuffles_and_splits():
+    x, y = _moons(101)
+    data = pg.Dataset.from_arrays(x, y, seed=3)
+    assert (len(data.x_train), len(data.x_test)) == (50, 51)     # the test set gets ceil(N/2)
+    assert data.noise is None and data.name == "arrays" and data.seed == 3
+    # every point once, its label mapped: 0 -> -1, 1 -> +1
+    xs = np.concatenate([data.x_train, data.x_test])
+    ys = np.concatenate([data.y_train, data.y_test])
+    order = np.lexsort(xs.T)
+    ref = np.lexsort(x.T)
+    np.testing.assert_array_equal(xs[order], x[ref])
+    np.testing.assert_array_equal(ys[order], 2.0 * y[ref] - 1)
+    assert not np.array_equal(xs, x)                                 # shuffled
+    # the same seed gives the same split, from numpy, lists or torch; another seed does not
+    for same in (pg.Dataset.from_arrays(x.tolist(), y.tolist(), seed=3),
+                 pg.Dataset.from_arrays(torch.from_numpy(x), torch.from_numpy(y), seed=3)):
+        np.testing.assert_array_equal(same.x_train, data.x_train)
+        np.testing.assert_array_equal(same.y_test, data.y_test)
+    assert not np.array_equal(pg.Dataset.from_arrays(x, y, seed=4).x_train, data.x_train)
+    assert len(pg.Dataset.from_arrays(x, y, test_fraction=0.2).x_test) == 21
+    # labels="auto": the smaller value becomes -1, whatever the values; or name the pair
+    words = np.where(y == 1, "yes", "no")                         # "no" < "yes"
+    np.testing.assert_array_equal(pg.Dataset.from_arrays(x, words, seed=3).y_train, data.y_train)
+    flipped = pg.Dataset.from_arrays(x, y, seed=3, labels=(1, 0))
+    np.testing.assert_array_equal(flipped.y_train, -data.y_train)
+    pm1 = pg.Dataset.from_arrays(x, 2 * y - 1, seed=3, labels="pm1")
+    np.testing.assert_array_equal(pm1.y_train, data.y_train)
+    _refusal(r"labels must be -1 or \+1.*\{0, 1\}", pg.Dataset.from_arrays, x, y, labels="pm1")
+
+
+def test_from_arrays_refuses_what_playground_cannot_take():
+    from sklearn.datasets import make_blobs
+    x3, y3 = make_blobs(90, centers=3, random_state=0)
+    _refusal(r"y holds 3 classes \{0, 1, 2\}; Playground's network separates two",
+             pg.Dataset.from_arrays, x3, y3)
+    _refusal(r"single class \{1\}", pg.Dataset.from_arrays, x3, np.ones(90))
+    _refusal(r"values \{2\} outside labels=\(0, 1\)", pg.Dataset.from_arrays, x3, y3, labels=(0, 1))
+    _refusal(r"shape \(N, 2\).*got shape \(90, 3\)", pg.Dataset.from_arrays,
+             np.c_[x3, x3[:, :1]], y3)
+    _refusal(r"got shape \(2, 90\); if each row is one coordinate, pass x.T",
+             pg.Dataset.from_arrays, x3.T, y3)
+    _refusal(r"one label per point, shape \(90,\); got shape \(89,\)", pg.Dataset.from_arrays,
+             x3, y3[1:])
+    _refusal(r"test_fraction must be in \(0, 1\)", pg.Dataset.from_arrays, x3, y3 > 0,
+             test_fraction=1.0)
+    _refusal("labels must be 'auto', 'pm1' or a pair", pg.Dataset.from_arrays, x3, y3 > 0,
+             labels="binary")
+    nan = x3.copy()
+    nan[4, 1] = np.nan
+    _refusal("finite", pg.Dataset.from_arrays, nan, y3 > 0)
+
+
+def test_small_network_learns_sklearn_moons_and_blobs():
+    from sklearn.datasets import make_blobs
+    # A stable setting: perturbing the initial weights by 1e-12 moves the final test loss by
+    # about 1e-14, and the accuracies agree under every OpenBLAS kernel tried.
+    data = pg.Dataset.from_arrays(*_moons(), seed=0)
+    assert 0.4 < (data.y_test > 0).mean() < 0.6                    # chance is about 0.5
+    config = pg.PlaygroundConfig(hidden=(8, 8), activation="tanh", iterations=250)
+    hist = pg.train(config, data, seeds=range(5))
+    assert np.all(pg.accuracy(hist.params, data.x_test, data.y_test, "tanh") > 0.9)
+    assert np.all(hist.test_loss[:, -1] < 0.25 * hist.test_loss[:, 0])
+    blobs = pg.Dataset.from_arrays(*make_blobs(300, centers=2, random_state=0))
+    hist = pg.train(pg.PlaygroundConfig(activation="tanh", iterations=50), blobs, seeds=range(3))
+    assert np.all(pg.accuracy(hist.params, blobs.x_test, blobs.y_test, "tanh") > 0.9)
+
+
+def test_extent_follows_the_data():
+    generated = pg.make_dataset("spiral", seed=1)
+    assert generated.extent == pg.PLAYGROUND_EXTENT == (-6.0, 6.0, -6.0, 6.0)
+    x, y = _moons()
+    data = pg.Dataset.from_arrays(x, y)
+    x1_min, x1_max, x2_min, x2_max = data.extent
+    assert x1_max - x1_min == pytest.approx(x2_max - x2_min)       # a square
+    assert x1_min < x[:, 0].min() and x[:, 0].max() < x1_max
+    assert x2_min < x[:, 1].min() and x[:, 1].max() < x2_max
+    assert x1_max - x1_min < 5                                       # not Playground's 12
+    assert pg.extent_around([[0, 0], [1, 3]], margin=0.5) == (-2.5, 3.5, -1.5, 4.5)
+    assert pg.extent_around([[0, 0], [1, 3]], margin=0.0, square=False) == (0.0, 1.0, 0.0, 3.0)
+    assert pg.as_extent(2) == (-2.0, 2.0, -2.0, 2.0)
+    assert pg.Dataset.from_arrays(x, y, extent=3).extent == (-3.0, 3.0, -3.0, 3.0)
+    with pytest.raises(ValueError, match="extent must be"):
+        pg.as_extent((0, 1, 2))
+
+    import matplotlib.pyplot as plt
+    params = pg.init_params((3,), seeds=[0])
+    figs = {"data": pg.plot_boundaries([("t", params)], data),
+            "override": pg.plot_boundaries([("t", params)], data, extent=(0, 1, -2, 2)),
+            "no data": pg.plot_boundaries([("t", params)], None),
+            "neurons": pg.plot_neurons(params, "relu", data=data)}
+    limits = {k: f.axes[0].get_xlim() + f.axes[0].get_ylim() for k, f in figs.items()}
+    for f in figs.values():
+        plt.close(f)
+    assert limits["data"] == pytest.approx(data.extent)
+    assert limits["override"] == (0, 1, -2, 2)
+    assert limits["no data"] == pg.PLAYGROUND_EXTENT
+    assert figs["neurons"].axes[0].get_images()[0].get_extent() == pytest.approx(list(data.extent))
+    hist = pg.train(pg.PlaygroundConfig(hidden=(3,), iterations=1), data, snapshot_at=[1])
+    own, _ = pg.boundary_frames(hist, data)
+    assert own == pg.boundary_frames(hist, data, extent=data.extent)[0]
+    assert own != pg.boundary_frames(hist, data, extent=pg.DOMAIN)[0]
+
+
+def test_playground_plane_is_unchanged():
+    # the grid the book's figures evaluate: as before extents existed, to the last bit
+    from nnlab.playground.figures import _plane
+    ticks = np.linspace(-pg.DOMAIN, pg.DOMAIN, 61)
+    gx, gy = np.meshgrid(ticks, ticks[::-1])
+    np.testing.assert_array_equal(_plane(61, pg.PLAYGROUND_EXTENT),
+                                  np.stack([gx.ravel(), gy.ravel()], 1))

@@ -62,7 +62,13 @@ RESUMABLE = E.Experiment(
     train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, schedule="onecycle", augment="shift"),
     seeds=(0,), rules=P.MLP_100, data=SYNTHETIC)
 
-EXPERIMENTS = (TINY, RESUMABLE)
+# Six runs of a few seconds each: time to kill the command that trains them in parallel.
+SLOW = E.Experiment(
+    name="test-tiny-slow", purpose="Six slow runs of a small MLP.", chapter="tests",
+    variants=(E.Variant("main", tuple(mlp([16]))),),
+    train=TrainConfig(epochs=150, batch_size=64, lr=1e-3), seeds=tuple(range(6)), rules=P.MLP_100, data=SYNTHETIC)
+
+EXPERIMENTS = (TINY, RESUMABLE, SLOW)
 
 
 def seeded_model(spec, seed: int) -> torch.nn.Module:

@@ -9,7 +9,9 @@ to ``$NNLAB_RESULTS``, else the table's ``results``, else ``./results`` (see
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 import nnlab
@@ -178,9 +180,19 @@ def _train(args) -> int:
     return 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     project.set_experiment_modules(getattr(args, "experiments", None))
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (from `timeout`, a job scheduler, `kill`) stops training as Ctrl-C does:
+        # queued runs are cancelled, workers are killed, finished runs stay stored
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    else:
+        previous = None
     try:
         if args.command == "list":
             return _list()
@@ -195,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         project.set_experiment_modules(None)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

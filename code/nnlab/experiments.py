@@ -61,6 +61,11 @@ class Experiment:
         rules: the rules every variant must pass before training.
         save_weights: store the trained weights (safetensors) for every run.
         data: what the runs train on (MNIST by default).
+        keep_failed: store runs that learned nothing (a loss blow-up, or chance-level
+            training accuracy; see :func:`nnlab.train.train`), marked with the reason in
+            their ``failed`` field, instead of refusing them: for experiments that show such a
+            run on purpose. Not part of the hash: it decides what is stored, not what a run
+            computes.
     """
 
     name: str
@@ -72,6 +77,7 @@ class Experiment:
     rules: R.Rules = R.NONE
     save_weights: bool = True
     data: DataSource = field(default=MNIST)
+    keep_failed: bool = False
 
     def __post_init__(self) -> None:
         problems = []

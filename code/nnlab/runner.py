@@ -21,7 +21,7 @@ from nnlab import experiments as E
 from nnlab import results as store
 from nnlab.models import build, check_fits, count_parameters
 from nnlab.rules import check, hidden_layers, hidden_units
-from nnlab.train import pick_device, show_progress, train
+from nnlab.train import DivergedError, pick_device, show_progress, train
 
 
 def default_jobs(device: str | torch.device | None = None) -> int:
@@ -71,23 +71,61 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
     ckpt = checkpoint_path(exp.name, variant.name, seed)
     if not resume and ckpt.exists():
         ckpt.unlink()
-    res = train(model, cfg, seed, data=exp.data, device=device, desc=f"{exp.name} {variant.name} s{seed}",
-                checkpoint=ckpt, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+    with torch_threads(cfg.threads):  # the recipe's, not the scheduler's: the numbers depend on it
+        res = train(model, cfg, seed, data=exp.data, device=device, desc=f"{exp.name} {variant.name} s{seed}",
+                    checkpoint=ckpt, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch,
+                    keep_failed=exp.keep_failed)
     record = {"history": res.history, "val_loss": res.val_loss, "val_acc": res.val_acc,
               "test_loss": res.test_loss, "test_acc": res.test_acc, "seconds": res.seconds,
               "device": res.device, "parameters": count_parameters(model),
               "hidden_units": hidden_units(model, input_shape=exp.data.input_shape),
               "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
-              "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint()}
+              "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint(),
+              "threads": cfg.threads, **res.extra}
     return record, model
 
 
-def _train_in_worker(exp: E.Experiment, variant: str, seed: int, device, resume: bool, progress,
-                     threads: int | None) -> tuple[dict, dict]:
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Run the block with ``threads`` intra-op threads, then restore the previous number.
+
+    A run's float sums are reduced in an order that depends on its thread count, so the
+    count is part of the recipe (``TrainConfig.threads``) and the same run gives the same
+    numbers whether it trains alone, in a pool of workers or on another machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:  # the driver is gone (even by SIGKILL): so is this run
+            os._exit(1)
+
+
+def _worker_init(driver: int) -> None:
+    """Every worker dies with the driver (whose pid it is given: the driver may already be
+    gone by the time a worker has imported torch), and leaves Ctrl-C to it."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):  # the kernel kills this process when its parent dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != driver:  # it died while this worker was starting
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(driver,), daemon=True).start()
+
+
+def _train_in_worker(exp: E.Experiment, variant: str, seed: int, device, resume: bool) -> tuple[dict, dict]:
     """One run in a worker process: its record and its weights (a CPU state dict)."""
-    if threads:
-        torch.set_num_threads(threads)
-    record, model = train_one(exp, exp.variant(variant), seed, device=device, resume=resume, progress=progress)
+    record, model = train_one(exp, exp.variant(variant), seed, device=device, resume=resume, progress=False)
     return record, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
@@ -113,6 +151,73 @@ def _store(exp: E.Experiment, variant: str, seed: int, record: dict, weights, fr
     checkpoint_path(exp.name, variant, seed).unlink(missing_ok=True)
 
 
+def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tuple[E.Variant, int]]:
+    """The (variant, seed) runs the store lacks or holds stale, after every check that can
+    fail before any training."""
+    if seeds is not None:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {list(seeds)} name a seed twice; give each seed once")
+        unknown = sorted(set(seeds) - set(exp.seeds))
+        if unknown:
+            raise ValueError(f"seeds {unknown} are not in experiment {exp.name!r} (its seeds: {list(exp.seeds)}); "
+                             "add them to its config to train them")
+    wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
+    for v in wanted_variants:  # refuse illegal or ill-fitting models before spending any time
+        build_checked(exp, v)
+    status = store.status(exp)
+    if status.state == "damaged" and not fresh:  # its runs must not be lost
+        raise store.DamagedResult(f"result of experiment {exp.name!r} is damaged: {status.detail}")
+    done = set() if fresh else set(store.stored_current_runs(exp))  # a stale variant's runs train again
+    return [(v, s) for v in wanted_variants for s in (seeds or exp.seeds) if store.run_key(v.name, s) not in done]
+
+
+def _in_pool(exp, todo, dev, resume, jobs, show):
+    """Yield ``(variant, seed, record, weights or exception)`` as runs end in worker processes.
+
+    On any interruption (Ctrl-C, SIGTERM, an error in the driver) the queued runs are
+    cancelled and the workers are killed at once: nothing more is trained or stored. The
+    workers also die with the driver if it is killed outright (see :func:`_worker_init`).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    futures = []
+    try:
+        with tqdm(total=len(todo), desc=f"{exp.name} ({jobs} parallel runs)", unit="run", disable=not show,
+                  leave=False, dynamic_ncols=True) as bar:
+            with _spawnable_main():  # the workers start as the runs are submitted
+                futures = [(v, s, pool.submit(_train_in_worker, exp, v.name, s, str(dev), resume)) for v, s in todo]
+            for v, s, fut in futures:
+                try:
+                    record, weights = fut.result()
+                except Exception as exc:  # this run failed; the others go on
+                    record, weights = None, exc
+                bar.update()
+                yield v, s, record, weights
+    except BaseException:
+        for *_, fut in futures:
+            fut.cancel()
+        for process in list(getattr(pool, "_processes", {}).values()):  # stop what is running now
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _here(exp, todo, dev, resume, progress):
+    """Yield ``(variant, seed, record, model or exception)`` for runs trained in this process."""
+    for v, s in todo:
+        try:
+            record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
+        except DivergedError as exc:  # this run failed; the others go on
+            record, model = None, exc
+        yield v, s, record, model
+
+
 def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
                    variants: Sequence[str] | None = None, device: str | None = None, resume: bool = False,
                    fresh: bool = False, progress: bool | None = None, log=None, jobs: int = 1) -> float:
@@ -121,66 +226,50 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     of them when ``fresh``).
 
     Each run is stored as soon as it ends, so an interrupted experiment keeps its finished
-    runs. With ``jobs > 1`` independent runs train in parallel worker processes, each with
-    ``cores // jobs`` threads (results can then differ from a one-process run in the last
-    bits, as float sums are reduced in another order). Returns the wall time in seconds.
+    runs. With ``jobs > 1`` independent runs train in parallel worker processes; each run
+    uses the number of threads its recipe names (``TrainConfig.threads``), so its numbers
+    do not depend on how it was scheduled. A run that fails (it diverges) is reported and
+    not stored; the others still train and are stored, and then the first failure is
+    raised. Returns the wall time in seconds.
 
     Raises:
         RuleViolation: a variant breaks the experiment's rules (before anything trains).
         ModelDataMismatch: a variant does not fit the experiment's data (before anything trains).
-        DivergedError: a run produced a non-finite loss (that run is not stored).
+        DamagedResult: the stored result cannot be read and ``fresh`` is not set (before
+            anything trains).
+        DivergedError: a run diverged (after the other runs were stored).
     """
     exp = E.get(experiment)
-    name = exp.name
     dev = pick_device(device)
-    if seeds is not None:
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds {list(seeds)} name a seed twice; give each seed once")
-        unknown = sorted(set(seeds) - set(exp.seeds))
-        if unknown:
-            raise ValueError(f"seeds {unknown} are not in experiment {name!r} (its seeds: {list(exp.seeds)}); "
-                             "add them to its config to train them")
-    wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
-    for v in wanted_variants:  # refuse illegal or ill-fitting models before spending any time
-        build_checked(exp, v)
-    status = store.status(exp)
-    if status.state == "damaged" and not fresh:  # before any training: its runs must not be lost
-        raise store.DamagedResult(f"result of experiment {name!r} is damaged: {status.detail}")
-    # runs stored and current: a stale variant's runs are trained again
-    done = set() if fresh else set(store.stored_current_runs(exp))
-    todo = [(v, s) for v in wanted_variants for s in (seeds or exp.seeds)
-            if store.run_key(v.name, s) not in done]
+    todo = _runs_to_train(exp, seeds, variants, fresh)
+    say = log or _stderr
     t0 = time.perf_counter()
-
-    def report(i: int, v: E.Variant, s: int, record: dict) -> None:
-        accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
-        (log or _stderr)(f"[{name}] {i}/{len(todo)} {v.name} seed={s}: {accs}"
-                         f"({record['seconds']:.0f} s on {record['device']})")
-
     if jobs > 1 and len(todo) > 1 and dev.type == "cpu":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        from tqdm.auto import tqdm
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        show = show_progress() if progress is None else progress
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool, \
-                tqdm(total=len(todo), desc=f"{name} ({jobs} parallel runs)", unit="run",
-                     disable=not show, leave=False, dynamic_ncols=True) as bar:
-            with _spawnable_main():  # the workers start as the runs are submitted
-                futures = [(v, s, pool.submit(_train_in_worker, exp, v.name, s, str(dev), resume, False, threads))
-                           for v, s in todo]
-            for i, (v, s, fut) in enumerate(futures, 1):
-                record, weights = fut.result()
-                _store(exp, v.name, s, record, weights, fresh)
-                bar.update()
-                report(i, v, s, record)
+        runs = _in_pool(exp, todo, dev, resume, jobs, show_progress() if progress is None else progress)
     else:
-        for i, (v, s) in enumerate(todo, 1):
-            record, model = train_one(exp, v, s, device=dev, resume=resume, progress=progress)
-            _store(exp, v.name, s, record, model, fresh)
-            report(i, v, s, record)
+        runs = _here(exp, todo, dev, resume, progress)
+    failures, done = [], 0
+    try:
+        for i, (v, s, record, weights) in enumerate(runs, 1):
+            where = f"[{exp.name}] {i}/{len(todo)} {v.name} seed={s}:"
+            if isinstance(weights, BaseException):
+                failures.append(weights)
+                if len(todo) > 1:  # a lone run's failure is the error itself
+                    say(f"{where} FAILED, not stored: {weights}")
+                continue
+            _store(exp, v.name, s, record, weights, fresh)
+            done += 1
+            accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
+            failed = f" [kept, learned nothing: {record['failed']}]" if record.get("failed") else ""
+            say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){failed}")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI turns it into one
+        say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the rest did not train")
+        raise
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise type(failures[0])(f"{len(failures)} of {len(todo)} runs of {exp.name!r} failed (each named above; "
+                                f"the others are stored); the first: {failures[0]}")
     return time.perf_counter() - t0
 
 

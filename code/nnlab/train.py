@@ -36,7 +36,16 @@ class ConfigError(ValueError):
 
 
 class DivergedError(RuntimeError):
-    """Training produced a non-finite loss."""
+    """Training produced no usable model: see :func:`train` for what counts as divergence."""
+
+
+# Thresholds of divergence (see train): a window of steps whose mean loss exceeds this many
+# times the mean loss of the run's first window; training accuracy less than CHANCE_MARGIN
+# above chance (1/K for K classes), having started there too, once the run has taken
+# CHANCE_STEPS steps, and at its end (a shorter run is never judged on its accuracy).
+BLOWUP_FACTOR = 10.0
+CHANCE_MARGIN = 0.05
+CHANCE_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class TrainConfig:
         fit_on: ``train`` fits the training split and measures the validation split after
             every epoch; ``train+val`` fits both (the final refit of a recipe chosen on
             validation), so there is no validation measurement.
+        threads: CPU threads a run uses when ``nnlab train`` (the runner) trains it. Float
+            sums are reduced in an order that depends on it, so it is part of the recipe:
+            the same run gives the same numbers alone, in a pool or on a cluster.
     """
 
     epochs: int = 10
@@ -78,6 +90,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     eval_batch: int = 5000
     fit_on: str = "train"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +118,8 @@ class TrainConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not isinstance(self.eval_batch, int) or self.eval_batch < 1:
             problems.append(f"eval_batch must be a positive integer, got {self.eval_batch!r}")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+            problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.fit_on not in FIT_ON:
             problems.append(f"unknown fit_on {self.fit_on!r}; choose one of {', '.join(FIT_ON)}")
         if problems:
@@ -113,8 +128,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
-        if d["fit_on"] == "train":  # the default is left out: configs stored before it existed match
-            del d["fit_on"]
+        for key, default in (("fit_on", "train"), ("threads", 1)):
+            if d[key] == default:  # defaults are left out: configs stored before they existed match
+                del d[key]
         return d
 
 
@@ -247,12 +263,51 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+class _Watch:
+    """Decides whether a run is diverging (the thresholds are documented in :func:`train`)."""
+
+    def __init__(self, checkpoint: Path | None, keep_failed: bool, saved: dict | None = None):
+        self.checkpoint, self.keep_failed = checkpoint, keep_failed
+        saved = saved or {}
+        self.start_loss, self.start_acc = saved.get("start_loss"), saved.get("start_acc")
+        self.classes, self.failed = saved.get("classes"), saved.get("failed")
+
+    def state(self) -> dict:
+        return {"start_loss": self.start_loss, "start_acc": self.start_acc, "classes": self.classes,
+                "failed": self.failed}
+
+    def fail(self, reason: str, always: bool = False, bar=None) -> None:
+        if self.keep_failed and not always:
+            self.failed = self.failed or reason
+            return
+        if bar is not None:
+            bar.close()
+        if self.checkpoint:  # a checkpoint of this run would only resume into the same divergence
+            self.checkpoint.unlink(missing_ok=True)
+        raise DivergedError(f"training diverged: {reason}; lower the learning rate or check the inputs "
+                            "(or keep such a run for teaching: keep_failed). Nothing was saved.")
+
+    def window(self, mean_loss: float, accuracy: float, classes: int, where: str, bar) -> None:
+        if self.start_loss is None:
+            self.start_loss, self.start_acc, self.classes = mean_loss, accuracy, classes
+        elif mean_loss > BLOWUP_FACTOR * self.start_loss:
+            self.fail(f"the training loss rose to {mean_loss:.3g} at {where}, more than {BLOWUP_FACTOR:g} times "
+                      f"its starting value {self.start_loss:.3g}", bar=bar)
+
+    def learned(self, train_acc: float, epoch: int, bar) -> None:
+        chance = 1 / self.classes + CHANCE_MARGIN
+        if self.start_acc < chance and train_acc < chance:
+            self.fail(f"training accuracy after epoch {epoch} is {train_acc:.3f}, at chance for {self.classes} "
+                      "classes where it started", bar=bar)
+
+
 def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
           data: DataSource | dict | None = None,
           device: str | torch.device | None = None, desc: str = "",
           checkpoint: str | Path | None = None, resume: bool = False,
           progress: bool | None = None,
-          stop_after_epoch: Callable[[int], bool] | None = None) -> RunResult:
+          stop_after_epoch: Callable[[int], bool] | None = None,
+          keep_failed: bool = False) -> RunResult:
     """Train ``model`` in place with cross-entropy and return its history and metrics.
 
     Args:
@@ -273,14 +328,24 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         progress: force the tqdm bar on or off (default: only in an interactive terminal).
         stop_after_epoch: called with the epoch number after each epoch; returning True
             stops training (used by tests to simulate an interruption).
+        keep_failed: finish and return a run that learned nothing (a blow-up or chance
+            level, below) instead of raising, with the reason in ``extra["failed"]``: for
+            teaching, e.g. dropout with p = 1. A non-finite loss always raises.
 
     Returns:
         :class:`RunResult` with per-epoch history (train/val loss and accuracy, learning rate,
         seconds) and the final validation and test metrics.
 
     Raises:
-        DivergedError: a non-finite loss, naming the epoch and step; nothing is saved (the
-            run's checkpoint is removed).
+        DivergedError: the run cannot be a result, naming the epoch and step; nothing is
+            saved (the run's checkpoint is removed). A run diverges when (checked every 50
+            steps) its training loss is not finite; or a window's mean loss exceeds
+            ``BLOWUP_FACTOR`` (10) times the mean loss of the run's first window; or its
+            training accuracy is less than ``CHANCE_MARGIN`` (5 points) above chance (1/K for
+            K classes), when its first window was there too, after the epoch in which the
+            run passes ``CHANCE_STEPS`` (200) steps (the first epoch of any MNIST run) and
+            after the last epoch. A run of fewer steps is not judged on its accuracy: it may
+            still be warming up.
     """
     from tqdm.auto import tqdm
 
@@ -337,6 +402,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         start_epoch = int(state["epoch"])
         seconds_before = float(state.get("seconds", sum(history["seconds"])))
     check_every = 50
+    watch = _Watch(ckpt_path, keep_failed, state.get("watch") if start_epoch else None)
     step_losses = torch.zeros(steps_per_epoch, device=dev)
     step_correct = torch.zeros(steps_per_epoch, device=dev, dtype=torch.int64)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc or "train",
@@ -369,15 +435,19 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                 if not bool(torch.isfinite(window).all()):
                     bad = last_checked + int((~torch.isfinite(window)).nonzero()[0])
                     bar.close()
-                    if ckpt_path:  # a checkpoint of this run would only resume into the same divergence
-                        ckpt_path.unlink(missing_ok=True)
-                    raise DivergedError(
-                        f"non-finite training loss at epoch {epoch + 1}, step {bad + 1} "
-                        f"(lr={lr:.3g}); lower the learning rate or check the inputs. Nothing was saved.")
+                    watch.fail(f"non-finite training loss at epoch {epoch + 1}, step {bad + 1} (lr={lr:.3g})",
+                               always=True)
+                samples = min((i + 1) * config.batch_size, n) - last_checked * config.batch_size
+                watch.window(float(window.double().sum()) / samples,
+                             int(step_correct[last_checked:i + 1].sum()) / samples,
+                             logits.shape[1], f"epoch {epoch + 1}, step {i + 1} (lr={lr:.3g})", bar)
                 bar.update(i + 1 - last_checked)
                 last_checked = i + 1
         history["train_loss"].append(float(step_losses.double().sum()) / n)
         history["train_acc"].append(int(step_correct.sum()) / n)
+        steps_done = (epoch + 1) * steps_per_epoch
+        if steps_done >= CHANCE_STEPS and (steps_done - steps_per_epoch < CHANCE_STEPS or epoch + 1 == config.epochs):
+            watch.learned(history["train_acc"][-1], epoch + 1, bar)
         if x_val is not None:
             val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch)
             history["val_loss"].append(val_loss)
@@ -390,7 +460,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         if ckpt_path:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
-                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint,
+                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint, "watch": watch.state(),
                      "seconds": seconds_before + time.perf_counter() - t_run}
             if dev.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -406,4 +476,4 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
     return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
                      test_loss=test_loss, test_acc=test_acc, seconds=seconds_before + time.perf_counter() - t_run,
-                     device=str(dev))
+                     device=str(dev), extra={"failed": watch.failed} if watch.failed else {})

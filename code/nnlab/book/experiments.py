@@ -175,7 +175,8 @@ register(Experiment(
                            info=(("p", round(p, 6)),))
                    for p in [i / 9 for i in range(10)]),
     train=replace(_CNN_BEST_RECIPE, epochs=1),
-    seeds=(0,), rules=P.CNN_1M, save_weights=False))
+    seeds=(0,), rules=P.CNN_1M, save_weights=False,
+    keep_failed=True))  # p = 1 zeroes every feature: a chance-level run, shown on purpose
 
 
 # --------------------------------------------------------------------------------------

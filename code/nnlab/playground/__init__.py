@@ -6,7 +6,10 @@ Playground only shows:
 
 * data: the four classification generators (``circle``, ``xor``, ``gauss``, ``spiral``),
   500 points labelled +1/-1, the noise parameter (Playground's percent / 100), shuffled once
-  when generated and split 50/50 into training and test points;
+  when generated and split 50/50 into training and test points; or two-dimensional points
+  of your own, through ``Dataset.from_arrays(x, y)``. Labels are -1 and +1, the range of
+  the ``tanh`` output: other labels are refused with a ``ValueError`` that says how to map
+  them (``from_arrays`` maps two classes of any kind, 0/1 say, for you);
 * the network: inputs ``x1, x2``; hidden layers of any width (default ``[4, 2]``) with a
   ``relu``, ``tanh``, ``sigmoid`` or ``linear`` activation; a ``tanh`` output unit;
   weights drawn uniformly from ``[-0.5, 0.5)`` and biases 0.1, or everything zero
@@ -28,20 +31,46 @@ Shapes: a parameter list ``params`` holds one ``(W, b)`` pair per layer, with
 
 The package is split by job, each module importing only those above it:
 
-* ``nnlab.playground.data``: the generators and :class:`Dataset`;
+* ``nnlab.playground.data``: the generators and :class:`~nnlab.playground.data.Dataset`
+  (with :meth:`~nnlab.playground.data.Dataset.from_arrays` for points of your own);
 * ``nnlab.playground.network``: initialisation, forward and backward passes, parameter
-  helpers, :func:`to_torch`;
-* ``nnlab.playground.training``: :class:`PlaygroundConfig`, the SGD loop (:func:`train`,
-  :func:`train_many`) and its :class:`History`;
+  helpers, :func:`~nnlab.playground.network.to_torch`;
+* ``nnlab.playground.training``: :class:`~nnlab.playground.training.PlaygroundConfig`, the
+  SGD loop (:func:`~nnlab.playground.training.train`,
+  :func:`~nnlab.playground.training.train_many`) and its
+  :class:`~nnlab.playground.training.History`;
 * ``nnlab.playground.studies``: the measurements of Part I (dead units and the
   data-order experiment, gradient norms, symmetric networks);
-* ``nnlab.playground.figures``: every plot and the boundary slider.
+* ``nnlab.playground.figures``: every plot and the boundary slider; plots of the plane
+  show the data's ``extent`` (Playground's ``[-6, 6]`` square for generated data, a square
+  around the points for your own).
+
+For points of your own, say scikit-learn's moons::
+
+    from sklearn.datasets import make_moons
+    from nnlab import playground as pg
+
+    x, y = make_moons(400, noise=0.1, random_state=0)      # labels 0 and 1
+    data = pg.Dataset.from_arrays(x, y, seed=0)             # 0 -> -1, 1 -> +1; shuffled, split
+    hist = pg.train(pg.PlaygroundConfig(hidden=(8, 8), activation="tanh"), data)
+    pg.plot_boundaries([("moons", hist.params)], data, "tanh")
 
 Everything public is re-exported here, so ``from nnlab import playground as pg`` and
 ``pg.train(...)``, ``pg.plot_boundaries(...)`` work without naming the modules.
 """
 
-from nnlab.playground.data import DATASETS, DOMAIN, Dataset, generate, make_dataset
+from nnlab.playground.data import (
+    DATASETS,
+    DOMAIN,
+    PLAYGROUND_EXTENT,
+    Dataset,
+    Extent,
+    as_extent,
+    check_labels,
+    extent_around,
+    generate,
+    make_dataset,
+)
 from nnlab.playground.figures import (
     LABEL_CMAP,
     boundary_frames,
@@ -90,7 +119,8 @@ from nnlab.playground.training import History, PlaygroundConfig, sgd_step, train
 
 __all__ = [
     # data
-    "DATASETS", "DOMAIN", "Dataset", "generate", "make_dataset",
+    "DATASETS", "DOMAIN", "PLAYGROUND_EXTENT", "Extent", "Dataset", "generate", "make_dataset",
+    "check_labels", "as_extent", "extent_around",
     # network
     "ACTIVATIONS", "INITS", "Params", "layer_sizes", "init_params", "activate",
     "activation_derivative", "forward", "backward", "predict", "loss", "accuracy",

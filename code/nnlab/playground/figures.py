@@ -1,6 +1,12 @@
 """Figures of Part I: decision boundaries, units, losses, gradients, dead units, sliders.
 
 Colours follow Playground: orange for -1, white for 0, blue for +1 (:data:`LABEL_CMAP`).
+
+The figures that draw the plane show the data's
+:attr:`~nnlab.playground.data.Dataset.extent`: Playground's ``[-6, 6]`` square for the
+generated data, a square around the points for :meth:`~nnlab.playground.data.Dataset.from_arrays`
+data. Their ``extent`` argument overrides it (a half-width or ``(x1_min, x1_max, x2_min,
+x2_max)``); without data or ``extent`` they show Playground's square.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 
-from nnlab.playground.data import DOMAIN, Dataset
+from nnlab.playground.data import PLAYGROUND_EXTENT, Dataset, Extent, as_extent
 from nnlab.playground.network import (
     Params,
     activate,
@@ -29,17 +35,26 @@ from nnlab.plots import PALETTE
 LABEL_CMAP = LinearSegmentedColormap.from_list("nnlab_labels", [PALETTE[1], "#ffffff", PALETTE[0]])
 
 
-def _plane(resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    ticks = np.linspace(-DOMAIN, DOMAIN, resolution)
-    gx, gy = np.meshgrid(ticks, ticks[::-1])
-    return ticks, np.stack([gx.ravel(), gy.ravel()], 1)
+def _extent(extent: float | Sequence[float] | None, data: Dataset | None) -> Extent:
+    """The plane to draw: ``extent`` if given, else the data's, else Playground's square."""
+    if extent is not None:
+        return as_extent(extent)
+    return data.extent if data is not None else PLAYGROUND_EXTENT
+
+
+def _plane(resolution: int, extent: Extent) -> np.ndarray:
+    """``resolution**2`` points on a grid over ``extent``, row by row from the top left."""
+    x1_min, x1_max, x2_min, x2_max = extent
+    gx, gy = np.meshgrid(np.linspace(x1_min, x1_max, resolution),
+                         np.linspace(x2_min, x2_max, resolution)[::-1])
+    return np.stack([gx.ravel(), gy.ravel()], 1)
 
 
 def _draw_boundary(ax, params: Params, activation: str, data: Dataset | None, run: int,
-                   resolution: int, title: str | None, show_test: bool, marker_size: float):
-    _, grid = _plane(resolution)
+                   resolution: int, title: str | None, show_test: bool, marker_size: float,
+                   ext: Extent):
+    grid = _plane(resolution, ext)
     out = predict(select_run(params, run), grid, activation)[0].reshape(resolution, resolution)
-    ext = (-DOMAIN, DOMAIN, -DOMAIN, DOMAIN)
     im = ax.imshow(out, cmap=LABEL_CMAP, vmin=-1, vmax=1, extent=ext, interpolation="bilinear")
     if out.min() < 0 < out.max():
         ax.contour(out[::-1], levels=[0.0], colors="black", linewidths=1.0, extent=ext)
@@ -50,8 +65,8 @@ def _draw_boundary(ax, params: Params, activation: str, data: Dataset | None, ru
         for x, y, edge in sets:
             colours = np.where(y > 0, PALETTE[0], PALETTE[1])
             ax.scatter(x[:, 0], x[:, 1], c=colours, s=marker_size, edgecolors=edge, linewidths=0.5)
-    ax.set_xlim(-DOMAIN, DOMAIN)
-    ax.set_ylim(-DOMAIN, DOMAIN)
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
     ax.set_aspect("equal")
     ax.grid(False)
     ax.set_xlabel("$x_1$")
@@ -85,7 +100,8 @@ def plot_activation_derivatives(activations: Sequence[str] = ("relu", "sigmoid",
 
 
 def plot_boundaries(panels: Sequence[tuple], data: Dataset | None, activation: str = "relu",
-                    run: int = 0, resolution: int = 121, show_test: bool = False):
+                    run: int = 0, resolution: int = 121, show_test: bool = False,
+                    extent: float | Sequence[float] | None = None):
     """Decision-boundary heatmaps side by side: the network output over the plane.
 
     The colour is the output in [-1, 1] (orange -1, blue +1), the black line the boundary
@@ -98,21 +114,24 @@ def plot_boundaries(panels: Sequence[tuple], data: Dataset | None, activation: s
         run: which run of each parameter list.
         resolution: grid points per axis.
         show_test: also draw the test points (black edge).
+        extent: the plane shown (default: the data's, see the module's note).
 
     Returns:
         The figure.
     """
+    ext = _extent(extent, data)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 0.8, 3.5), squeeze=False)
     im = None
     for ax, panel in zip(axes[0], panels):
         title, params = panel[0], panel[1]
         act = panel[2] if len(panel) > 2 else activation
-        im = _draw_boundary(ax, params, act, data, run, resolution, title, show_test, 12)
+        im = _draw_boundary(ax, params, act, data, run, resolution, title, show_test, 12, ext)
     fig.colorbar(im, ax=list(axes[0]), label="network output", shrink=0.85)
     return fig
 
 
-def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int = 61):
+def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int = 61, *,
+                 data: Dataset | None = None, extent: float | Sequence[float] | None = None):
     """One small heatmap per unit: what each hidden unit and the output compute on the plane.
 
     Colours as :func:`plot_boundaries`, clipped to [-1, 1] (as Playground does).
@@ -122,11 +141,15 @@ def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int 
         activation: the hidden activation.
         run: which run.
         resolution: grid points per axis.
+        data: the data the network was trained on; only its extent is used (the points
+            are not drawn).
+        extent: the plane shown (default: the data's, see the module's note).
 
     Returns:
         The figure (one row per layer, inputs side first).
     """
-    _, grid = _plane(resolution)
+    ext = _extent(extent, data)
+    grid = _plane(resolution, ext)
     _, act = forward(select_run(params, run), grid, activation)
     layers = act[1:]
     cols = max(a.shape[-1] for a in layers)
@@ -142,7 +165,7 @@ def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int 
                 ax.axis("off")
                 continue
             ax.imshow(a[0, :, j].reshape(resolution, resolution), cmap=LABEL_CMAP, vmin=-1, vmax=1,
-                      extent=(-DOMAIN, DOMAIN, -DOMAIN, DOMAIN))
+                      extent=ext)
             name = "output" if li == len(layers) - 1 else f"layer {li + 1}, unit {j + 1}"
             ax.set_title(name, fontsize=9)
     return fig
@@ -211,7 +234,8 @@ def plot_grad_norms(histories: dict[str, History], logx: bool = False):
 
 def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] | None = None,
                     run: int = 0, resolution: int = 61, size_in: float = 3.0,
-                    dpi: int = 100) -> tuple[list[bytes], list[str]]:
+                    dpi: int = 100, extent: float | Sequence[float] | None = None,
+                    ) -> tuple[list[bytes], list[str]]:
     """Small PNG frames of the decision boundary at stored snapshots.
 
     Args:
@@ -222,6 +246,7 @@ def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] |
         resolution: grid points per axis.
         size_in: frame width and height in inches.
         dpi: dots per inch (``size_in * dpi`` pixels wide).
+        extent: the plane shown (default: the data's, see the module's note).
 
     Returns:
         ``(frames, labels)``: PNG bytes and one label per frame.
@@ -230,11 +255,13 @@ def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] |
         KeyError: for an iteration without a snapshot.
     """
     iterations = sorted(history.snapshots) if iterations is None else list(iterations)
+    ext = _extent(extent, data)
     frames, labels = [], []
     for t in iterations:
         params = history.snapshots[t]
         fig, ax = plt.subplots(figsize=(size_in, size_in), dpi=dpi)
-        _draw_boundary(ax, params, history.config.activation, data, run, resolution, None, False, 6)
+        _draw_boundary(ax, params, history.config.activation, data, run, resolution, None, False, 6,
+                       ext)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=7)
@@ -247,7 +274,8 @@ def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] |
 
 
 def boundary_slider(history: History, data: Dataset, iterations: Sequence[int] | None = None,
-                    run: int = 0, caption: str = ""):
+                    run: int = 0, caption: str = "",
+                    extent: float | Sequence[float] | None = None):
     """An HTML slider that scrubs the decision boundary through training (no kernel needed).
 
     Args:
@@ -256,13 +284,14 @@ def boundary_slider(history: History, data: Dataset, iterations: Sequence[int] |
         iterations: which snapshots (default: all).
         run: which run.
         caption: text shown under the slider.
+        extent: the plane shown (default: the data's, see the module's note).
 
     Returns:
         The :class:`nnlab.widgets.SliderHTML` object.
     """
     from nnlab import widgets
 
-    frames, labels = boundary_frames(history, data, iterations, run)
+    frames, labels = boundary_frames(history, data, iterations, run, extent=extent)
     alt = (f"Decision boundary of the {history.config.activation} network on the "
            f"{data.name} data; the slider selects the training iteration.")
     return widgets.slider(frames, labels, alt=alt, caption=caption)
@@ -274,7 +303,7 @@ def plot_dying_relu(result: DyingReluResult):
     Lines are means over seeds; bands span the 10th to 90th percentile of the seeds.
 
     Args:
-        result: from :func:`dying_relu_experiment`.
+        result: from :func:`~nnlab.playground.studies.dying_relu_experiment`.
 
     Returns:
         The figure.
@@ -299,7 +328,7 @@ def plot_dying_grid(grid: dict[str, np.ndarray]):
     """Heatmaps of the final dead-unit share over widths and learning rates, one per order.
 
     Args:
-        grid: from :func:`dying_relu_grid`.
+        grid: from :func:`~nnlab.playground.studies.dying_relu_grid`.
 
     Returns:
         The figure.

@@ -296,7 +296,7 @@ def collapse_identical_units(params: Params, tol: float = 0.0) -> Params:
 
     Args:
         params: the parameter list.
-        tol: largest :func:`unit_spread` accepted.
+        tol: largest :func:`~nnlab.playground.network.unit_spread` accepted.
 
     Returns:
         Parameters of the network with hidden widths ``(1, 1, ...)``.

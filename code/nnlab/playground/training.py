@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnlab.playground.data import Dataset
+from nnlab.playground.data import Dataset, check_labels
 from nnlab.playground.network import (
     ACTIVATIONS,
     INITS,
@@ -81,7 +81,8 @@ class History:
         delta_rms: ``(R, T+1, L)`` root-mean-square of ``delta_l = dL/ds_l`` over the
             training points and the layer's units.
         unit_spread: ``(R, T+1, H)`` for each hidden layer, the largest difference between
-            two of its units' parameters (see :func:`unit_spread`); 0 means every unit of
+            two of its units' parameters (see
+            :func:`~nnlab.playground.network.unit_spread`); 0 means every unit of
             the layer is an exact copy of the others.
         snapshots: iteration -> parameters at the end of that iteration.
         params: the final parameters.
@@ -102,10 +103,11 @@ class History:
 
 def sgd_step(params: Params, xb: np.ndarray, yb: np.ndarray, activation: str, lr: float,
              relu_grad_at_zero: float) -> None:
-    """One SGD update in place: :func:`backward`'s recursion with ``lr / batch`` folded in.
+    """One SGD update in place, with ``lr / batch`` folded into the backward recursion.
 
-    Every ``delta`` is computed with the weights from before the update, as Playground
-    does; the learning rate is applied once to ``delta_L`` instead of to every gradient.
+    The recursion is that of :func:`~nnlab.playground.network.backward`. Every ``delta`` is
+    computed with the weights from before the update, as Playground does; the learning rate
+    is applied once to ``delta_L`` instead of to every gradient.
     """
     pre, act = forward(params, xb, activation)
     out = act[-1]
@@ -142,14 +144,27 @@ def train(config: PlaygroundConfig, data: Dataset, seeds: Sequence[int] = (0,), 
 
     Args:
         config: network and training settings.
-        data: the points (the training points are visited in their stored order).
+        data: the points (the training points are visited in their stored order); their
+            labels must be -1 and +1, as :class:`~nnlab.playground.data.Dataset` ensures.
         seeds: one run per seed (the seed fixes the initial weights).
         snapshot_at: iterations (0 = before training) whose parameters are kept.
         params: start from these parameters instead of ``config.init`` (copied).
 
     Returns:
         The :class:`History`.
+
+    Raises:
+        TypeError: if ``data`` is not a :class:`~nnlab.playground.data.Dataset`.
+        ValueError: for labels other than -1 and +1 (see
+            :func:`~nnlab.playground.data.check_labels`), or a batch larger than the
+            training set.
     """
+    if not isinstance(data, Dataset):
+        raise TypeError("data must be a Dataset: make_dataset(...) for Playground's generators, "
+                        "Dataset.from_arrays(x, y) for points of your own; "
+                        f"got {type(data).__name__}")
+    check_labels(data.y_train, "data.y_train")  # again: the arrays may have changed since
+    check_labels(data.y_test, "data.y_test")
     params = copy_params(params) if params is not None else init_params(config.hidden, config.init, seeds)
     seeds = tuple(int(s) for s in seeds)
     n, bs, t_max = len(data.x_train), config.batch_size, config.iterations
