@@ -167,3 +167,17 @@ def test_dropout_sweep_applies_to_the_chosen_cnn():
     for v in E.get("dropout-sweep").variants:
         p = dict(v.info)["p"]
         assert v.spec == tuple(f"dropout {p:g}" if layer.startswith("dropout ") else layer for layer in chosen)
+
+
+def test_runs_that_learned_nothing_are_stored_only_where_the_book_shows_them():
+    """The dropout sweep keeps its p = 1 point on purpose (every feature is zeroed, so the
+    network can only learn the class prior): it is stored, marked with the reason. No other
+    stored run of the book is at chance."""
+    marked = {(name, key) for name in E.names() for key, r in store.load(name)["runs"].items() if r.get("failed")}
+    assert ("dropout-sweep", "p=1.000/seed=0") in marked
+    for name, _ in marked:
+        assert E.get(name).keep_failed
+    for name in E.names():
+        for key, r in store.load(name)["runs"].items():
+            if (name, key) not in marked:
+                assert r["history"]["train_acc"][-1] > 0.15, (name, key)  # chance is 0.1

@@ -223,3 +223,37 @@ def test_a_missing_data_folder_is_named_and_not_created(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         data.clear_cache()
+
+
+# --------------------------------------------------------------------------------------
+# Numbers that do not depend on scheduling
+
+CONV = T.E.Experiment(
+    name="test-conv-schedule", purpose="A small CNN, trained alone and in a pool.", chapter="tests",
+    variants=(T.E.Variant("c4", ("conv 4 3 p=1", "relu", "maxpool 2", "flatten", "linear 10")),),
+    train=TrainConfig(epochs=1, batch_size=64, lr=3e-3), seeds=(0, 1), data=T.SYNTHETIC)
+
+
+@pytest.mark.slow
+def test_a_run_gives_the_same_numbers_alone_or_in_a_pool(tmp_path, monkeypatch):
+    from nnlab.runner import reproduce, run_experiment
+
+    torch.set_num_threads(2)  # what a lone run in a fresh process would get on this machine
+    stores = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("NNLAB_RESULTS", str(tmp_path / f"jobs{jobs}"))
+        run_experiment(CONV, jobs=jobs, device="cpu", log=lambda m: None)
+        stores[jobs] = store.load(CONV)["runs"]
+    for key, alone in stores[1].items():
+        pooled = stores[2][key]
+        assert alone["threads"] == pooled["threads"] == 1
+        for metric in ("val_acc", "val_loss", "test_acc", "test_loss"):
+            assert alone[metric] == pooled[metric], (key, metric)
+        for curve in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert alone["history"][curve] == pooled["history"][curve], (key, curve)
+        assert alone["weights"]["sha256"] == pooled["weights"]["sha256"]
+    # and `nnlab results reproduce` agrees, leaving the store as it was
+    before = (tmp_path / "jobs2" / CONV.name / "result.json").read_bytes()
+    rows = reproduce(CONV, device="cpu")
+    assert [r["same"] for r in rows] == [True, True]
+    assert (tmp_path / "jobs2" / CONV.name / "result.json").read_bytes() == before

@@ -18,7 +18,7 @@ import nnlab
 from nnlab import experiments as E
 from nnlab import project
 from nnlab import results as store
-from nnlab.runner import default_jobs, run_experiment
+from nnlab.runner import default_jobs, reproduce, run_experiment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     c = rsub.add_parser("check", parents=[common],
                         help="list missing, stale or damaged results and weights (exit 1 if any), and leftover files")
     c.add_argument("names", nargs="*", metavar="NAME", help="experiments to check (default: all)")
+    v = rsub.add_parser("reproduce", parents=[common],
+                        help="train stored runs again, alone, in a scratch store, and compare their metrics "
+                             "with the stored ones; exit 1 if any differs")
+    v.add_argument("name", help="experiment name")
+    v.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: every stored seed)")
+    v.add_argument("--variants", type=_modules, metavar="VARIANT[,VARIANT]", help="variants (default: all)")
+    v.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     k = rsub.add_parser("clean", parents=[common],
                         help="remove leftover temporary files and weights that no stored run points at")
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
@@ -150,6 +157,20 @@ def _check(names: list[str]) -> int:
     return 1 if bad else 0
 
 
+def _reproduce(args) -> int:
+    rows = reproduce(args.name, seeds=args.seeds, variants=args.variants, device=args.device)
+    for r in rows:
+        what = "same metrics" if r["same"] else "DIFFERENT: " + ", ".join(
+            f"{m} stored {a!r}, now {b!r}" for m, (a, b) in r["differences"].items())
+        cpu = r["cpu_capability"]
+        was = r["stored_cpu_capability"] or "not recorded"
+        note = "" if r["same"] or was == cpu else f" (stored run trained with CPU kernels {was}, this one {cpu})"
+        print(f"{args.name} {r['variant']} seed={r['seed']} ({r['threads']} thread(s), {cpu}): {what}{note}")
+    same = sum(r["same"] for r in rows)
+    print(f"{same} of {len(rows)} run(s) reproduced their stored metrics exactly")
+    return 0 if same == len(rows) else 1
+
+
 def _clean(names: list[str]) -> int:
     removed = [p for name in _names(names) for p in store.clean(name)]
     for p in removed:
@@ -197,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         if args.command == "results":
-            return _check(args.names) if args.action == "check" else _clean(args.names)
+            return {"check": lambda: _check(args.names), "clean": lambda: _clean(args.names),
+                    "reproduce": lambda: _reproduce(args)}[args.action]()
         return _train(args)
     except (store.ResultError, E.UnknownExperiment, project.ProjectError, ValueError, RuntimeError) as exc:
         print(f"nnlab: error: {exc}", file=sys.stderr)

@@ -81,7 +81,7 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
               "hidden_units": hidden_units(model, input_shape=exp.data.input_shape),
               "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
               "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint(),
-              "threads": cfg.threads, **res.extra}
+              "threads": cfg.threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(), **res.extra}
     return record, model
 
 
@@ -265,12 +265,59 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI turns it into one
         say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the rest did not train")
         raise
+    finally:
+        runs.close()  # an interrupted pool cancels its queue and kills its workers now, not at GC
     if len(failures) == 1:
         raise failures[0]
     if failures:
         raise type(failures[0])(f"{len(failures)} of {len(todo)} runs of {exp.name!r} failed (each named above; "
                                 f"the others are stored); the first: {failures[0]}")
     return time.perf_counter() - t0
+
+
+REPRODUCED = ("val_acc", "val_loss", "test_acc", "test_loss")
+
+
+def reproduce(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
+              variants: Sequence[str] | None = None, device: str | None = "cpu") -> list[dict]:
+    """Train stored runs again, alone, in a scratch store, and compare their metrics with
+    the stored ones: one row per run with ``variant``, ``seed``, ``same`` (every metric in
+    :data:`REPRODUCED` equal to the last bit), ``differences`` (``{metric: (stored, now)}``),
+    and the thread count and CPU kernel level (``torch.backends.cpu.get_cpu_capability()``)
+    of both trainings. The store itself is not touched.
+
+    Bit-identical numbers need the same thread count (part of the recipe) and the same CPU
+    kernels: oneDNN and MKL pick their kernels by instruction set (AVX2, AVX-512, ...), so a
+    run trained on another kind of CPU gives other last bits, and after thousands of steps
+    slightly different accuracies."""
+    import tempfile
+
+    exp = E.get(experiment)
+    stored = store.stored_current_runs(exp)
+    wanted = [v.name for v in exp.variants] if variants is None else [exp.variant(v).name for v in variants]
+    keys = [k for k, r in stored.items() if r["variant"] in wanted and (seeds is None or r["seed"] in seeds)]
+    if not keys:
+        raise store.MissingResult(f"experiment {exp.name!r} has no stored run of those variants and seeds to "
+                                  f"reproduce; run `{store.retrain_command(exp)}` first")
+    rows = []
+    before = os.environ.get("NNLAB_RESULTS")
+    with tempfile.TemporaryDirectory(prefix="nnlab-reproduce-") as scratch:
+        os.environ["NNLAB_RESULTS"] = scratch  # checkpoints of the new runs go there, not into the store
+        try:
+            for key in keys:
+                run = stored[key]
+                record, _ = train_one(exp, exp.variant(run["variant"]), run["seed"], device=device, progress=False)
+                diff = {m: (run.get(m), record.get(m)) for m in REPRODUCED if run.get(m) != record.get(m)}
+                rows.append({"variant": run["variant"], "seed": run["seed"], "same": not diff, "differences": diff,
+                             "threads": record["threads"], "stored_threads": run.get("threads"),
+                             "cpu_capability": record["cpu_capability"],
+                             "stored_cpu_capability": run.get("cpu_capability")})
+        finally:
+            if before is None:
+                os.environ.pop("NNLAB_RESULTS", None)
+            else:
+                os.environ["NNLAB_RESULTS"] = before
+    return rows
 
 
 def load_or_train(experiment: str | E.Experiment, *, retrain_stale: bool = False,
