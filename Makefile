@@ -11,7 +11,7 @@ export NNLAB_DATA
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test install bench train clean-book lint
+.PHONY: book pdf test install bench train clean-book lint
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ book: $(STAMP)
 	$(BIN)/python -m nnlab.book prepare
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
 	@echo "Open _build/html/index.html"
+
+# The PDF, _build/latex/book.pdf (needs TeX: latexmk, texlive-latex-extra,
+# texlive-fonts-recommended, texlive-xetex, fonts-freefont-otf and xindy from Debian); the
+# site is built again after it, with a link to it on the first page.
+pdf: $(STAMP)
+	$(BIN)/python -m nnlab.book prepare
+	$(BIN)/jupyter-book build --builder pdflatex .
+	$(MAKE) book
+	@echo "PDF: _build/latex/book.pdf (also _build/html/book.pdf)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

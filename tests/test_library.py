@@ -290,3 +290,29 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     assert proc.returncode == 0, proc.stderr
     assert (course / "results" / "shapes-mlp" / "result.json").is_file()
     assert not list(target.rglob("result.json"))  # nothing lands inside the installed package
+
+
+def test_every_refused_variant_is_named_before_anything_trains(results_dir):
+    digits = ArrayData("tiny-8x8", train=(np.zeros((40, 8, 8)), np.arange(40) % 5))
+    from nnlab.rules import Rules
+
+    exp = E.Experiment("two-wrong", "", "", (E.Variant("too-wide", tuple(mlp([32], classes=5))),
+                                           E.Variant("ok", tuple(mlp([8], classes=5))),
+                                           E.Variant("ten-out", tuple(mlp([8])))),
+                       TrainConfig(epochs=1), seeds=(0,), data=digits,
+                       rules=Rules("at most 16 hidden units", {"Flatten", "Linear", "ReLU"}, max_hidden_units=16))
+    with pytest.raises(ValueError) as info:
+        run_experiment(exp, device="cpu")
+    assert "variant 'too-wide': " in str(info.value) and "variant 'ten-out': " in str(info.value)
+    assert "variant 'ok'" not in str(info.value) and "mlp(widths, classes=5)" in str(info.value)
+    assert not (results_dir / "two-wrong").exists()
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_before_training(tmp_path):
+    course = _course(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = _nnlab(["train", "shapes-mlp", "--jobs", "1"], cwd=course, env=_env(NNLAB_RESULTS=str(blocker / "r")))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"nnlab: error: cannot write results to {blocker / 'r'} (Not a directory); "
+                                   "point NNLAB_RESULTS or [tool.nnlab] results at a folder you can write")

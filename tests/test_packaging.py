@@ -4,6 +4,7 @@ dependencies and the modules they promise."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 DISTRIBUTION = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "safetensors": "safetensors",
                 "tqdm": "tqdm", "matplotlib": "matplotlib", "pandas": "pandas", "filelock": "filelock",
                 "tomli": "tomli", "IPython": "ipython", "sklearn": "scikit-learn", "myst_nb": "myst-nb",
-                "PIL": "pillow"}
+                "PIL": "pillow", "ray": "ray"}
 PROVIDED_BY = {"pillow": "matplotlib"}  # matplotlib requires pillow
 
 
@@ -43,7 +44,7 @@ def test_wheel_metadata_is_valid_and_complete(built_package):
     torch = next(r for r in meta.requires_dist if r.name == "torch")
     assert torch.specifier.contains("2.14.1") and not torch.specifier.contains("2.3.1")
     assert not torch.specifier.contains("3.0")  # bounded above by what is tested
-    assert meta.provides_extra == ["book"]
+    assert sorted(meta.provides_extra) == ["book", "cluster"]
 
 
 def test_wheel_and_sdist_hold_the_package_and_licence_not_the_book(built_package):
@@ -71,17 +72,18 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_every_module_imports_only_what_its_install_declares(built_package):
-    """The core needs only the core's dependencies; nnlab.book and nnlab.widgets (documented
-    as needing the ``book`` extra) may also use the extra's."""
+    """The core needs only the core's dependencies; nnlab.book may also use the ``book``
+    extra's, nnlab.cluster the ``cluster`` extra's."""
     meta = _metadata(built_package["wheel"])
-    core, book = set(), set()
+    extras: dict[str, set[str]] = {"": set()}
     for req in meta.requires_dist:
-        (book if req.marker and "extra" in str(req.marker) else core).add(Requirement(str(req)).name)
+        extra = re.search(r"extra == \"(\w+)\"", str(req.marker)) if req.marker else None
+        extras.setdefault(extra.group(1) if extra else "", set()).add(Requirement(str(req)).name)
     package = built_package["site"] / "nnlab"
     for path in package.rglob("*.py"):
         module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
-        extra_allowed = module.startswith("nnlab.book") or module == "nnlab.widgets"
-        declared = core | (book if extra_allowed else set())
+        extra = "book" if module.startswith("nnlab.book") else "cluster" if module == "nnlab.cluster" else ""
+        declared = extras[""] | extras.get(extra, set())
         for name in _imports(path) - set(sys.stdlib_module_names) - {"nnlab"}:
             dist = DISTRIBUTION.get(name)
             assert dist is not None, f"{module} imports {name}, which no declared distribution provides"

@@ -9,6 +9,7 @@ to ``$NNLAB_RESULTS``, else the table's ``results``, else ``./results`` (see
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -76,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--jobs", type=_positive, default=None,
                    help="independent runs trained in parallel processes, one thread each (CPU; "
                         "default: $NNLAB_JOBS, else one per core)")
+    t.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="train each run as a task on the Ray cluster whose head is at ADDRESS (host:port, or "
+                        "auto for the cluster this node joined; default: $NNLAB_CLUSTER); this command "
+                        'still stores the results. Needs pip install "nnlab[cluster]"')
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
     c = rsub.add_parser("check", parents=[common],
@@ -179,20 +184,37 @@ def _clean(names: list[str]) -> int:
     return 0
 
 
+def _writable(folder) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".nnlab-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"cannot write results to {folder} ({exc.strerror or exc}); point NNLAB_RESULTS or "
+                         "[tool.nnlab] results at a folder you can write") from None
+
+
 def _train(args) -> int:
     if bool(args.name) == bool(args.all):
         raise SystemExit("nnlab: error: give one experiment NAME or --all (see `nnlab train --help`)")
     names = E.names() if args.all else [E.get(args.name).name]
     if not names:
         raise SystemExit("nnlab: error: no experiments registered (see `nnlab list`)")
-    jobs = args.jobs or default_jobs(args.device)
+    _writable(store.results_root())  # before any training: a run that cannot be stored is wasted
+    cluster = (args.cluster if args.cluster is not None else os.environ.get("NNLAB_CLUSTER", "")).strip() or None
+    if cluster:  # before anything trains: Ray is there, the address is reachable
+        from nnlab.cluster import connect
+
+        connect(cluster)
+    jobs = 1 if cluster else args.jobs or default_jobs(args.device)
     times = {}
     t0 = time.perf_counter()
     for i, name in enumerate(names, 1):
         if args.all:
             print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
         times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
-                                     resume=args.resume, fresh=args.fresh, jobs=jobs)
+                                     resume=args.resume, fresh=args.fresh, jobs=jobs, cluster=cluster)
     if len(names) > 1:
         print("wall time per experiment:")
         for name, s in times.items():
@@ -227,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnlab: interrupted; finished runs are stored, continue with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nnlab list | head`: the reader has gone, nothing is wrong
+        sys.stderr.close()
+        return 0
     finally:
         project.set_experiment_modules(None)
         if previous is not None:

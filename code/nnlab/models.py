@@ -180,7 +180,8 @@ def check_fits(model: nn.Module, input_shape: Sequence[int], num_classes: int) -
         got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelDataMismatch(
             f"the model returns {got} per input of shape {shape}, but the data has {num_classes} "
-            f"classes: end the model in a layer with {num_classes} outputs (e.g. 'linear {num_classes}')")
+            f"classes: end the model in a layer with {num_classes} outputs (e.g. 'linear {num_classes}', "
+            f"or mlp(widths, classes={num_classes}))")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,6 +5,11 @@ processes receive the experiment itself, by value (its data source, variants, ru
 recipe travel with it), train one run, and hand back its record and weights; only the
 driver writes them. So an experiment defined in a notebook, in ``main()`` or on standard
 input trains in parallel exactly as one registered in a module.
+
+Where the runs train is one seam, a generator of ``(variant, seed, record, weights or
+exception)`` that :func:`run_experiment` consumes: ``_here`` (this process),
+``_in_pool`` (local worker processes, the default) or ``_on_cluster`` (Ray tasks on a
+cluster, :mod:`nnlab.cluster`; Ray is imported only then).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import torch
 
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab.models import build, check_fits, count_parameters
-from nnlab.rules import check, hidden_layers, hidden_units
+from nnlab.models import ModelDataMismatch, SpecError, build, check_fits, count_parameters
+from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units
 from nnlab.train import DivergedError, pick_device, show_progress, train
 
 
@@ -162,8 +167,15 @@ def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tupl
             raise ValueError(f"seeds {unknown} are not in experiment {exp.name!r} (its seeds: {list(exp.seeds)}); "
                              "add them to its config to train them")
     wanted_variants = [exp.variant(v) for v in variants] if variants else list(exp.variants)
-    for v in wanted_variants:  # refuse illegal or ill-fitting models before spending any time
-        build_checked(exp, v)
+    refused = []  # refuse illegal or ill-fitting models before spending any time, naming each
+    for v in wanted_variants:
+        try:
+            build_checked(exp, v)
+        except (RuleViolation, ModelDataMismatch, SpecError) as exc:
+            refused.append((v.name, exc))
+    if refused:
+        detail = "; ".join(f"variant {name!r}: {exc}" for name, exc in refused)
+        raise type(refused[0][1])(f"experiment {exp.name!r} cannot train: {detail}")
     status = store.status(exp)
     if status.state == "damaged" and not fresh:  # its runs must not be lost
         raise store.DamagedResult(f"result of experiment {exp.name!r} is damaged: {status.detail}")
@@ -176,7 +188,7 @@ def _in_pool(exp, todo, dev, resume, jobs, show):
 
     On any interruption (Ctrl-C, SIGTERM, an error in the driver) the queued runs are
     cancelled and the workers are killed at once: nothing more is trained or stored. The
-    workers also die with the driver if it is killed outright (see :func:`_worker_init`).
+    workers also die with the driver if it is killed outright (see ``_worker_init``).
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -208,6 +220,59 @@ def _in_pool(exp, todo, dev, resume, jobs, show):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextlib.contextmanager
+def _results_in(folder: str):
+    """``$NNLAB_RESULTS`` set to ``folder`` for the block, then restored."""
+    before = os.environ.get("NNLAB_RESULTS")
+    os.environ["NNLAB_RESULTS"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NNLAB_RESULTS", None)
+        else:
+            os.environ["NNLAB_RESULTS"] = before
+
+
+def _train_on_node(exp: E.Experiment, variant: str, seed: int, device: str) -> tuple[dict, dict]:
+    """One run as a Ray task on a cluster node: the code of a local run (:func:`train_one`,
+    the recipe's thread count), its checkpoints in a node-local scratch folder that goes with
+    it, never in a results store. Returns the record and the weights (a CPU state dict)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nnlab-node-") as scratch, _results_in(scratch):
+        return _train_in_worker(exp, variant, seed, device, False)
+
+
+def _on_cluster(exp, todo, device, address, show):
+    """Yield ``(variant, seed, record, weights or exception)`` as runs end as Ray tasks on the
+    cluster at ``address`` (see :mod:`nnlab.cluster`), in the order they end.
+
+    Each task asks for the run's threads (``TrainConfig.threads``) as CPUs and, on CUDA, one
+    GPU. Every record names the node that trained it (``record["node"]``); a failed run comes
+    with ``{"node": ...}`` for its record. Outstanding tasks are cancelled on any interruption.
+    """
+    from tqdm.auto import tqdm
+
+    from nnlab import cluster
+
+    ray = cluster.connect(address)
+    dev = cluster.resolve_device(ray, device)
+    gpus = 1 if dev == "cuda" else 0
+    runs = {(v.name, s): v for v, s in todo}
+    calls = [((v.name, s), (v.name, s, dev), exp.train_config(v).threads, gpus) for v, s in todo]
+    with tqdm(total=len(todo), desc=f"{exp.name} (Ray cluster {address})", unit="run", disable=not show,
+              leave=False, dynamic_ncols=True) as bar:
+        for (name, s), node, result, error in cluster.run(address, _train_on_node, exp, calls):
+            bar.update()
+            if error is not None:
+                yield runs[name, s], s, {"node": node} if node else None, error
+                continue
+            record, weights = result
+            record["node"] = node
+            yield runs[name, s], s, record, weights
+
+
 def _here(exp, todo, dev, resume, progress):
     """Yield ``(variant, seed, record, model or exception)`` for runs trained in this process."""
     for v, s in todo:
@@ -220,7 +285,8 @@ def _here(exp, todo, dev, resume, progress):
 
 def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
                    variants: Sequence[str] | None = None, device: str | None = None, resume: bool = False,
-                   fresh: bool = False, progress: bool | None = None, log=None, jobs: int = 1) -> float:
+                   fresh: bool = False, progress: bool | None = None, log=None, jobs: int = 1,
+                   cluster: str | None = None) -> float:
     """Train the runs of an experiment (a registered name, or the
     :class:`~nnlab.experiments.Experiment` itself) that the store lacks or holds stale (all
     of them when ``fresh``).
@@ -232,20 +298,36 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     not stored; the others still train and are stored, and then the first failure is
     raised. Returns the wall time in seconds.
 
+    With ``cluster`` (the address of a Ray cluster's head, ``host:port``, or ``auto`` for the
+    one this node joined) each run is a Ray task there instead (needs ``nnlab[cluster]``);
+    ``jobs`` does not apply, the device is the cluster's (``auto``: CUDA if it has a GPU),
+    and this process still writes every run into its store as it ends. A task keeps no
+    checkpoint: with ``resume`` an unfinished run trains from the start.
+
     Raises:
         RuleViolation: a variant breaks the experiment's rules (before anything trains).
         ModelDataMismatch: a variant does not fit the experiment's data (before anything trains).
         DamagedResult: the stored result cannot be read and ``fresh`` is not set (before
             anything trains).
         DivergedError: a run diverged (after the other runs were stored).
+        nnlab.cluster.ClusterError: ``cluster`` given but Ray is not installed, or the cluster cannot be
+            reached or cannot run the runs (before anything trains).
     """
     exp = E.get(experiment)
-    dev = pick_device(device)
+    if cluster:
+        from nnlab.cluster import require_ray
+
+        require_ray()  # resume: a task keeps no checkpoint, so an unfinished run starts again
+    else:
+        dev = pick_device(device)
     todo = _runs_to_train(exp, seeds, variants, fresh)
     say = log or _stderr
     t0 = time.perf_counter()
-    if jobs > 1 and len(todo) > 1 and dev.type == "cpu":
-        runs = _in_pool(exp, todo, dev, resume, jobs, show_progress() if progress is None else progress)
+    show = show_progress() if progress is None else progress
+    if cluster:
+        runs = _on_cluster(exp, todo, device, cluster, show) if todo else (run for run in ())
+    elif jobs > 1 and len(todo) > 1 and dev.type == "cpu":
+        runs = _in_pool(exp, todo, dev, resume, jobs, show)
     else:
         runs = _here(exp, todo, dev, resume, progress)
     failures, done = [], 0
@@ -254,16 +336,23 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
             where = f"[{exp.name}] {i}/{len(todo)} {v.name} seed={s}:"
             if isinstance(weights, BaseException):
                 failures.append(weights)
-                if len(todo) > 1:  # a lone run's failure is the error itself
-                    say(f"{where} FAILED, not stored: {weights}")
+                node = f" on node {record['node']}" if record and record.get("node") else ""
+                if len(todo) > 1 or node:  # a lone local run's failure is the error itself
+                    say(f"{where} FAILED{node}, not stored: {weights}")
                 continue
             _store(exp, v.name, s, record, weights, fresh)
             done += 1
             accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
             failed = f" [kept, learned nothing: {record['failed']}]" if record.get("failed") else ""
-            say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){failed}")
+            node = f" from node {record['node']}" if record.get("node") else ""
+            say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){node}{failed}")
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI turns it into one
-        say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the rest did not train")
+        if cluster:
+            say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the runs still on "
+                "the cluster were cancelled")
+        else:
+            say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; runs that had "
+                "started keep their last epoch's checkpoint (continue with --resume)")
         raise
     finally:
         runs.close()  # an interrupted pool cancels its queue and kills its workers now, not at GC

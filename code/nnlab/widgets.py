@@ -18,10 +18,7 @@ import io
 import json
 from collections.abc import Sequence
 
-try:
-    from IPython.display import HTML
-except ImportError as exc:  # the core install has no IPython; the notebook extra brings it
-    raise ImportError("nnlab.widgets needs IPython: pip install 'nnlab[book]' (or ipython)") from exc
+from IPython.display import HTML
 
 MAX_FRAMES = 60
 

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 def glue_many(**values) -> None:
     """``myst_nb.glue`` each keyword without displaying it."""
-    from myst_nb import glue
+    try:
+        from myst_nb import glue
+    except ImportError as exc:
+        raise ImportError("nnlab.book.glue_many needs myst-nb: install nnlab's `book` extra "
+                          "(pip install \"nnlab[book] @ file:///path/to/nnlab-0.2.0-py3-none-any.whl\")") from exc
 
     for name, value in values.items():
         glue(name, value, display=False)

@@ -14,19 +14,31 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: code/nnlab/book/build.py
+# What the chapters read besides their own cells; the publishing workflow's cache key covers
+# these too (tests/test_publish.py holds the two together).
+INPUTS = ("code/nnlab", "results", "book/appendix/course_example")
+
+
+def input_files(root: Path = ROOT) -> list[Path]:
+    """Every file :func:`inputs_hash` reads: under :data:`INPUTS`, without caches, locks,
+    checkpoints and the temporary files of interrupted writes."""
+    files = []
+    for base in (root / name for name in INPUTS):
+        for f in sorted(p for p in base.rglob("*") if p.is_file()):
+            rel = f.relative_to(root)
+            if ("__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock"
+                    or f.name.endswith(".tmp")):  # debris of an interrupted write is no input
+                continue
+            files.append(f)
+    return files
 
 
 def inputs_hash(root: Path = ROOT) -> str:
     """sha256 of every file under ``code/nnlab``, ``results`` and the example course that the
     reuse appendix runs (names and contents)."""
     h = hashlib.sha256()
-    for base in (root / "code" / "nnlab", root / "results", root / "book" / "appendix" / "course_example"):
-        for f in sorted(p for p in base.rglob("*") if p.is_file()):
-            rel = f.relative_to(root)
-            if ("__pycache__" in rel.parts or ".checkpoints" in rel.parts or f.name == ".lock"
-                    or f.name.endswith(".tmp")):  # debris of an interrupted write is no input
-                continue
-            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    for f in input_files(root):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 

@@ -1,0 +1,361 @@
+"""Training on a Ray cluster (`nnlab train --cluster ADDRESS`), on a real one-node cluster
+that these tests start on the loopback interface and stop again.
+
+The command trains each run as a Ray task and stores it itself: the same numbers and weights
+as a local run, the node that trained it, a worker killed mid-run retried and its run stored
+once, a run that fails on a node reported with the node while the others are stored, SIGTERM
+cancelling the tasks. Every socket of the cluster listens on 127.0.0.1 only, and no process
+of it outlives the tests.
+Without Ray, `--cluster` is one line that names the extra, and local training never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import tiny_experiments as T
+
+SCRIPT = str(Path(T.__file__))
+TESTS = str(Path(T.__file__).parent)
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+IN_CI = os.environ.get("CI") == "true"
+needs_ray = pytest.mark.skipif(not HAVE_RAY and not IN_CI,
+                               reason='Ray is not installed (pip install "nnlab[cluster]"); CI installs it '
+                                      "and runs these tests")
+METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "threads", "cpu_capability", "data_fingerprint")
+NODE = f"{socket.gethostname()} (127.0.0.1)"
+LISTENING: dict[int, list[tuple[str, str, int]]] = {}  # pid -> (name, ip, port), from every snapshot
+
+
+def _processes(cluster) -> list[psutil.Process]:
+    """`ray start --block` and every process below it: the whole cluster, workers included."""
+    head = psutil.Process(cluster.process.pid)
+    return [head, *head.children(recursive=True)]
+
+
+def _snapshot(cluster, driver: int | None = None) -> list[psutil.Process]:
+    """Record the cluster's processes and the listening sockets of them and of the driver."""
+    procs = _processes(cluster)
+    cluster.seen.update({p.pid: p for p in procs})
+    others = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        others = [psutil.Process(driver)] if driver else []
+    for p in procs + others:
+        try:
+            listening = [(p.name(), c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            continue
+        known = LISTENING.setdefault(p.pid, [])
+        known += [s for s in listening if s not in known]
+    return procs
+
+
+DRIVER = textwrap.dedent("""\
+    # The tiny experiment, and one that trains a good variant and one that blows up.
+    import sys
+    from dataclasses import replace
+    sys.path.insert(0, {tests!r})
+    import tiny_experiments as T
+    from nnlab import experiments as E
+    from nnlab.cli import main
+
+    bad = replace(T.TINY.train, optimizer="sgd", lr=1e6)
+    E.register(T.TINY)
+    E.register(replace(T.TINY, name="test-tiny-diverges", seeds=(0,),
+                       variants=(T.TINY.variants[0], E.Variant("blows-up", T.TINY.variants[0].spec, train=bad))))
+    codes = [main(["train", name, *sys.argv[1:]]) for name in (T.TINY.name, "test-tiny-diverges", T.TINY.name)]
+    sys.exit(max(codes))
+    """)
+
+
+def _train(cluster, results: Path, *args: str, script: list[str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(cluster.env if cluster else {}), "NNLAB_RESULTS": str(results)}
+    return subprocess.Popen([sys.executable, *(script or [SCRIPT, "train"]), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The reference runs, trained locally (one process) while the cluster starts: results folder."""
+    results = tmp_path_factory.mktemp("local")
+    procs = [_train(None, results, T.TINY.name, "--jobs", "1", "--device", "cpu"),
+             _train(None, results, T.SLOW.name, "--seeds", "0", "--jobs", "1", "--device", "cpu")]
+    done = []
+
+    def finished() -> Path:
+        if not done:
+            for p in procs:
+                code, err = _finish(p)
+                assert code == 0, err[-3000:]
+            done.append(True)
+        return results
+
+    yield finished
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(local):
+    assert HAVE_RAY, 'CI=true: Ray must be installed there (requirements.txt installs "ray[default]")'
+    from nnlab.cluster import LocalCluster
+
+    c = LocalCluster(num_cpus=2, extra_env={"NNLAB_DATA": os.environ["NNLAB_DATA"]})
+    c.start()
+    c.seen = {}  # pid -> psutil.Process of every cluster process any test saw
+    try:
+        yield c
+    finally:
+        c.stop()
+        for p in c.seen.values():  # only if a test failed before stopping it: by pid, never by name
+            if p.is_running():
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def trained(cluster, tmp_path_factory):
+    """`nnlab train NAME --cluster ADDRESS` of the tiny experiment, then of one with a variant
+    that diverges, then of the tiny one again (nothing left to train), in one driver process:
+    ``(results folder, exit code, standard error)``."""
+    folder = tmp_path_factory.mktemp("driver")
+    (folder / "driver.py").write_text(DRIVER.format(tests=TESTS))
+    results = folder / "results"
+    proc = _train(cluster, results, "--cluster", cluster.address, "--device", "cpu",
+                  script=[str(folder / "driver.py")])
+    while proc.poll() is None:
+        _snapshot(cluster, proc.pid)
+        time.sleep(0.5)
+    return (results, *_finish(proc))
+
+
+def _runs(results: Path, name: str) -> dict:
+    return json.loads((results / name / "result.json").read_text())["runs"]
+
+
+def _same_runs(local: dict, remote: dict) -> None:
+    assert sorted(local) == sorted(remote)
+    for key in local:
+        assert {m: remote[key][m] for m in METRICS} == {m: local[key][m] for m in METRICS}, key
+        untimed = [{k: v for k, v in run[key]["history"].items() if k != "seconds"} for run in (remote, local)]
+        assert untimed[0] == untimed[1], key
+        assert remote[key]["weights"]["sha256"] == local[key]["weights"]["sha256"], key
+        assert remote[key]["node"] == NODE and "node" not in local[key]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_runs_train_on_the_cluster_as_they_do_locally(trained, local):
+    results, _, err = trained
+    _same_runs(_runs(local(), T.TINY.name), _runs(results, T.TINY.name))
+    lines = [line for line in err.splitlines() if line.startswith(f"[{T.TINY.name}]")]
+    assert len(lines) == 2 and all(line.endswith(f"s on cpu) from node {NODE}") for line in lines), err[-3000:]
+    assert sorted(line.split(":")[0].split()[-1] for line in lines) == ["seed=0", "seed=1"]
+    # the driver wrote the store; no worker wrote a checkpoint or anything else into it
+    stored = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    assert [p for p in stored if "/weights/" not in p] == sorted(
+        f"{name}/{file}" for name in (T.TINY.name, "test-tiny-diverges") for file in (".lock", "result.json"))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_run_that_fails_on_a_node_is_reported_with_it_and_the_others_are_stored(trained):
+    results, code, err = trained
+    assert code == 1, err[-3000:]
+    (failed,) = [line for line in err.splitlines() if "FAILED" in line]
+    assert failed.startswith("[test-tiny-diverges] ") and "blows-up seed=0: FAILED on node " in failed
+    assert f"FAILED on node {NODE}, not stored: training diverged: non-finite training loss" in failed
+    assert err.strip().splitlines()[-1].startswith("nnlab: error: training diverged: non-finite training loss")
+    assert list(_runs(results, "test-tiny-diverges")) == ["main/seed=0"]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_retried_and_the_run_stored_once(cluster, local, tmp_path):
+    remote = _train(cluster, tmp_path, T.SLOW.name, "--seeds", "0", "--cluster", cluster.address,
+                    "--device", "cpu")
+
+    def running_task(but: int | None = None) -> psutil.Process | None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and remote.poll() is None:
+            for p in _snapshot(cluster, remote.pid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if p.pid != but and " ".join(p.cmdline()).startswith("ray::_task"):
+                        return p
+            time.sleep(0.2)
+        return None
+
+    worker = running_task()
+    assert worker is not None, f"no Ray worker ran the task: {_finish(remote)[1][-3000:]}"
+    time.sleep(1.0)
+    assert " ".join(worker.cmdline()).startswith("ray::_task")  # still training: killed mid-run
+    os.kill(worker.pid, signal.SIGKILL)
+    retry = running_task(but=worker.pid)
+    assert retry is not None, f"the killed run was not tried again: {_finish(remote)[1][-3000:]}"
+    code, err = _finish(remote)
+    assert code == 0, err[-3000:]
+    stored = _runs(tmp_path, T.SLOW.name)
+    assert list(stored) == ["main/seed=0"]
+    assert len(list((tmp_path / T.SLOW.name / "weights").iterdir())) == 1
+    _same_runs(_runs(local(), T.SLOW.name), stored)
+    (line,) = [line for line in err.splitlines() if line.startswith(f"[{T.SLOW.name}]")]
+    assert line.startswith(f"[{T.SLOW.name}] 1/1 main seed=0: val_acc=") and line.endswith(f"from node {NODE}")
+    assert "Traceback" not in err
+
+
+@needs_ray
+@pytest.mark.slow
+def test_sigterm_cancels_the_tasks_and_stores_nothing_more(cluster, tmp_path):
+    proc = _train(cluster, tmp_path, T.SLOW.name, "--cluster", cluster.address, "--device", "cpu")
+    deadline, tasks = time.monotonic() + 120, []
+    while not tasks and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        for p in _snapshot(cluster, proc.pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if " ".join(p.cmdline()).startswith("ray::_task"):
+                    tasks.append(p)
+    assert tasks, f"no task started: {_finish(proc)[1][-3000:]}"
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, err = _finish(proc, timeout=60)
+    assert code == 130 and time.monotonic() - t0 < 15, err[-3000:]
+    assert (f"[{T.SLOW.name}] stopped: 0 of 6 run(s) finished and stored; the runs still on the cluster "
+            "were cancelled") in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(tasks, timeout=15)  # cancelled with force: their workers are killed
+    assert not [p for p in alive if " ".join(p.cmdline()).startswith("ray::_task")]
+    time.sleep(2)
+    assert not (tmp_path / T.SLOW.name / "result.json").exists()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_every_listening_socket_of_the_cluster_is_on_the_loopback_interface(cluster):
+    _snapshot(cluster)
+    sockets = [(pid, *s) for pid, found in LISTENING.items() for s in found]
+    assert any(port == cluster.port for *_, port in sockets), "the head's own port was not seen"
+    outside = []
+    for pid, name, ip, port in sockets:
+        address = ipaddress.ip_address(ip.split("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_loopback:
+            outside.append((pid, name, ip, port))
+    assert not outside, f"listening outside the loopback interface: {outside}"
+
+
+@needs_ray
+@pytest.mark.slow
+def test_stopping_the_cluster_leaves_none_of_its_processes(cluster):
+    _snapshot(cluster)
+    started = list(cluster.seen.values())
+    assert len(started) >= 5  # the head process, GCS, raylet, its agents, workers
+    cluster.stop()
+    _, alive = psutil.wait_procs(started, timeout=30)
+    left = []
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:  # a zombie has ended; only its parent has not looked yet
+                left.append((p.pid, p.name()))
+    assert not left, f"still running after the cluster stopped: {left}"
+
+
+def _no_ray(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The tiny experiments' `train ...` in a Python where `import ray` fails, as without Ray."""
+    code = ("import sys; sys.modules['ray'] = None; sys.path.insert(0, %r); import tiny_experiments as T; "
+            "sys.exit(T.main(sys.argv[1:]))") % TESTS
+    return subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_without_ray_cluster_is_one_line_naming_the_extra(tmp_path):
+    env = {"NNLAB_RESULTS": str(tmp_path)}
+    for argv, extra in (((T.TINY.name, "--cluster", "127.0.0.1:6379"), {}),
+                        ((T.TINY.name,), {"NNLAB_CLUSTER": "auto"})):
+        proc = _no_ray("train", *argv, "--device", "cpu", env={**env, **extra})
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines()[0] == ('nnlab: error: training on a cluster needs Ray, which is not '
+                                               'installed: pip install "nnlab[cluster]"')
+        assert not (tmp_path / T.TINY.name).exists()
+
+
+@pytest.mark.slow
+def test_local_training_never_imports_ray(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", (
+        "import sys; sys.path.insert(0, %r); import tiny_experiments as T; rc = T.main(sys.argv[1:]); "
+        "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)") % TESTS,
+        "train", T.TINY.name, "--jobs", "2", "--device", "cpu"],
+        env={**os.environ, "NNLAB_RESULTS": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(_runs(tmp_path, T.TINY.name)) == 2
+
+
+@pytest.mark.parametrize("resources, device, expected", [
+    ({"CPU": 8.0, "GPU": 2.0}, "auto", ("cuda", 1)), ({"CPU": 8.0, "GPU": 2.0}, "cuda:1", ("cuda", 1)),
+    ({"CPU": 8.0}, "auto", ("cpu", 0)), ({"CPU": 8.0, "GPU": 2.0}, "cpu", ("cpu", 0))])
+def test_each_task_asks_for_the_recipes_threads_and_a_gpu_on_cuda(resources, device, expected, monkeypatch,
+                                                                   results_dir, register_experiment):
+    """What the runner hands the executor, with Ray itself replaced: no cluster, no training."""
+    from dataclasses import replace
+
+    from nnlab import cluster
+    from nnlab.runner import run_experiment
+    from nnlab.train import DivergedError
+
+    exp = register_experiment(replace(T.TINY, train=replace(T.TINY.train, threads=3)))
+    asked, lines = [], []
+
+    class Ray:
+        def cluster_resources(self):
+            return resources
+
+    def run(address, fn, shared, calls):
+        assert shared is exp and address == "head:6379"
+        for key, args, cpus, gpus in calls:
+            asked.append((args, cpus, gpus))
+            yield key, "node-a (10.0.0.7)", None, DivergedError("blew up")
+
+    monkeypatch.setattr(cluster, "require_ray", lambda: None)
+    monkeypatch.setattr(cluster, "connect", lambda address: Ray())
+    monkeypatch.setattr(cluster, "run", run)
+    with pytest.raises(DivergedError, match="2 of 2 runs"):
+        run_experiment(exp, cluster="head:6379", device=device, log=lines.append)
+    dev, gpus = expected
+    assert asked == [(("main", 0, dev), 3, gpus), (("main", 1, dev), 3, gpus)]
+    assert lines == [f"[{exp.name}] {i}/2 main seed={i - 1}: FAILED on node node-a (10.0.0.7), not stored: blew up"
+                     for i in (1, 2)]
+    assert not (results_dir / exp.name).exists()
+
+
+def test_cuda_on_a_cluster_without_a_gpu_is_refused_before_anything_trains(monkeypatch, tiny_experiment):
+    from nnlab import cluster
+    from nnlab.runner import run_experiment
+
+    class Ray:
+        def cluster_resources(self):
+            return {"CPU": 8.0}
+
+    monkeypatch.setattr(cluster, "require_ray", lambda: None)
+    monkeypatch.setattr(cluster, "connect", lambda address: Ray())
+    monkeypatch.setattr(cluster, "run", lambda *a: pytest.fail("nothing may be submitted"))
+    with pytest.raises(cluster.ClusterError, match="no node of the cluster has a GPU"):
+        run_experiment(tiny_experiment, cluster="head:6379", device="cuda")
