@@ -3,6 +3,11 @@
 The build runs once per session (into the repository's ``_build``, reusing its execution
 cache like ``make book``). The browser tests serve ``_build/html`` on 127.0.0.1 and drive
 Debian's chromium through playwright; without a browser they skip, except under CI=true.
+
+``NNLAB_BOOK_BUILD=DIR`` builds into ``DIR/_build`` instead (``jupyter-book build
+--path-output DIR``, with that folder's own execution cache) and tests that site, leaving the
+repository's ``_build`` alone: for checking a working copy while another build uses
+``_build``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from urllib.parse import unquote, urljoin, urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
+OUTPUT = Path(os.environ["NNLAB_BOOK_BUILD"]).resolve() if os.environ.get("NNLAB_BOOK_BUILD") else ROOT
+BUILD = OUTPUT / "_build"
+HTML = BUILD / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -44,9 +51,16 @@ def toc_pages() -> list[str]:
 @pytest.fixture(scope="session")
 def build_log() -> str:
     env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, "-m", "nnlab.book", "prepare"], cwd=ROOT, check=True, env=env)
+    if OUTPUT == ROOT:
+        subprocess.run([sys.executable, "-m", "nnlab.book", "prepare"], cwd=ROOT, check=True, env=env)
+        where = []
+    else:  # the same cache invalidation, for the execution cache of the given build folder
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from nnlab.book.build import prepare; prepare(Path(sys.argv[1]))", str(BUILD)],
+                       cwd=ROOT, check=True, env=env)
+        where = ["--path-output", str(OUTPUT)]
     jb = Path(sys.executable).parent / "jupyter-book"
-    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", "."], cwd=ROOT,
+    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", *where, "."], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=1800)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"book build failed:\n{log[-6000:]}"
@@ -136,8 +150,18 @@ def test_every_internal_link_resolves(build_log):
 
 @pytest.fixture(scope="session")
 def site(build_log):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no line per request on stderr
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/favicon.ico":  # asked for by the browser itself, not by any page:
+                self.send_response(204)      # its 404 would race into a page's console errors
+                self.end_headers()
+                return
+            super().do_GET()
+
+    handler = functools.partial(Quiet, directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -228,7 +252,113 @@ def test_math_renders(page, site):
     assert page.locator("mjx-container").count() > 0
 
 
-@pytest.mark.parametrize("doc", ["book/intro", "book/part2/data", "book/part2/budget"])
+# ---------------------------------------------------------------------------------------
+# Reader-grade layout: equations, figures and tables fit the text column at a desktop width
+
+_SETTLE = """async () => {
+  // show what dropdowns and toggled admonitions hide, so that their content is measured too
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  await document.fonts.ready;
+  await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
+}"""
+
+_LAYOUT = """() => {
+  const article = document.querySelector('main article') || document.querySelector('main');
+  const cs = getComputedStyle(article);
+  const columnRight = article.getBoundingClientRect().right - parseFloat(cs.paddingRight);
+  const shown = e => e.getClientRects().length > 0;
+  const label = e => (e.getAttribute('aria-label') || e.textContent || '').replace(/\\s+/g, ' ').slice(0, 60);
+  const equations = [];
+  for (const e of document.querySelectorAll('main mjx-container[display="true"]')) {
+    if (!shown(e)) continue;
+    for (const box of new Set([e, e.closest('div.math') || e.parentElement])) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        equations.push(`${label(e)}: ${box.scrollWidth}px of content in a ${box.clientWidth}px box`);
+      }
+    }
+  }
+  const images = [...document.querySelectorAll('main img')]
+    .filter(i => shown(i) && i.naturalWidth > 200)
+    .map(i => ({alt: (i.alt || i.src).slice(0, 60), natural: i.naturalWidth, shown: i.clientWidth,
+                ratio: i.clientWidth / i.naturalWidth, figure: !!i.closest('figure')}));
+  const tables = [...document.querySelectorAll('main table')].filter(shown).map(t => {
+    const boxes = [t, t.closest('.pst-scrollable-table-container'), t.closest('div.cell_output')].filter(Boolean);
+    const caption = t.querySelector(':scope > caption .caption-number');
+    return {caption: caption ? caption.textContent.trim() : null,
+            text: (t.querySelector('th, td') || t).textContent.trim().slice(0, 40),
+            overflow: Math.max(t.getBoundingClientRect().right - columnRight,
+                               ...boxes.map(b => b.scrollWidth - b.clientWidth))};
+  });
+  return {equations, images, tables};
+}"""
+
+
+def _layout(pg, url: str) -> dict:
+    pg.goto(url)
+    pg.wait_for_load_state("load")
+    pg.evaluate(_SETTLE)
+    pg.wait_for_timeout(300)  # let the revealed content lay out
+    return pg.evaluate(_LAYOUT)
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_equations_figures_and_tables_fit_the_column(page, site, doc):
+    """At 1280 px: no display equation wider than its box, no image shown at less than 60% of
+    its drawn width (a figure's text would shrink with it), no table wider than the column."""
+    found = _layout(page, urljoin(site, f"{doc}.html"))
+    assert not found["equations"], f"equations wider than their box on {doc}:\n" + "\n".join(found["equations"])
+    small = [f"{i['alt']}: {i['shown']}px of {i['natural']}px" for i in found["images"] if i["ratio"] < 0.6]
+    assert not small, f"images shown at under 60% of their drawn width on {doc}:\n" + "\n".join(small)
+    wide = [f"{t['text']}: {t['overflow']:.0f}px too wide" for t in found["tables"] if t["overflow"] > 1]
+    assert not wide, f"tables wider than the text column on {doc}:\n" + "\n".join(wide)
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_figures_are_shown_at_their_drawn_size(page, site, doc):
+    """Every figure is drawn for the column it appears in: shown at (nearly) the size it was
+    drawn, so that its text appears at the font size the figure set."""
+    found = _layout(page, urljoin(site, f"{doc}.html"))
+    shrunk = [f"{i['alt']}: shown {i['shown']}px of {i['natural']}px ({i['ratio']:.2f})"
+              for i in found["images"] if i["figure"] and i["ratio"] < 0.9]
+    assert not shrunk, f"figures shrunk to the column on {doc}:\n" + "\n".join(shrunk)
+
+
+@pytest.mark.parametrize("doc", toc_pages())
+def test_tables_are_numbered_and_captioned_as_tables(page, site, doc):
+    """Every table of a page carries a caption numbered as a table, never as a figure."""
+    found = _layout(page, urljoin(site, f"{doc}.html"))
+    bad = [t["text"] for t in found["tables"] if not (t["caption"] or "").startswith("Table")]
+    assert not bad, f"tables without a 'Table N' caption on {doc}: {bad}"
+    html = (HTML / f"{doc}.html").read_text()
+    assert not re.search(r"<figure[^>]*>(?:(?!</figure>).)*<table", html, re.S), f"a table inside a figure on {doc}"
+
+
+def test_figures_are_drawn_for_the_column(page, site):
+    """``nnlab.plots.use_style`` draws a figure as wide as the column a 1280 px window gives it,
+    with fonts of at least 10 px on screen."""
+    import matplotlib.pyplot as plt
+
+    from nnlab import plots
+
+    page.goto(urljoin(site, "book/part2/depth_width.html"))
+    page.wait_for_load_state("load")
+    column = page.evaluate("""() => { const box = document.querySelector('main figure img').parentElement;
+        const cs = getComputedStyle(box);
+        return box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight); }""")
+    with plt.rc_context():
+        plots.use_style()
+        width_px = plt.rcParams["figure.figsize"][0] * plt.rcParams["figure.dpi"]
+        sizes = [plt.rcParams[k] for k in ("font.size", "axes.titlesize", "axes.labelsize", "legend.fontsize",
+                                           "xtick.labelsize", "ytick.labelsize")]
+    assert width_px == plots.TEXT_WIDTH * plots.DPI
+    assert 0.9 * column <= width_px <= column, f"figures are {width_px:.0f}px wide, the column {column}px"
+    assert all(isinstance(size, (int, float)) for size in sizes), sizes
+    assert min(sizes) * plots.DPI / 72 >= 10, f"the smallest text is {min(sizes) * plots.DPI / 72:.1f}px"
+
+
+@pytest.mark.parametrize("doc", toc_pages())
 def test_phone_width_has_no_horizontal_scroll(browser, site, doc, tmp_path):
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
     pg = ctx.new_page()

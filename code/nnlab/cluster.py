@@ -6,7 +6,7 @@ cluster is asked for: the local process pool of :mod:`nnlab.runner` never touche
 The driver (the process that runs ``nnlab train``) keeps the results store, as it does for
 local runs. Each run becomes one task that receives the experiment (put in the cluster's
 object store once), the variant name and the seed by value, runs the function it is handed
-(:func:`nnlab.runner._train_on_node`, the code of a local run) on whichever node Ray picks, and
+(``nnlab.runner._train_on_node``, the code of a local run) on whichever node Ray picks, and
 returns its result and the node it ran on; a run that fails there (it diverged, the node has
 no data) comes back as its exception with the node, so the other runs go on. A worker process
 that dies (killed, out of memory, its node lost) is retried up to :data:`MAX_RETRIES` times;
@@ -241,7 +241,7 @@ class LocalCluster:
 
     Ray replaces a ``--node-ip-address`` of 127.0.0.1 by the machine's routable address (and
     binds some servers to every interface) unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``;
-    that variable, the token and ``RAY_USAGE_STATS_ENABLED=0`` are in :attr:`env`, which a
+    that variable, the token and ``RAY_USAGE_STATS_ENABLED=0`` are in ``env``, which a
     driver needs too (``ray.init`` rewrites 127.0.0.1 in the address the same way). Use it
     as a context manager, or :meth:`start` and :meth:`stop`::
 
@@ -280,7 +280,7 @@ class LocalCluster:
         """Start the head and wait until it accepts drivers; returns its address.
 
         Ray is not imported into this process: it reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``
-        once, on import, so a driver here must have :attr:`env` in ``os.environ`` first."""
+        once, on import, so a driver here must have ``env`` in ``os.environ`` first."""
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:

@@ -14,7 +14,7 @@ import torch
 from nnlab import augment, plots
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab.book.report import candidate_rows, fmt_pm
+from nnlab.book.report import candidate_rows, fmt_pm, pct
 from nnlab.data import mnist, raw_split
 from nnlab.models import build, count_parameters
 
@@ -51,7 +51,8 @@ def plot_first_layer_filters(name: str = "cnn", seed: int | None = None):
     w = next(m for m in model if isinstance(m, torch.nn.Conv2d)).weight.detach()[:, 0]
     cols = 8
     rows = (len(w) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9))
+    cell = min(0.7, plots.TEXT_WIDTH / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell, rows * cell))
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < len(w):
@@ -61,6 +62,8 @@ def plot_first_layer_filters(name: str = "cnn", seed: int | None = None):
 
 
 def dropout_sweep_table() -> pd.DataFrame:
+    """One row per dropout probability ``p`` (the index): the last epoch's training loss and
+    training accuracy, and the validation and test accuracy (fractions)."""
     name = "dropout-sweep"
     rows = []
     for r in store.runs(name):
@@ -70,11 +73,23 @@ def dropout_sweep_table() -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("p").set_index("p")
 
 
+def dropout_sweep_report(sweep: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`dropout_sweep_table` in readers' words: p as a fraction of nine, the last
+    epoch's training loss, accuracies in %."""
+    sweep = dropout_sweep_table() if sweep is None else sweep
+    return pd.DataFrame({
+        "dropout probability p": [("0" if p == 0 else "1" if p == 1 else f"{round(9 * p)}/9") for p in sweep.index],
+        "training loss (nats)": [f"{v:.3f}" for v in sweep["train_loss"]],
+        "training accuracy (%)": [pct(v) for v in sweep["train_acc"]],
+        "validation accuracy (%)": [pct(v) for v in sweep["val_acc"]],
+        "test accuracy (%)": [pct(v) for v in sweep["test_acc"]]})
+
+
 def plot_dropout_sweep():
     import matplotlib.pyplot as plt
 
     df = dropout_sweep_table()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(plots.TEXT_WIDTH, 3.4))
     ax.plot(df.index, df.val_acc * 100, "o-", label="validation", color=plots.PALETTE[0])
     ax.plot(df.index, df.test_acc * 100, "s--", label="test", color=plots.PALETTE[1])
     ax.set_xlabel("dropout probability p (all dropout layers)")
@@ -116,7 +131,7 @@ def selection_gap() -> dict:
 def selection_gap_note() -> str:
     """Markdown sentences on :func:`selection_gap`: where picking by test would have reported more."""
     gaps = selection_gap()
-    differ = [f"`{name}` by {100 * g['gap']:.3f} points (`{g['picked_by_test']}` instead of "
+    differ = [f"`{name}` by {100 * g['gap']:.2f} points (`{g['picked_by_test']}` instead of "
               f"`{g['picked_by_val']}`)" for name, g in gaps.items() if g["picked_by_test"] != g["picked_by_val"]]
     agree = [f"`{name}`" for name, g in gaps.items() if g["picked_by_test"] == g["picked_by_val"]]
     if not differ:
@@ -217,24 +232,26 @@ def final_note(summary: dict | None = None) -> str:
                if abs(f["change_pts"]) > 2 * f["change_se_pts"] else
                "less than two standard errors: three seeds cannot tell this change from noise")
     return (f"Fitting the extra {f['val_images']:,} images {direction} mean test accuracy by "
-            f"{abs(f['change_pts']):.3f} points, seed for seed (better on {f['seeds_better']} of "
+            f"{abs(f['change_pts']):.2f} points, seed for seed (better on {f['seeds_better']} of "
             f"{f['paired']} seeds, worse on {f['seeds_worse']}); the standard error of that paired "
-            f"mean is {f['change_se_pts']:.3f} points, so the change is {verdict}.")
+            f"mean is {f['change_se_pts']:.2f} points, so the change is {verdict}.")
 
 
 def final_table() -> pd.DataFrame:
-    """Per seed and on average: test accuracy and errors of the chosen recipe fit on the
-    training split (the candidate chosen on validation) and refit on training and validation
-    images (the final model). Columns are (images fitted, measure)."""
+    """Per seed and on average: test accuracy (%) and misclassified test images of the chosen
+    recipe fit on the training split (the candidate chosen on validation) and refit on
+    training and validation images (the final model). Errors are counts for a seed and a mean
+    (one decimal) in the last row."""
     n_test = len(mnist("test")[1])
     seeds, before, after = _final_pairs()
     sizes = _fit_sizes()
-    table = {}
+    table = {"seed": [*map(str, seeds), "mean"]}
     for images, acc in ((sizes["train"], before), (sum(sizes.values()), after)):
         values = [acc[s] for s in seeds] + [statistics.fmean(acc[s] for s in seeds)]
-        table[(f"{images:,} images", "test accuracy")] = values
-        table[(f"{images:,} images", "errors")] = [(1 - a) * n_test for a in values]
-    return pd.DataFrame(table, index=pd.Index([*map(str, seeds), "mean"], name="seed"))
+        errors = [(1 - a) * n_test for a in values]
+        table[f"fit on {images:,} images: test accuracy (%)"] = [pct(a) for a in values]
+        table[f"fit on {images:,} images: errors"] = [f"{e:.0f}" for e in errors[:-1]] + [f"{errors[-1]:.1f}"]
+    return pd.DataFrame(table)
 
 
 def _seconds_per_epoch(name: str, variant: str) -> float:
@@ -262,8 +279,8 @@ def candidate_note(name: str = "cnn") -> str:
     best = max(test, key=test.get)
     if best == chosen:
         return f"The candidate chosen on validation, {chosen}, also has the highest mean test accuracy."
-    return (f"On the test set {best} scored higher than the chosen {chosen} ({test[best]:.4f} against "
-            f"{test[chosen]:.4f}, a difference of {(test[best] - test[chosen]) * 10000:.1f} test digits). The "
+    return (f"On the test set {best} scored higher than the chosen {chosen} ({pct(test[best])}% against "
+            f"{pct(test[chosen])}%, a difference of {(test[best] - test[chosen]) * 10000:.1f} test digits). The "
             f"book still reports {chosen}: switching to the test set's favourite now would be the "
             "selection on the test set whose bias is measured below.")
 
@@ -280,9 +297,10 @@ def candidate_table(name: str = "cnn") -> pd.DataFrame:
     rows = candidate_rows(name)
     for r in rows:
         r["augmentation"] = exp.train_config(exp.variant(r["candidate"])).augment
-        r["s per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
-    columns = ["parameters", "augmentation", "val accuracy", "chosen", "test accuracy", "s per epoch"]
-    return pd.DataFrame(rows).set_index("candidate")[columns]
+        r["seconds per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
+    columns = ["candidate", "parameters", "augmentation", "validation accuracy (%)", "chosen", "test accuracy (%)",
+               "seconds per epoch"]
+    return pd.DataFrame(rows)[columns]
 
 
 def final_train_acc(name: str, variant: str) -> float:
@@ -292,20 +310,26 @@ def final_train_acc(name: str, variant: str) -> float:
 
 
 def augmentation_table(name: str = "cnn") -> pd.DataFrame:
-    """Mean validation and test accuracy of the candidates with a single linear head, by
-    augmentation (rows, mildest first) and filters in the first block (columns)."""
+    """Mean validation and test accuracy (%, mean over seeds) of the candidates with a single
+    linear head, by augmentation (rows, mildest first) and filters in the first block
+    (columns)."""
     exp = E.get(name)
     means = variant_means(name)
-    cells: dict[str, dict[str, float]] = {}
+    cells: dict[str, dict[str, str]] = {}
+    widths = set()
     for v in exp.variants:
         if sum(layer.startswith("linear") for layer in v.spec) > 1:  # a hidden layer in the head
             continue
         aug, width = exp.train_config(v).augment, first_width(v.spec)
-        for m, label in (("val", "validation"), ("test", "test")):
-            cells.setdefault(aug, {})[f"{label}, {width} filters"] = means[v.name][f"{m}_acc"]
-    df = pd.DataFrame.from_dict(cells, orient="index")
-    df.index.name = "augmentation"
-    return df.loc[[k for k in augment.KINDS if k in cells], sorted(df.columns, key=lambda c: (c[0] == "t", c))]
+        widths.add(width)
+        for m in ("val", "test"):
+            cells.setdefault(aug, {})[(m, width)] = pct(means[v.name][f"{m}_acc"])
+    order = [(m, w) for m in ("val", "test") for w in sorted(widths)]
+    labels = {("val", w): f"validation, {w} filters (%)" for w in widths} | {
+        ("test", w): f"test, {w} filters (%)" for w in widths}
+    rows = [{"augmentation": aug, **{labels[k]: cells[aug].get(k, "") for k in order}}
+            for aug in augment.KINDS if aug in cells]
+    return pd.DataFrame(rows)
 
 
 def plot_candidates(name: str = "cnn"):
@@ -316,7 +340,8 @@ def plot_candidates(name: str = "cnn"):
     exp = E.get(name)
     chosen = store.chosen_variant(name)
     sizes = {"val_acc": exp.config()["data"]["val_size"], "test_acc": len(mnist("test")[1])}
-    fig, axes = plt.subplots(1, 2, figsize=(7.6, 0.55 * len(exp.variants) + 1.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH, 0.42 * len(exp.variants) + 1.2), sharey=True,
+                             layout="constrained")
     for ax, (metric, n) in zip(axes, sizes.items()):
         for i, v in enumerate(exp.variants):
             errors = [(1 - r[metric]) * n for r in store.runs(name, v.name)]
@@ -324,7 +349,7 @@ def plot_candidates(name: str = "cnn"):
             ax.plot(errors, [i] * len(errors), "o", color=colour, alpha=0.75, markersize=6)
             ax.plot([statistics.fmean(errors)] * 2, [i - 0.3, i + 0.3], "-", color=colour, linewidth=2.5)
         split = "validation" if metric == "val_acc" else "test"
-        ax.set_xlabel(f"misclassified {split} images (of {n:,})")
+        ax.set_xlabel(f"misclassified {split} images\n(of {n:,})")
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(range(len(exp.variants)), [v.name for v in exp.variants])
     axes[0].invert_yaxis()
@@ -348,6 +373,28 @@ def study_table() -> pd.DataFrame:
     df["rank after 1"] = df.epoch1.rank(ascending=False).astype(int)
     df["rank after 10"] = df.epoch10.rank(ascending=False).astype(int)
     return df
+
+
+def study_settings(configuration: str) -> str:
+    """A configuration of the ten-epoch study in words: ``dropout 0.1, learning rate 0.001, batch norm``."""
+    info = dict(E.get(STUDY).variant(configuration).info)
+    return (f"dropout {info['dropout']:g}, learning rate {info['lr']:g}, "
+            + ("batch norm" if info["batchnorm"] else "no batch norm"))
+
+
+def study_report(study: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`study_table` in readers' words: the settings of each configuration, its
+    validation accuracy (%) after one and after ten epochs with the rankings these give, and
+    its test accuracy after ten epochs."""
+    df = study_table() if study is None else study
+    return pd.DataFrame({
+        "dropout p": [f"{p:g}" for p in df["dropout"]], "learning rate": [f"{lr:g}" for lr in df["lr"]],
+        "batch norm": ["yes" if b else "no" for b in df["batchnorm"]],
+        "validation accuracy after 1 epoch (%)": [pct(v) for v in df["epoch1"]],
+        "rank after 1 epoch": df["rank after 1"].to_numpy(),
+        "validation accuracy after 10 epochs (%)": [pct(v) for v in df["epoch10"]],
+        "rank after 10 epochs": df["rank after 10"].to_numpy(),
+        "test accuracy after 10 epochs (%)": [pct(v) for v in df["test (epoch 10)"]]})
 
 
 def study_rank_correlation() -> float:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from nnlab import experiments as E
 from nnlab import plots
 from nnlab import results as store
-from nnlab.book.report import TARGETS, candidate_rows, fmt_pm
+from nnlab.book.report import TARGETS, candidate_rows, fmt_pm, pct
 from nnlab.models import build, count_parameters
 from nnlab.rules import hidden_layers, hidden_units
 
@@ -25,26 +25,31 @@ BUDGETS = (100, 200, 1000)
 
 
 def budget_results() -> pd.DataFrame:
-    """One row per budget: architecture, units, layers, parameters, accuracy over seeds."""
-    rows = []
-    for t in TARGETS[:3]:
+    """The three reported models side by side, one column per problem: architecture, size,
+    training, and accuracy over seeds against the problem's threshold and the student's run
+    (accuracies in %)."""
+    columns = {}
+    for t, budget in zip(TARGETS[:3], BUDGETS):
         exp = E.get(t.experiment)
-        model = build(exp.variant(store.chosen_variant(exp.name)).spec)
+        variant = exp.variant(store.chosen_variant(exp.name))
+        model = build(variant.spec)
         s = store.summary(t.experiment)
         v = store.summary(t.experiment, "val_acc")
-        rows.append({"problem": t.problem, "hidden widths": dict(exp.variant(store.chosen_variant(exp.name)).info)["widths"],
-                     "hidden units": hidden_units(model), "hidden layers": hidden_layers(model),
-                     "parameters": count_parameters(model), "epochs": exp.train.epochs,
-                     "val accuracy": fmt_pm(v["mean"], v["std"]), "test accuracy": fmt_pm(s["mean"], s["std"]),
-                     "worst seed": f"{s['min']:.4f}", "required": t.required, "student": t.student})
-    return pd.DataFrame(rows).set_index("problem")
+        columns[f"{t.problem}: ≤ {budget} units"] = {
+            "hidden widths": dict(variant.info)["widths"], "hidden units": str(hidden_units(model)),
+            "hidden layers": hidden_layers(model), "parameters": f"{count_parameters(model):,}",
+            "augmentation": exp.train_config(variant).augment, "epochs": exp.train_config(variant).epochs,
+            "validation accuracy (%)": fmt_pm(v["mean"], v["std"]), "test accuracy (%)": fmt_pm(s["mean"], s["std"]),
+            "worst seed, test (%)": pct(s["min"]), "required (%)": pct(t.required),
+            "student's best run (%)": pct(t.student)}
+    return pd.DataFrame(columns)
 
 
 def candidate_table() -> pd.DataFrame:
     """Candidate recipes of the multi-variant budget experiments: validation decides."""
     rows = [r for name in BUDGET_EXPERIMENTS if len(E.get(name).variants) > 1
             for r in candidate_rows(name, "augmentation")]
-    return pd.DataFrame(rows).drop(columns="parameters").set_index(["experiment", "augmentation"])
+    return pd.DataFrame(rows).drop(columns="parameters")
 
 
 def histories(name: str, variant: str | None = None) -> list[dict]:
@@ -113,6 +118,20 @@ def depth_width_table(budget: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("variant")
 
 
+def depth_width_report() -> pd.DataFrame:
+    """The three depth-versus-width sweeps in one table, in readers' words: budget, network,
+    hidden widths, parameters, validation and test accuracy (%, mean ± std over seeds)."""
+    rows = []
+    for b in BUDGETS:
+        for i, (name, r) in enumerate(depth_width_table(b).iterrows()):
+            rows.append({"budget (hidden units)": str(b) if i == 0 else "", "network": name,
+                         "hidden widths": r["widths"].replace("-", "\u2011"),  # no line break inside
+                         "parameters": int(r["parameters"]),
+                         "validation accuracy (%)": fmt_pm(r["val_mean"], r["val_std"]),
+                         "test accuracy (%)": fmt_pm(r["test_mean"], r["test_std"])})
+    return pd.DataFrame(rows)
+
+
 def depth_width_summary() -> dict:
     """For each budget: the best variant by validation accuracy, and best depth-1 vs best deeper."""
     out = {}
@@ -133,36 +152,39 @@ def depth_width_summary() -> dict:
 
 
 def plot_depth_width():
-    """Validation and test accuracy against depth, one panel per budget, equal vs tapering."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=False)
+    """Validation and test accuracy against depth, one panel per budget (two to a row, the
+    legend in the spare cell), equal vs tapering widths."""
+    fig, axes, spare = plots.panel_grid(len(BUDGETS), panel_height=2.6)
+    styles = (("equal", "o", "equal widths"), ("taper", "s", "tapering"))
     for ax, b in zip(axes, BUDGETS):
         df = depth_width_table(b)
-        for k, (shape, marker) in enumerate((("equal", "o"), ("taper", "s"))):
+        for k, (shape, marker, name) in enumerate(styles):
             sub = df[[i.startswith(shape) or (shape == "taper" and d == 1)
                       for i, d in zip(df.index, df.depth)]].sort_values("depth")
-            for metric, colour, offset in (("val", plots.PALETTE[0 + 2 * k], -0.06), ("test", plots.PALETTE[1 + 2 * k], 0.06)):
+            for metric, split, colour, offset in (("val", "validation", plots.PALETTE[0 + 2 * k], -0.06),
+                                                  ("test", "test", plots.PALETTE[1 + 2 * k], 0.06)):
                 ax.errorbar(sub.depth + offset + 0.03 * k, sub[f"{metric}_mean"] * 100, yerr=sub[f"{metric}_std"] * 100,
-                            marker=marker, color=colour, capsize=3, label=f"{shape}, {metric}")
+                            marker=marker, ms=4, color=colour, capsize=3, label=f"{name}, {split}")
         ax.set_title(f"budget {b} hidden units")
         ax.set_xlabel("hidden layers")
         ax.set_xticks([1, 2, 3, 4])
-    axes[0].set_ylabel("accuracy (%)")
-    axes[-1].legend(fontsize=8, loc="lower left")
+    for ax in axes[::2]:
+        ax.set_ylabel("accuracy (%)")
+    plots.legend(fig, axes, spare)
     return fig
 
 
 def ablation_table() -> pd.DataFrame:
-    """The 100-unit ablation: one change at a time from the problem set's recipe."""
+    """The 100-unit ablation: one change at a time from the problem set's recipe. Accuracies
+    in % (mean ± std over seeds); ``test_mean`` keeps the mean test accuracy as a number."""
     name = "mlp-ablation"
     rows = []
     for v in E.get(name).variants:
         test = store.summary(name, "test_acc", v.name)
         val = store.summary(name, "val_acc", v.name)
-        rows.append({"recipe": dict(v.info)["label"], "val accuracy": fmt_pm(val["mean"], val["std"]),
-                     "test accuracy": fmt_pm(test["mean"], test["std"]), "test_mean": test["mean"]})
-    return pd.DataFrame(rows).set_index("recipe")
+        rows.append({"recipe": dict(v.info)["label"], "validation accuracy (%)": fmt_pm(val["mean"], val["std"]),
+                     "test accuracy (%)": fmt_pm(test["mean"], test["std"]), "test_mean": test["mean"]})
+    return pd.DataFrame(rows)
 
 
 def rank_agreement(budget: int) -> float:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnlab import conv
-from nnlab.plots import PALETTE
+from nnlab.plots import PALETTE, TEXT_WIDTH, panel_grid
 
 
 def stack_sizes(size: int, layers: int, kernel: int = 3, padding: int = 0, stride: int = 1) -> list[int]:
@@ -213,8 +213,8 @@ def plot_padding_stack(image: torch.Tensor, layers: tuple[int, ...] = (0, 3, 6, 
     errors = [padded[k] - box_blur_stack(F.pad(x, (k,) * 4, value=background), k, 0)[-1] for k in layers]
     limit = max(float(e.abs().max()) for e in errors) or 1.0
     size = x.shape[-1]
-    labels = ("zero padding (p=1)", "no padding (valid)", "padding error")
-    fig, axes = plt.subplots(3, len(layers), figsize=(1.7 * len(layers), 5.9))
+    labels = ("zero padding\n(p = 1)", "no padding\n(valid)", "padding error")
+    fig, axes = plt.subplots(3, len(layers), figsize=(TEXT_WIDTH, 5.3), layout="constrained")
     for c, k in enumerate(layers):
         for r in range(3):
             ax = axes[r, c]
@@ -228,7 +228,7 @@ def plot_padding_stack(image: torch.Tensor, layers: tuple[int, ...] = (0, 3, 6, 
         for r, stack in enumerate((padded, valid)):
             ax = axes[r, c]
             if k >= len(stack):
-                ax.set_title(f"{k} layers: none", fontsize=9)
+                ax.set_title(f"{k} layers\nnone left", fontsize=9)
                 continue
             img = stack[k][0, 0].numpy()
             off = (size - img.shape[0]) / 2
@@ -236,13 +236,13 @@ def plot_padding_stack(image: torch.Tensor, layers: tuple[int, ...] = (0, 3, 6, 
                       extent=(off, off + img.shape[1], off + img.shape[0], off))
             ax.add_patch(plt.Rectangle((off, off), img.shape[1], img.shape[0], fill=False,
                                        edgecolor=PALETTE[0 if r == 0 else 3], lw=1.2))
-            ax.set_title(f"{k} layers: {img.shape[0]}×{img.shape[1]}", fontsize=9)
+            ax.set_title(f"{k} layers\n{img.shape[0]}×{img.shape[1]}", fontsize=9)
         im = axes[2, c].imshow(errors[c][0, 0].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
                                extent=(0, size, size, 0))
         axes[2, c].set_title(f"{k} layers", fontsize=9)
     for r, label in enumerate(labels):
         axes[r, 0].set_ylabel(label, fontsize=9)
-    fig.colorbar(im, ax=axes[2, :], shrink=0.9, label="padded − continued")
+    fig.colorbar(im, ax=axes[2, :], shrink=0.6, location="bottom", label="padded − continued")
     return fig
 
 
@@ -255,17 +255,17 @@ def plot_border_distortion(curves: dict[str, torch.Tensor]):
     Returns:
         The matplotlib figure.
     """
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), sharey=True, squeeze=False)
-    for ax, (title, err) in zip(axes[0], curves.items()):
+    fig, axes, _ = panel_grid(len(curves), panel_height=2.9, sharey=True)
+    for ax, (title, err) in zip(axes, curves.items()):
         d = np.arange(err.shape[1])
         for layer in range(err.shape[0]):
             ax.plot(d, err[layer].numpy(), marker="o", ms=3, color=PALETTE[layer % len(PALETTE)],
                     label=f"after layer {layer + 1}")
-        ax.set_xlabel("distance to the nearest edge (pixels)")
-        ax.set_title(title)
+        ax.set_xlabel("distance to the nearest edge\n(pixels)")
+        ax.set_title(title.replace(" (", "\n("), fontsize=10)
         ax.set_xlim(-0.3, min(err.shape[1] - 1, 2 * err.shape[0] + 2) + 0.3)
-    axes[0][0].set_ylabel("mean |padded − reference|\n/ mean |reference|")
-    axes[0][0].legend()
+    axes[0].set_ylabel("mean |padded − reference|\n/ mean |reference|")
+    axes[0].legend()
     return fig
 
 

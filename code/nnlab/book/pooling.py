@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import math
+import re
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnlab.data import normalisation, raw_split
-from nnlab.plots import PALETTE
+from nnlab.plots import PALETTE, TEXT_WIDTH, legend, panel_grid
 
 # Problems 3D/3E: a 3x3 block of ones in each corner of a 4x4 image.
 PROBLEM_MATRICES = torch.tensor([
@@ -86,7 +87,7 @@ def plot_pooled_matrices(pooled: dict[str, torch.Tensor]):
     """
     rows = list(pooled)
     n = pooled[rows[0]].shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(2.0 * n, 1.9 * len(rows)))
+    fig, axes = plt.subplots(len(rows), n, figsize=(TEXT_WIDTH, 1.45 * len(rows) + 0.3), layout="constrained")
     for r, name in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
@@ -198,7 +199,7 @@ def to_network_scale(images: torch.Tensor) -> torch.Tensor:
 
 
 def plot_perturbations(image: torch.Tensor, settings: Sequence[tuple[str, float]], seed: int = 0):
-    """One digit under several perturbations, side by side.
+    """One digit under several perturbations, four to a row.
 
     Args:
         image: ``(1, 1, 28, 28)`` in [0, 1].
@@ -210,10 +211,15 @@ def plot_perturbations(image: torch.Tensor, settings: Sequence[tuple[str, float]
     """
     labels = {"shift": "shift {:g} px", "rotate": "rotated {:g}°", "noise": "noise σ={:g}",
               "dropout": "{:.0%} dropped"}
-    fig, axes = plt.subplots(1, len(settings), figsize=(1.45 * len(settings), 1.8))
-    for ax, (kind, level) in zip(np.atleast_1d(axes), settings):
+    cols = min(4, len(settings))
+    rows = math.ceil(len(settings) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(TEXT_WIDTH, 1.5 * cols), 1.75 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel()[len(settings):]:
+        ax.remove()
+    for ax, (kind, level) in zip(axes.ravel(), settings):
         ax.imshow(perturb(image, kind, level, seed)[0, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title("original" if not level else labels[kind].format(level), fontsize=9)
+        ax.set_title("original" if not level else labels[kind].format(level), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
@@ -301,19 +307,14 @@ def feature_change(images: torch.Tensor, levels: dict[str, Sequence[float]],
     return pd.DataFrame(rows)
 
 
-UNITS = {"shift": "shift (pixels)", "rotate": "rotation (degrees)", "noise": "noise standard deviation (pixel scale 0-1)",
-         "dropout": "fraction of pixels set to 0"}
+UNITS = {"shift": "shift (pixels)", "rotate": "rotation (degrees)",
+         "noise": "noise standard deviation\n(pixel scale 0 to 1)", "dropout": "share of pixels set to 0"}
 
 
 def _panels(n: int, sharey: bool):
-    """A grid of ``n`` panels, two per row when there are more than two."""
-    cols = n if n <= 2 else 2
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows), sharey=sharey, squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        ax.remove()
-    return fig, flat[:n], [axes[r, 0] for r in range(rows)]
+    """A grid of ``n`` panels, two to a row, as wide as the text column."""
+    fig, axes, _ = panel_grid(n, panel_height=2.5, sharey=sharey)
+    return fig, axes, axes[::2]
 
 
 def plot_feature_change(table: pd.DataFrame, metric: str = "relative_change"):
@@ -338,7 +339,7 @@ def plot_feature_change(table: pd.DataFrame, metric: str = "relative_change"):
     for ax in left:
         ax.set_ylabel("relative change of features" if metric == "relative_change"
                       else "cosine similarity to clean")
-    axes[0].legend(fontsize=9)
+    legend(fig, axes)
     return fig
 
 
@@ -465,7 +466,7 @@ def plot_robustness(summary: pd.DataFrame):
         ax.set_xticks(sorted(set(part["level"])))
     for ax in left:
         ax.set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=9)
+    legend(fig, axes)
     return fig
 
 
@@ -499,13 +500,11 @@ def ablation_table(experiment: str = "pooling-ablation") -> pd.DataFrame:
     rows = []
     for v in exp.variants:
         s = store.summary(experiment, "test_acc", v.name)
-        rows.append({"variant": v.name, "downsampling": dict(v.info).get("downsampling", ""),
+        rows.append({"variant": v.name, "downsampling": re.sub(r"(\d)x(\d)", "\\1×\\2", dict(v.info).get("downsampling", "")),
                      "parameters": count_parameters(build(v.spec)),
                      "test accuracy (%)": f"{100 * s['mean']:.2f}\u00a0±\u00a0{100 * s['std']:.2f}",
                      "seeds": ", ".join(map(str, s["seeds"]))})
-    table = pd.DataFrame(rows).set_index("variant")
-    table.index.name = None
-    return table
+    return pd.DataFrame(rows)
 
 
 class _Normalise(nn.Module):

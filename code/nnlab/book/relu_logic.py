@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nnlab.plots import PALETTE
+from nnlab.plots import PALETTE, TEXT_WIDTH
 
 INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 TARGETS = {"or": np.array([0, 1, 1, 1]), "and": np.array([0, 0, 0, 1]),
@@ -207,7 +207,7 @@ def draw_network(layers: Layers, title: str = "", input_names: Sequence[str] = (
         The figure.
     """
     sizes = [layers[0][0].shape[0]] + [w.shape[1] for w, _ in layers]
-    fig, ax = plt.subplots(figsize=(1.9 * len(sizes) + 0.6, 2.7))
+    fig, ax = plt.subplots(figsize=(min(TEXT_WIDTH, 1.9 * len(sizes) + 0.6), 2.7))
     pos = {}
     for li, n in enumerate(sizes):
         for j in range(n):
@@ -258,8 +258,8 @@ def plot_regions(panels: Sequence[tuple[str, Layers]], span: tuple[float, float]
     ticks = np.linspace(*span, resolution)
     gx, gy = np.meshgrid(ticks, ticks[::-1])
     grid = np.stack([gx.ravel(), gy.ravel()], 1)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.8, 3.3), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.0), squeeze=False, sharey=True,
+                             layout="constrained")
     im = None
     for ax, (title, layers) in zip(axes[0], panels):
         out = evaluate(layers, grid).reshape(resolution, resolution)

@@ -29,7 +29,7 @@ from nnlab.playground.network import (
 )
 from nnlab.playground.studies import ORDERS, DyingReluResult
 from nnlab.playground.training import History
-from nnlab.plots import PALETTE
+from nnlab.plots import PALETTE, TEXT_WIDTH, legend, panel_grid
 
 # -1 orange, 0 white, +1 blue: Playground's colours, taken from the book's palette
 LABEL_CMAP = LinearSegmentedColormap.from_list("nnlab_labels", [PALETTE[1], "#ffffff", PALETTE[0]])
@@ -88,7 +88,7 @@ def plot_activation_derivatives(activations: Sequence[str] = ("relu", "sigmoid",
         The figure.
     """
     s = np.linspace(-span, span, 1201)
-    fig, ax = plt.subplots(figsize=(5.6, 3.0))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH, 3.0))
     for colour, name in zip(PALETTE, activations):
         d = activation_derivative(name, s, activate(name, s))
         ax.plot(s, d, color=colour, label=name)
@@ -102,9 +102,10 @@ def plot_activation_derivatives(activations: Sequence[str] = ("relu", "sigmoid",
 def plot_boundaries(panels: Sequence[tuple], data: Dataset | None, activation: str = "relu",
                     run: int = 0, resolution: int = 121, show_test: bool = False,
                     extent: float | Sequence[float] | None = None):
-    """Decision-boundary heatmaps side by side: the network output over the plane.
+    """Decision-boundary heatmaps: the network output over the plane.
 
-    The colour is the output in [-1, 1] (orange -1, blue +1), the black line the boundary
+    Up to two panels stand side by side; more wrap into rows of two, with the colour bar in
+    the spare cell. The colour is the output in [-1, 1] (orange -1, blue +1), the black line the boundary
     ``out = 0``; dots are the training points coloured by label.
 
     Args:
@@ -120,13 +121,17 @@ def plot_boundaries(panels: Sequence[tuple], data: Dataset | None, activation: s
         The figure.
     """
     ext = _extent(extent, data)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 0.8, 3.5), squeeze=False)
+    n = len(panels)
+    fig, axes, spare = panel_grid(n, cols=2, panel_height=3.0 if n <= 2 else 2.9)
     im = None
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes, panels):
         title, params = panel[0], panel[1]
         act = panel[2] if len(panel) > 2 else activation
         im = _draw_boundary(ax, params, act, data, run, resolution, title, show_test, 12, ext)
-    fig.colorbar(im, ax=list(axes[0]), label="network output", shrink=0.85)
+    if spare is not None:
+        fig.colorbar(im, cax=spare.inset_axes([0.15, 0.12, 0.07, 0.76]), label="network output")
+    else:
+        fig.colorbar(im, ax=axes, label="network output", shrink=0.85)
     return fig
 
 
@@ -153,7 +158,7 @@ def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int 
     _, act = forward(select_run(params, run), grid, activation)
     layers = act[1:]
     cols = max(a.shape[-1] for a in layers)
-    fig, axes = plt.subplots(len(layers), cols, figsize=(1.45 * cols + 0.6, 1.5 * len(layers)),
+    fig, axes = plt.subplots(len(layers), cols, figsize=(min(TEXT_WIDTH, 1.45 * cols + 0.6), 1.5 * len(layers)),
                              squeeze=False)
     for li, a in enumerate(layers):
         for j in range(cols):
@@ -187,24 +192,25 @@ def plot_losses(histories: dict[str, History], logy: bool = True):
     Returns:
         The figure.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), sharey=True)
-    for ax, key in zip(axes, ("train_loss", "test_loss")):
+    fig, axes, _ = panel_grid(2, panel_height=2.8, sharey=True)
+    for ax, (key, title) in zip(axes, (("train_loss", "training loss"), ("test_loss", "test loss"))):
         for colour, (name, h) in zip(PALETTE, histories.items()):
             curve = getattr(h, key)
             _band(ax, np.arange(curve.shape[1]), curve, colour, name)
-        ax.set_xlabel("iteration (passes over the training points)")
-        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("iteration\n(passes over the training points)")
+        ax.set_title(title)
         if logy:
             ax.set_yscale("log")
     axes[0].set_ylabel("loss, mean of ½(out − y)²")
-    axes[0].legend()
+    if len(histories) > 1:
+        legend(fig, axes)
     return fig
 
 
 def plot_grad_norms(histories: dict[str, History], logx: bool = False):
     """Per-layer gradient norms ``||dL/dW_l||`` over training, one panel per history.
 
-    Median over runs (line) and min-max band; ``L`` is the mean loss on the training points.
+    Panels stand two to a row, the legend in the spare cell when there is one. Median over runs (line) and min-max band; ``L`` is the mean loss on the training points.
 
     Args:
         histories: named histories.
@@ -213,9 +219,9 @@ def plot_grad_norms(histories: dict[str, History], logx: bool = False):
     Returns:
         The figure.
     """
-    fig, axes = plt.subplots(1, len(histories), figsize=(3.5 * len(histories) + 0.5, 3.2), squeeze=False,
-                             sharey=True)
-    for ax, (name, h) in zip(axes[0], histories.items()):
+    n = len(histories)
+    fig, axes, spare = panel_grid(n, panel_height=3.0 if n == 1 else 2.6, sharey=True)
+    for ax, (name, h) in zip(axes, histories.items()):
         it = np.arange(h.grad_norm.shape[1])
         first = 1 if logx else 0
         n_layers = h.grad_norm.shape[2]
@@ -227,8 +233,12 @@ def plot_grad_norms(histories: dict[str, History], logx: bool = False):
             ax.set_xscale("log")
         ax.set_title(name)
         ax.set_xlabel("iteration")
-    axes[0][0].set_ylabel("gradient norm ‖∂L/∂W‖")
-    axes[0][0].legend()
+    for ax in axes[::2]:
+        ax.set_ylabel("gradient norm ‖∂L/∂W‖")
+    if spare is not None:
+        legend(fig, axes, spare)
+    else:
+        axes[0].legend()
     return fig
 
 
@@ -264,7 +274,7 @@ def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] |
                        ext)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
         plt.close(fig)
@@ -309,23 +319,23 @@ def plot_dying_relu(result: DyingReluResult):
         The figure.
     """
     epochs = result.points_seen / 1000
-    panels = [("dead_fraction", "share of hidden units dead"), ("test_accuracy", "test accuracy"),
-              ("output_bias", "output bias")]
-    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
-    for ax, (key, label) in zip(axes, panels):
-        arr = getattr(result, key)
+    panels = [("dead_fraction", "hidden units dead (%)", 100), ("test_accuracy", "test accuracy (%)", 100),
+              ("output_bias", "output bias", 1)]
+    fig, axes, spare = panel_grid(len(panels))
+    for ax, (key, label, scale) in zip(axes, panels):
+        arr = scale * getattr(result, key)
         for o, (name, colour) in enumerate(zip(result.orders, (PALETTE[3], PALETTE[0]))):
             ax.plot(epochs, arr[o].mean(0), color=colour, label=name)
             lo, hi = np.percentile(arr[o], [10, 90], axis=0)
             ax.fill_between(epochs, lo, hi, color=colour, alpha=0.2, lw=0)
-        ax.set_xlabel("epochs (passes over the 1000 points)")
+        ax.set_xlabel("epochs (passes over the\n1000 points)")
         ax.set_ylabel(label)
-    axes[0].legend(title="order")
+    legend(fig, axes, spare, title="order")
     return fig
 
 
 def plot_dying_grid(grid: dict[str, np.ndarray]):
-    """Heatmaps of the final dead-unit share over widths and learning rates, one per order.
+    """Heatmaps of the final share of dead units (%) over widths and learning rates, one per order.
 
     Args:
         grid: from :func:`~nnlab.playground.studies.dying_relu_grid`.
@@ -333,20 +343,20 @@ def plot_dying_grid(grid: dict[str, np.ndarray]):
     Returns:
         The figure.
     """
-    dead = grid["dead_fraction"]
-    fig, axes = plt.subplots(1, len(ORDERS), figsize=(4.0 * len(ORDERS) + 0.8, 3.0))
+    dead = 100 * grid["dead_fraction"]
+    fig, axes = plt.subplots(1, len(ORDERS), figsize=(TEXT_WIDTH, 3.0), layout="constrained")
     im = None
     for o, ax in enumerate(axes):
-        im = ax.imshow(dead[:, :, o], cmap="Oranges", vmin=0, vmax=max(0.5, dead.max()),
+        im = ax.imshow(dead[:, :, o], cmap="Oranges", vmin=0, vmax=max(50, dead.max()),
                        origin="lower", aspect="auto")
         for i in range(dead.shape[0]):
             for j in range(dead.shape[1]):
-                ax.text(j, i, f"{dead[i, j, o]:.2f}", ha="center", va="center", fontsize=9)
+                ax.text(j, i, f"{dead[i, j, o]:.1f}", ha="center", va="center", fontsize=9)
         ax.set_xticks(range(dead.shape[1]), [f"{lr:g}" for lr in grid["learning_rates"]])
         ax.set_yticks(range(dead.shape[0]), [str(w) for w in grid["widths"]])
         ax.set_xlabel("learning rate")
         ax.set_ylabel("units per hidden layer")
         ax.set_title(f"{ORDERS[o]} order")
         ax.grid(False)
-    fig.colorbar(im, ax=list(axes), label="share of hidden units dead")
+    fig.colorbar(im, ax=list(axes), label="hidden units dead (%)")
     return fig
