@@ -100,7 +100,7 @@ def _chapter_titles() -> list[str]:
     titles = []
     for f in files:
         heading = next(line for line in (ROOT / f"{f}.md").read_text().splitlines() if line.startswith("# "))
-        titles.append(heading[2:].strip())
+        titles.append(heading[2:].strip().replace("`", ""))  # Markdown code marks print as plain text
     return titles
 
 
