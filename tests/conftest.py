@@ -158,3 +158,12 @@ def built_package(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     return {"wheel": wheel, "sdist": sdist, "site": site}
+
+
+@pytest.fixture(scope="session")
+def build_log() -> str:
+    """The strict build of the book, run once per session for every test module that needs
+    the site (test_book's pages and browser checks, test_publish's figures)."""
+    from test_book import run_build
+
+    return run_build()

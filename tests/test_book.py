@@ -48,8 +48,8 @@ def toc_pages() -> list[str]:
     return pages
 
 
-@pytest.fixture(scope="session")
-def build_log() -> str:
+def run_build() -> str:
+    """The strict build (once per session, through the ``build_log`` fixture of conftest.py)."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
     if OUTPUT == ROOT:
         subprocess.run([sys.executable, "-m", "nnlab.book", "prepare"], cwd=ROOT, check=True, env=env)

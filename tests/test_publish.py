@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_book import build_log  # noqa: F401  (the built site, for its figures)
 
 from nnlab.book import build as book_build
 from nnlab.data import MNIST_MD5

@@ -26,7 +26,7 @@ from nnlab import experiments as E
 from nnlab import results as store
 from nnlab.models import ModelDataMismatch, SpecError, build, check_fits, count_parameters
 from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units
-from nnlab.train import DivergedError, pick_device, show_progress, train
+from nnlab.train import DivergedError, pick_device, progress_class, show_progress, train
 
 
 def default_jobs(device: str | torch.device | None = None) -> int:
@@ -193,7 +193,7 @@ def _in_pool(exp, todo, dev, resume, jobs, show):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from tqdm.auto import tqdm
+    tqdm = progress_class()
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                initargs=(os.getpid(),))
@@ -252,7 +252,7 @@ def _on_cluster(exp, todo, device, address, show):
     GPU. Every record names the node that trained it (``record["node"]``); a failed run comes
     with ``{"node": ...}`` for its record. Outstanding tasks are cancelled on any interruption.
     """
-    from tqdm.auto import tqdm
+    tqdm = progress_class()
 
     from nnlab import cluster
 

@@ -204,6 +204,20 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and "ipykernel" not in sys.modules
 
 
+def progress_class():
+    """tqdm's widget bar inside Jupyter when ipywidgets is installed, its text bar everywhere
+    else (``tqdm.auto`` would warn in a notebook without widgets)."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+    return tqdm
+
+
 def _convolutions(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
 
@@ -347,7 +361,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             after the last epoch. A run of fewer steps is not judged on its accuracy: it may
             still be warming up.
     """
-    from tqdm.auto import tqdm
+    tqdm = progress_class()
 
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     data = as_splits(MNIST if data is None else data)

@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository: code/nnlab/book/bu
 INPUTS = ("code/nnlab", "results", "book/appendix/course_example")
 
 
-def input_files(root: Path = ROOT) -> list[Path]:
-    """Every file :func:`inputs_hash` reads: under :data:`INPUTS`, without caches, locks,
-    checkpoints and the temporary files of interrupted writes."""
+def input_files(root: Path | None = None) -> list[Path]:
+    """Every file :func:`inputs_hash` reads: under :data:`INPUTS` of ``root`` (the repository
+    by default), without caches, locks, checkpoints and the temporary files of interrupted
+    writes."""
+    root = ROOT if root is None else root
     files = []
     for base in (root / name for name in INPUTS):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
@@ -33,17 +35,20 @@ def input_files(root: Path = ROOT) -> list[Path]:
     return files
 
 
-def inputs_hash(root: Path = ROOT) -> str:
+def inputs_hash(root: Path | None = None) -> str:
     """sha256 of every file under ``code/nnlab``, ``results`` and the example course that the
-    reuse appendix runs (names and contents)."""
+    reuse appendix runs (names and contents), in ``root`` (the repository by default)."""
+    root = ROOT if root is None else root
     h = hashlib.sha256()
     for f in input_files(root):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def prepare(build_dir: Path = ROOT / "_build") -> bool:
-    """Clear the execution cache if the inputs changed; returns True if it was cleared."""
+def prepare(build_dir: Path | None = None) -> bool:
+    """Clear the execution cache in ``build_dir`` (the repository's ``_build`` by default) if
+    the inputs changed; returns True if it was cleared."""
+    build_dir = ROOT / "_build" if build_dir is None else build_dir
     stamp = build_dir / ".nnlab-inputs"
     new = inputs_hash()
     old = stamp.read_text().strip() if stamp.exists() else None

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nnlab import augment, plots
 from nnlab import experiments as E
+from nnlab import plots
 from nnlab import results as store
 from nnlab.book.report import candidate_rows, fmt_pm, pct
 from nnlab.data import mnist, raw_split
@@ -128,12 +128,33 @@ def selection_gap() -> dict:
     return out
 
 
+SWEEP_WORDS = {"cnn": "the CNN's candidates", "dropout-sweep": "the dropout sweep",
+               "depth-width-100": "the depth-versus-width sweep at 100 hidden units",
+               "depth-width-200": "the sweep at 200 units", "depth-width-1000": "the sweep at 1000 units"}
+
+
+def variant_words(name: str, variant: str) -> str:
+    """A variant of a stored sweep in readers' words: hidden widths (``50-50``), a CNN
+    candidate (:func:`candidate_label`) or a dropout probability (``p = 4/9``)."""
+    exp = E.get(name)
+    v = exp.variant(variant)
+    if name == "cnn":
+        return candidate_label(name, variant)
+    info = dict(v.info)
+    if "p" in info:
+        return f"p = {round(9 * info['p'])}/9" if 0 < info["p"] < 1 else f"p = {info['p']:g}"
+    widths = [layer.split()[1] for layer in v.spec if layer.startswith("linear")][:-1]
+    return "hidden layers " + "-".join(widths)
+
+
 def selection_gap_note() -> str:
-    """Markdown sentences on :func:`selection_gap`: where picking by test would have reported more."""
+    """Markdown sentences on :func:`selection_gap`, in readers' words (:data:`SWEEP_WORDS`):
+    where picking by test would have reported more."""
     gaps = selection_gap()
-    differ = [f"`{name}` by {100 * g['gap']:.2f} points (`{g['picked_by_test']}` instead of "
-              f"`{g['picked_by_val']}`)" for name, g in gaps.items() if g["picked_by_test"] != g["picked_by_val"]]
-    agree = [f"`{name}`" for name, g in gaps.items() if g["picked_by_test"] == g["picked_by_val"]]
+    differ = [f"{SWEEP_WORDS[name]} by {100 * g['gap']:.2f} points ({variant_words(name, g['picked_by_test'])} "
+              f"instead of {variant_words(name, g['picked_by_val'])})"
+              for name, g in gaps.items() if g["picked_by_test"] != g["picked_by_val"]]
+    agree = [SWEEP_WORDS[name] for name, g in gaps.items() if g["picked_by_test"] == g["picked_by_val"]]
     if not differ:
         return f"In every stored sweep ({', '.join(agree)}) the two picks happen to agree."
     sentence = ("Over the stored sweeps, the candidate with the best test accuracy beats the one chosen on "
@@ -277,12 +298,31 @@ def candidate_note(name: str = "cnn") -> str:
     chosen = store.chosen_variant(name)
     test = {v: m["test_acc"] for v, m in variant_means(name).items()}
     best = max(test, key=test.get)
+    words = {v: candidate_label(name, v) for v in test}
     if best == chosen:
-        return f"The candidate chosen on validation, {chosen}, also has the highest mean test accuracy."
-    return (f"On the test set {best} scored higher than the chosen {chosen} ({pct(test[best])}% against "
+        return f"The candidate chosen on validation ({words[chosen]}) also has the highest mean test accuracy."
+    return (f"On the test set, {words[best]} scored higher than the chosen {words[chosen]} ({pct(test[best])}% against "
             f"{pct(test[chosen])}%, a difference of {(test[best] - test[chosen]) * 10000:.1f} test digits). The "
-            f"book still reports {chosen}: switching to the test set's favourite now would be the "
+            "book still reports its choice: switching to the test set's favourite now would be the "
             "selection on the test set whose bias is measured below.")
+
+
+def candidate_pairs_in_images(name: str = "cnn") -> dict:
+    """Each one-change pair of :data:`CANDIDATE_PAIRS` on the validation split, in images:
+    ``mean`` (the changed candidate's validation errors saved, mean over seeds of the paired
+    difference), ``better``/``worse`` (seeds on which it saved/cost images). ``seed_sd`` is the
+    median over candidates of the standard deviation of validation errors over seeds, the
+    noise a one-change difference must be compared with."""
+    n_val = E.get(name).config()["data"]["val_size"]
+    acc = {v.name: {r["seed"]: r["val_acc"] for r in store.runs(name, v.name)} for v in E.get(name).variants}
+    out = {}
+    for key, (changed, base) in CANDIDATE_PAIRS.items():
+        d = np.array([acc[changed][s] - acc[base][s] for s in sorted(acc[base])]) * n_val
+        out[key] = {"mean": float(d.mean()), "better": int((d > 0.5).sum()), "worse": int((d < -0.5).sum()),
+                    "seeds": len(d)}
+    out["seed_sd"] = float(np.median([np.std(list(a.values()), ddof=1) * n_val for a in acc.values()]))
+    out["val_images"] = n_val
+    return out
 
 
 def first_width(spec) -> int:
@@ -290,46 +330,50 @@ def first_width(spec) -> int:
     return next(m.out_channels for m in build(spec) if isinstance(m, torch.nn.Conv2d))
 
 
-def candidate_table(name: str = "cnn") -> pd.DataFrame:
-    """The CNN's candidates (size and augmentation): validation accuracy decides; test accuracy
-    is shown after the choice."""
+# The candidates in the rounds they were added: each round was designed after the validation
+# results of the rounds before it (see the comment on CNN_CANDIDATES in nnlab.book.experiments).
+CNN_ROUNDS = {1: ("w32", "w32-fc256", "w48"), 2: ("w32-elastic", "w48-elastic"), 3: ("w32-shift", "w48-shift")}
+AUGMENTATION_WORDS = {"none": "none", "shift": "whole-pixel shifts", "affine": "affine (shift, rotation, scale)",
+                      "elastic": "affine + smooth 4×4 displacement field"}
+
+
+def candidate_label(name: str, variant: str) -> str:
+    """A candidate in a few words: ``48 filters, shifts`` (``+ hidden 256`` for a hidden head layer)."""
     exp = E.get(name)
-    rows = candidate_rows(name)
-    for r in rows:
-        r["augmentation"] = exp.train_config(exp.variant(r["candidate"])).augment
-        r["seconds per epoch"] = round(_seconds_per_epoch(name, r["candidate"]))
-    columns = ["candidate", "parameters", "augmentation", "validation accuracy (%)", "chosen", "test accuracy (%)",
-               "seconds per epoch"]
-    return pd.DataFrame(rows)[columns]
+    v = exp.variant(variant)
+    short = {"none": "no distortions", "shift": "shifts", "affine": "affine", "elastic": "affine + field"}
+    head = " + hidden 256" if sum(layer.startswith("linear") for layer in v.spec) > 1 else ""
+    return f"{first_width(v.spec)} filters{head}, {short[exp.train_config(v).augment]}"
+
+
+def candidate_rounds(name: str = "cnn") -> pd.DataFrame:
+    """Every candidate of the CNN, by round, in readers' words: filters of the first block, the
+    head, the distortions of the training images, parameters, validation accuracy (%, mean ±
+    std over seeds: this decides), the choice, and test accuracy (%, shown after the choice)."""
+    exp = E.get(name)
+    by_name = {r["candidate"]: r for r in candidate_rows(name)}
+    listed = [v for vs in CNN_ROUNDS.values() for v in vs]
+    missing = sorted({v.name for v in exp.variants} - set(listed))
+    if missing:
+        raise ValueError(f"candidates {missing} of {name!r} are in no round of CNN_ROUNDS; add them")
+    rows = []
+    for rnd, names in CNN_ROUNDS.items():
+        for n in names:
+            v, r = exp.variant(n), by_name[n]
+            hidden = sum(layer.startswith("linear") for layer in v.spec) > 1
+            rows.append({"round": rnd, "filters in the first block": first_width(v.spec),
+                         "head": "hidden layer of 256" if hidden else "one linear layer",
+                         "training images distorted by": AUGMENTATION_WORDS[exp.train_config(v).augment],
+                         "parameters": f"{r['parameters']:,}",
+                         "validation accuracy (%)": r["validation accuracy (%)"], "chosen": r["chosen"],
+                         "test accuracy (%)": r["test accuracy (%)"]})
+    return pd.DataFrame(rows)
 
 
 def final_train_acc(name: str, variant: str) -> float:
     """Mean over seeds of the last epoch's training accuracy (on that epoch's distorted images,
     with dropout active)."""
     return statistics.fmean(r["history"]["train_acc"][-1] for r in store.runs(name, variant))
-
-
-def augmentation_table(name: str = "cnn") -> pd.DataFrame:
-    """Mean validation and test accuracy (%, mean over seeds) of the candidates with a single
-    linear head, by augmentation (rows, mildest first) and filters in the first block
-    (columns)."""
-    exp = E.get(name)
-    means = variant_means(name)
-    cells: dict[str, dict[str, str]] = {}
-    widths = set()
-    for v in exp.variants:
-        if sum(layer.startswith("linear") for layer in v.spec) > 1:  # a hidden layer in the head
-            continue
-        aug, width = exp.train_config(v).augment, first_width(v.spec)
-        widths.add(width)
-        for m in ("val", "test"):
-            cells.setdefault(aug, {})[(m, width)] = pct(means[v.name][f"{m}_acc"])
-    order = [(m, w) for m in ("val", "test") for w in sorted(widths)]
-    labels = {("val", w): f"validation, {w} filters (%)" for w in widths} | {
-        ("test", w): f"test, {w} filters (%)" for w in widths}
-    rows = [{"augmentation": aug, **{labels[k]: cells[aug].get(k, "") for k in order}}
-            for aug in augment.KINDS if aug in cells]
-    return pd.DataFrame(rows)
 
 
 def plot_candidates(name: str = "cnn"):
@@ -351,7 +395,7 @@ def plot_candidates(name: str = "cnn"):
         split = "validation" if metric == "val_acc" else "test"
         ax.set_xlabel(f"misclassified {split} images\n(of {n:,})")
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(range(len(exp.variants)), [v.name for v in exp.variants])
+    axes[0].set_yticks(range(len(exp.variants)), [candidate_label(name, v.name) for v in exp.variants])
     axes[0].invert_yaxis()
     return fig
 
@@ -365,7 +409,7 @@ def study_table() -> pd.DataFrame:
     rows = []
     for v in E.get(STUDY).variants:
         rs = store.runs(STUDY, v.name)
-        rows.append({"configuration": v.name, **{k: val for k, val in v.info},
+        rows.append({"configuration": v.name, "l2": 0.0, **{k: val for k, val in v.info},
                      "epoch1": statistics.fmean(r["history"]["val_acc"][0] for r in rs),
                      "epoch10": statistics.fmean(r["history"]["val_acc"][-1] for r in rs),
                      "test (epoch 10)": statistics.fmean(r["test_acc"] for r in rs)})
@@ -379,7 +423,8 @@ def study_settings(configuration: str) -> str:
     """A configuration of the ten-epoch study in words: ``dropout 0.1, learning rate 0.001, batch norm``."""
     info = dict(E.get(STUDY).variant(configuration).info)
     return (f"dropout {info['dropout']:g}, learning rate {info['lr']:g}, "
-            + ("batch norm" if info["batchnorm"] else "no batch norm"))
+            + ("batch norm" if info["batchnorm"] else "no batch norm")
+            + (f", L2 λ = {info['l2']:g}" if info.get("l2") else ", no L2"))
 
 
 def study_report(study: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -390,6 +435,7 @@ def study_report(study: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame({
         "dropout p": [f"{p:g}" for p in df["dropout"]], "learning rate": [f"{lr:g}" for lr in df["lr"]],
         "batch norm": ["yes" if b else "no" for b in df["batchnorm"]],
+        "L2 λ": [f"{w:g}" if w else "0" for w in df["l2"]],
         "validation accuracy after 1 epoch (%)": [pct(v) for v in df["epoch1"]],
         "rank after 1 epoch": df["rank after 1"].to_numpy(),
         "validation accuracy after 10 epochs (%)": [pct(v) for v in df["epoch10"]],
@@ -397,20 +443,199 @@ def study_report(study: pd.DataFrame | None = None) -> pd.DataFrame:
         "test accuracy after 10 epochs (%)": [pct(v) for v in df["test (epoch 10)"]]})
 
 
-def study_rank_correlation() -> float:
-    """Spearman correlation between the one-epoch and ten-epoch validation rankings."""
-    df = study_table()
-    return float(np.corrcoef(df.epoch1.rank(), df.epoch10.rank())[0, 1])
+def _spearman(a, b) -> float:
+    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
+
+
+def _study_accuracies() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Configurations, and their validation accuracy after epoch 1 and after epoch 10 as
+    configurations x seeds arrays (seeds in the experiment's order)."""
+    exp = E.get(STUDY)
+    names = [v.name for v in exp.variants]
+    first, last = [], []
+    for v in names:
+        by_seed = {r["seed"]: r["history"]["val_acc"] for r in store.runs(STUDY, v)}
+        first.append([by_seed[s][0] for s in exp.seeds])
+        last.append([by_seed[s][-1] for s in exp.seeds])
+    return names, np.array(first), np.array(last)
+
+
+def study_rank_interval(trials: int = 4000, seed: int = 0) -> dict:
+    """How firmly the study's seeds pin down the rank correlation.
+
+    ``per_seed``: the correlation computed within each seed alone. ``low``/``high``: a 95%
+    percentile bootstrap interval for the correlation of the seed means, resampling each
+    configuration's seeds with replacement (the noise of training, with the configurations
+    fixed). ``within_images``: how many configurations lie within ``image_gap`` validation
+    images of the best ten-epoch mean, where ``image_gap`` is twice the median standard
+    deviation over seeds of a configuration's ten-epoch validation errors.
+    """
+    _, first, last = _study_accuracies()
+    n_val = E.get(STUDY).config()["data"]["val_size"]
+    rng = np.random.default_rng(seed)
+    k, s = first.shape
+    boot = []
+    for _ in range(trials):
+        pick = rng.integers(s, size=(k, s))
+        a = np.take_along_axis(first, pick, 1).mean(1)
+        b = np.take_along_axis(last, pick, 1).mean(1)
+        if np.ptp(a) > 0 and np.ptp(b) > 0:
+            boot.append(_spearman(a, b))
+    sd_images = float(np.median(last.std(1, ddof=1))) * n_val
+    means_images = last.mean(1) * n_val
+    gap = 2 * sd_images
+    return {"rho": _spearman(first.mean(1), last.mean(1)),
+            "per_seed": [_spearman(first[:, j], last[:, j]) for j in range(s)],
+            "low": float(np.percentile(boot, 2.5)), "high": float(np.percentile(boot, 97.5)),
+            "seeds": s, "configurations": k, "seed_sd_images": sd_images, "image_gap": gap,
+            "within_gap": int((means_images >= means_images.max() - gap).sum())}
 
 
 def study_best(column: str) -> str:
     return str(study_table()[column].idxmax())
 
 
+# One change each from the study's reference configuration.
+STUDY_CHANGES = {"no_bn": ("w8-p0.1-lr1e-3-noBN", "batch norm removed"),
+                 "no_dropout": ("w8-p0-lr1e-3", "dropout removed (p = 0.1 → 0)"),
+                 "heavy_dropout": ("w8-p0.5-lr1e-3", "heavier dropout (p = 0.1 → 0.5)"),
+                 "l2": ("w8-p0.1-lr1e-3-l2=5e-4", "L2 regularisation added (λ = 5·10⁻⁴)"),
+                 "lr_high": ("w8-p0.1-lr1e-2", "learning rate × 10"),
+                 "lr_low": ("w8-p0.1-lr3e-4", "learning rate ÷ 3.3")}
+
+
 def study_effects() -> dict:
-    """Ten-epoch validation accuracy of one-change variants minus the reference configuration."""
-    df = study_table()
-    ref = df.loc[STUDY_REFERENCE, "epoch10"]
-    names = {"no_bn": "w8-p0.1-lr1e-3-noBN", "no_dropout": "w8-p0-lr1e-3", "heavy_dropout": "w8-p0.5-lr1e-3",
-             "lr_high": "w8-p0.1-lr1e-2", "lr_low": "w8-p0.1-lr3e-4"}
-    return {k: float(df.loc[v, "epoch10"] - ref) for k, v in names.items()}
+    """Per one-change configuration (:data:`STUDY_CHANGES`): its ten-epoch validation accuracy
+    minus the reference's on the same seed, as ``mean``, ``std`` over seeds, the standard
+    error ``se``, and ``better``/``worse``: on how many seeds the change helped or hurt."""
+    names, _, last = _study_accuracies()
+    ref = last[names.index(STUDY_REFERENCE)]
+    out = {}
+    for key, (variant, _) in STUDY_CHANGES.items():
+        d = last[names.index(variant)] - ref
+        out[key] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)),
+                    "se": float(d.std(ddof=1) / len(d) ** 0.5), "better": int((d > 0).sum()),
+                    "worse": int((d < 0).sum()), "seeds": len(d)}
+    return out
+
+
+def study_effects_report(effects: dict | None = None) -> pd.DataFrame:
+    """:func:`study_effects` in readers' words: change, mean ± std over seeds of the paired
+    difference in validation accuracy (points), seeds better/worse, and whether the mean is
+    more than two standard errors from zero."""
+    eff = study_effects() if effects is None else effects
+    rows = []
+    for key, (_, words) in STUDY_CHANGES.items():
+        e = eff[key]
+        rows.append({"change from the reference": words,
+                     "validation accuracy change (points), mean ± std": f"{100 * e['mean']:+.2f} ± {100 * e['std']:.2f}",
+                     "seeds better / worse": f"{e['better']} / {e['worse']}",
+                     "beyond 2 standard errors": "yes" if abs(e["mean"]) > 2 * e["se"] else "no"})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# Dropout in front of batch norm: what the running statistics learn
+# --------------------------------------------------------------------------------------
+
+BN_STATS = "dropout-bn-statistics"
+BN_IMAGES = 10_000  # training images the corrected statistics are estimated on
+
+
+def sweep_val_loss(p: float) -> float:
+    """Validation loss (nats per image) of the dropout sweep's run at probability ``p``."""
+    exp = E.get("dropout-sweep")
+    return next(r["val_loss"] for r in store.runs("dropout-sweep")
+                if abs(dict(exp.variant(r["variant"]).info)["p"] - p) < 1e-6)
+
+
+@torch.inference_mode()
+def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2500) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy in nats) of ``model`` as it stands (eval mode)."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(x), batch):
+        out = model(x[i:i + batch])
+        correct += int((out.argmax(1) == y[i:i + batch]).sum())
+        loss += float(torch.nn.functional.cross_entropy(out, y[i:i + batch], reduction="sum"))
+    return correct / len(x), loss / len(x)
+
+
+@torch.inference_mode()
+def reestimate_bn(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.nn.Module:
+    """Replace every batch-norm layer's running mean and variance by their averages over the
+    batches of ``x`` passed through the network as it runs at evaluation (dropout off).
+
+    The weights are untouched: only the statistics that evaluation divides by change.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all batches, not an exponential one
+        m.train()
+    for i in range(0, len(x), batch):
+        model(x[i:i + batch])
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def variance_ratio(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Median over channels of running variance / actual variance of the input of the first
+    batch-norm layer that follows a dropout layer, on images ``x`` at evaluation (dropout off).
+
+    Above 1, the stored statistics expect more spread than evaluation delivers, and the layer
+    shrinks every normalised activation by the square root of the ratio.
+    """
+    layers = list(model)
+    first_dropout = next(i for i, m in enumerate(layers) if isinstance(m, torch.nn.Dropout))
+    bn = next(m for m in layers[first_dropout:] if isinstance(m, torch.nn.BatchNorm2d))
+    seen = {}
+    handle = bn.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    model.eval()
+    model(x)
+    handle.remove()
+    actual = seen["x"].var(dim=(0, 2, 3))
+    return float((bn.running_var / actual).median())
+
+
+def bn_statistics_table(images: int = BN_IMAGES) -> pd.DataFrame:
+    """One row per (p, seed) of :data:`BN_STATS`: the last epoch's training accuracy (dropout
+    active), validation accuracy and loss with the running statistics learned in training
+    (``stored``) and re-estimated without dropout on the first ``images`` training images
+    (``fixed``), and the variance ratio of the first batch norm after a dropout (stored
+    statistics, validation images)."""
+    x_train, _ = mnist("train")
+    x_val, y_val = mnist("val")
+    exp = E.get(BN_STATS)
+    rows = []
+    for r in store.runs(BN_STATS):
+        model = store.load_model(BN_STATS, r["seed"], r["variant"])
+        p = dict(exp.variant(r["variant"]).info)["p"]
+        ratio = variance_ratio(model, x_val[:2000])
+        acc, loss = _evaluate(model, x_val, y_val)
+        fixed_acc, fixed_loss = _evaluate(reestimate_bn(model, x_train[:images]), x_val, y_val)
+        rows.append({"p": p, "seed": r["seed"], "train_acc": r["history"]["train_acc"][-1],
+                     "val_acc": acc, "val_loss": loss, "fixed_val_acc": fixed_acc, "fixed_val_loss": fixed_loss,
+                     "variance_ratio": ratio})
+    return pd.DataFrame(rows).sort_values(["p", "seed"]).reset_index(drop=True)
+
+
+def bn_statistics_report(table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`bn_statistics_table` in readers' words: per p, mean ± std over seeds."""
+    t = bn_statistics_table() if table is None else table
+    rows = []
+    def pm(values: pd.Series, scale: float = 100.0, fmt: str = ".2f") -> str:
+        v = values.to_numpy() * scale
+        return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
+
+    for p, g in t.groupby("p"):
+        rows.append({"dropout p": f"{round(9 * p):d}/9" if 0 < p < 1 else f"{p:g}",
+                     "training accuracy, dropout on (%)": pm(g.train_acc),
+                     "running / actual variance": pm(g.variance_ratio, 1.0, ".3g"),
+                     "validation accuracy, statistics from training (%)": pm(g.val_acc),
+                     "validation loss (nats)": pm(g.val_loss, 1.0, ".3g"),
+                     "validation accuracy, statistics re-estimated (%)": pm(g.fixed_val_acc),
+                     "validation loss re-estimated (nats)": pm(g.fixed_val_loss, 1.0, ".3g")})
+    return pd.DataFrame(rows)

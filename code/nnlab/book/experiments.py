@@ -178,6 +178,20 @@ register(Experiment(
     seeds=(0,), rules=P.CNN_1M, save_weights=False,
     keep_failed=True))  # p = 1 zeroes every feature: a chance-level run, shown on purpose
 
+# Why the sweep's largest probabilities fail at evaluation: the same one-epoch runs with their
+# weights kept, so the chapter can evaluate each trained model twice, with the batch-norm
+# running statistics learned under dropout and with statistics re-estimated without it.
+register(Experiment(
+    name="dropout-bn-statistics", chapter="book/part3/cnn",
+    purpose="Three points of the dropout sweep (p = 4/9, 8/9, 1) trained again over two seeds with their "
+            "weights kept, to measure how dropout in front of batch norm skews its running statistics.",
+    variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
+                           info=(("p", round(p, 6)),))
+                   for p in (4 / 9, 8 / 9, 1.0)),
+    train=replace(_CNN_BEST_RECIPE, epochs=1),
+    seeds=(0, 1), rules=P.CNN_1M,
+    keep_failed=True))  # p = 1 learns nothing by construction
+
 
 # --------------------------------------------------------------------------------------
 # Part III: pooling and invariance (problems 3D-3F)
@@ -208,10 +222,12 @@ register(Experiment(
     train=POOLING_RECIPE, seeds=(0, 1, 2), rules=R.NONE, save_weights=True))
 
 
-def _study_variant(name: str, width: int, dropout: float, lr: float, batchnorm: bool = True) -> Variant:
-    cfg = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=lr)
+def _study_variant(name: str, width: int, dropout: float, lr: float, batchnorm: bool = True,
+                   l2: float = 0.0) -> Variant:
+    cfg = TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=lr, weight_decay=l2)
+    info = (("width", width), ("dropout", dropout), ("lr", lr), ("batchnorm", int(batchnorm)))
     return Variant(name, cnn_spec(dropout, width, batchnorm), cfg,
-                   info=(("width", width), ("dropout", dropout), ("lr", lr), ("batchnorm", int(batchnorm))))
+                   info=info + ((("l2", l2),) if l2 else ()))
 
 
 register(Experiment(
@@ -225,6 +241,8 @@ register(Experiment(
         _study_variant("w8-p0.1-lr3e-4", 8, 0.1, 3e-4),
         _study_variant("w8-p0.1-lr1e-2", 8, 0.1, 1e-2),
         _study_variant("w8-p0.1-lr1e-3-noBN", 8, 0.1, 1e-3, batchnorm=False),
+        # L2 regularisation (Adam's coupled weight decay: the gradient of (l2/2)·||w||² added)
+        _study_variant("w8-p0.1-lr1e-3-l2=5e-4", 8, 0.1, 1e-3, l2=5e-4),
     ),
-    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0,),
+    train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0, 1, 2),
     rules=R.Rules("3G layer types", P.CNN_LAYERS, max_parameters=1_000_000), save_weights=False))
