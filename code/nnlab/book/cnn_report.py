@@ -447,72 +447,57 @@ def _spearman(a, b) -> float:
     return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
 
 
-def _study_accuracies() -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Configurations, and their validation accuracy after epoch 1 and after epoch 10 as
-    configurations x seeds arrays (seeds in the experiment's order)."""
-    exp = E.get(STUDY)
-    names = [v.name for v in exp.variants]
-    first, last = [], []
-    for v in names:
-        by_seed = {r["seed"]: r["history"]["val_acc"] for r in store.runs(STUDY, v)}
-        first.append([by_seed[s][0] for s in exp.seeds])
-        last.append([by_seed[s][-1] for s in exp.seeds])
-    return names, np.array(first), np.array(last)
-
-
 def study_rank_interval(trials: int = 4000, seed: int = 0) -> dict:
-    """How firmly the study's seeds pin down the rank correlation.
+    """How firmly the study pins down the rank correlation between one-epoch and ten-epoch
+    validation accuracy.
 
-    ``per_seed``: the correlation computed within each seed alone. ``low``/``high``: a 95%
-    percentile bootstrap interval for the correlation of the seed means, resampling each
-    configuration's seeds with replacement (the noise of training, with the configurations
-    fixed). ``within_images``: how many configurations lie within ``image_gap`` validation
-    images of the best ten-epoch mean, where ``image_gap`` is twice the median standard
-    deviation over seeds of a configuration's ten-epoch validation errors.
+    The study has one seed per configuration, so the interval resamples configurations:
+    ``low``/``high`` is a 95% percentile bootstrap interval for Spearman's correlation over
+    configurations drawn with replacement (draws with a constant column are skipped).
+    ``seed_sd_images`` is the seed-to-seed standard deviation of validation errors of the
+    study's reference CNN (:data:`REGULARISERS`, three seeds), and ``within_gap`` counts the
+    configurations whose ten-epoch validation errors lie within twice that of the best.
     """
-    _, first, last = _study_accuracies()
-    n_val = E.get(STUDY).config()["data"]["val_size"]
+    df = study_table()
+    first, last = df.epoch1.to_numpy(), df.epoch10.to_numpy()
     rng = np.random.default_rng(seed)
-    k, s = first.shape
+    k = len(df)
     boot = []
     for _ in range(trials):
-        pick = rng.integers(s, size=(k, s))
-        a = np.take_along_axis(first, pick, 1).mean(1)
-        b = np.take_along_axis(last, pick, 1).mean(1)
-        if np.ptp(a) > 0 and np.ptp(b) > 0:
-            boot.append(_spearman(a, b))
-    sd_images = float(np.median(last.std(1, ddof=1))) * n_val
-    means_images = last.mean(1) * n_val
-    gap = 2 * sd_images
-    return {"rho": _spearman(first.mean(1), last.mean(1)),
-            "per_seed": [_spearman(first[:, j], last[:, j]) for j in range(s)],
-            "low": float(np.percentile(boot, 2.5)), "high": float(np.percentile(boot, 97.5)),
-            "seeds": s, "configurations": k, "seed_sd_images": sd_images, "image_gap": gap,
-            "within_gap": int((means_images >= means_images.max() - gap).sum())}
+        pick = rng.integers(k, size=k)
+        if np.ptp(first[pick]) > 0 and np.ptp(last[pick]) > 0:
+            boot.append(_spearman(first[pick], last[pick]))
+    n_val = E.get(STUDY).config()["data"]["val_size"]
+    ref = [r["val_acc"] for r in store.runs(REGULARISERS, "reference")]
+    sd_images = float(np.std(ref, ddof=1)) * n_val
+    errors = (1 - last) * n_val
+    return {"rho": _spearman(first, last), "low": float(np.percentile(boot, 2.5)),
+            "high": float(np.percentile(boot, 97.5)), "configurations": k, "seed_sd_images": sd_images,
+            "image_gap": 2 * sd_images, "within_gap": int((errors <= errors.min() + 2 * sd_images).sum())}
 
 
 def study_best(column: str) -> str:
     return str(study_table()[column].idxmax())
 
 
-# One change each from the study's reference configuration.
-STUDY_CHANGES = {"no_bn": ("w8-p0.1-lr1e-3-noBN", "batch norm removed"),
-                 "no_dropout": ("w8-p0-lr1e-3", "dropout removed (p = 0.1 → 0)"),
-                 "heavy_dropout": ("w8-p0.5-lr1e-3", "heavier dropout (p = 0.1 → 0.5)"),
-                 "l2": ("w8-p0.1-lr1e-3-l2=5e-4", "L2 regularisation added (λ = 5·10⁻⁴)"),
-                 "lr_high": ("w8-p0.1-lr1e-2", "learning rate × 10"),
-                 "lr_low": ("w8-p0.1-lr3e-4", "learning rate ÷ 3.3")}
+REGULARISERS = "cnn-regularisers"
+# One change each from the reference configuration: (variant, the change in words).
+STUDY_CHANGES = {"no_bn": ("no-batch-norm", "batch norm removed"),
+                 "no_dropout": ("no-dropout", "dropout removed (p = 0.1 → 0)"),
+                 "l2": ("l2=5e-4", "L2 regularisation added (λ = 5·10⁻⁴)")}
 
 
 def study_effects() -> dict:
-    """Per one-change configuration (:data:`STUDY_CHANGES`): its ten-epoch validation accuracy
-    minus the reference's on the same seed, as ``mean``, ``std`` over seeds, the standard
-    error ``se``, and ``better``/``worse``: on how many seeds the change helped or hurt."""
-    names, _, last = _study_accuracies()
-    ref = last[names.index(STUDY_REFERENCE)]
+    """Per one-change variant of :data:`REGULARISERS` (:data:`STUDY_CHANGES`): its validation
+    accuracy minus the reference's on the same seed, as ``mean``, ``std`` over seeds, the
+    standard error ``se``, and ``better``/``worse``: on how many seeds the change helped or
+    hurt."""
+    acc = {v.name: {r["seed"]: r["val_acc"] for r in store.runs(REGULARISERS, v.name)}
+           for v in E.get(REGULARISERS).variants}
+    ref = acc["reference"]
     out = {}
     for key, (variant, _) in STUDY_CHANGES.items():
-        d = last[names.index(variant)] - ref
+        d = np.array([acc[variant][s] - ref[s] for s in sorted(ref)])
         out[key] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)),
                     "se": float(d.std(ddof=1) / len(d) ** 0.5), "better": int((d > 0).sum()),
                     "worse": int((d < 0).sum()), "seeds": len(d)}
