@@ -57,12 +57,19 @@ def signal_propagation(activation: str, gain: float, depth: int = 30, width: int
 
 def scale_study(depth: int = 30, width: int = 256, seed: int = 0) -> pd.DataFrame:
     """:func:`signal_propagation` for every activation and scale of :data:`SCALES`, stacked
-    with ``activation`` and ``scale`` columns."""
-    frames = []
-    for activation in ACTIVATIONS:
-        for name, gain in SCALES.items():
-            t = signal_propagation(activation, gain, depth, width, seed=seed)
-            frames.append(t.assign(activation=activation, scale=name))
+    with ``activation`` and ``scale`` columns.
+
+    Runs on one thread: these small products are several times faster without thread
+    contention on a busy machine. The previous thread count is restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frames = [signal_propagation(activation, gain, depth, width, seed=seed)
+                  .assign(activation=activation, scale=name)
+                  for activation in ACTIVATIONS for name, gain in SCALES.items()]
+    finally:
+        torch.set_num_threads(threads)
     return pd.concat(frames, ignore_index=True)
 
 
