@@ -102,7 +102,7 @@ def plot_scale_study(study: pd.DataFrame):
         for name in SCALES:
             t = study[(study.activation == activation) & (study.scale == name)]
             ax.semilogy(t["layer"], t[column], label=name)
-        ax.set_title(f"{activation}: {labels[column]}")
+        ax.set_title(f"{ {'tanh': 'tanh', 'relu': 'ReLU'}[activation]}: {labels[column]}")
         ax.set_xlabel("layer")
     plots.legend(fig, axes, spare)
     return fig
