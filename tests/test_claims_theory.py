@@ -202,3 +202,15 @@ def test_max_pooling_beats_strides_under_shifts():
     for level in (2, 3):
         test = invariance.compare_variants(robust, "shift", level, "stride-2", "max-pool")
         assert test["t"] > 0 and test["p"] < 0.05
+
+
+def test_noise_moves_max_pooled_features_more_than_averaged_or_unpooled_ones():
+    from nnlab.book import pooling
+
+    images, _ = pooling.digit_subset(300)
+    change = pooling.feature_change(images, {"noise": [0, 0.2]}, poolings=("no pooling", "average 2×2", "max 2×2"))
+
+    def at(name):
+        return pooling.pick(change, "relative_change", perturbation="noise", level=0.2, pooling=name)
+
+    assert at("max 2×2") > at("no pooling") > at("average 2×2")
