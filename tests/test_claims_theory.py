@@ -214,3 +214,9 @@ def test_noise_moves_max_pooled_features_more_than_averaged_or_unpooled_ones():
         return pooling.pick(change, "relative_change", perturbation="noise", level=0.2, pooling=name)
 
     assert at("max 2×2") > at("no pooling") > at("average 2×2")
+
+
+def test_welch_p_value_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for t, df in [(2.0, 3.25), (3.7, 2.5), (7.4, 3.4), (0.5, 10.0)]:
+        assert invariance.student_t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), abs=1e-8)

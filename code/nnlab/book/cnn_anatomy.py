@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy import signal
 from torch import nn
 
 from nnlab import conv
@@ -38,10 +37,27 @@ def cross_correlation_loops(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -
 
 
 def true_convolution(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Convolution in the mathematical sense, ``y[o] = sum_c (x[c] * w[o, c])`` with the kernel
-    flipped, from SciPy's ``signal.convolve2d`` (``mode="valid"``), an independent reference."""
-    return np.stack([sum(signal.convolve2d(x[c], w[o, c], mode="valid") for c in range(x.shape[0]))
-                     for o in range(w.shape[0])])
+    """Convolution in the mathematical sense, coded from its definition:
+    ``(x * w)[i, j] = sum_{u, v} w[u, v] x[i - u, j - v]``, summed over input channels, keeping
+    the outputs whose window lies inside the image (``"valid"``, like ``F.conv2d`` without
+    padding). Written independently of PyTorch, with no kernel flip in the code.
+
+    Args:
+        x: ``(C_in, H, W)``; w: ``(C_out, C_in, k, k)``.
+
+    Returns:
+        ``(C_out, H - k + 1, W - k + 1)``.
+    """
+    c_out, c_in, k, _ = w.shape
+    h, wd = x.shape[1:]
+    full = np.zeros((c_out, h + k - 1, wd + k - 1))
+    for o in range(c_out):
+        for i in range(h + k - 1):
+            for j in range(wd + k - 1):
+                full[o, i, j] = sum(w[o, c, u, v] * x[c, i - u, j - v]
+                                    for c in range(c_in) for u in range(k) for v in range(k)
+                                    if 0 <= i - u < h and 0 <= j - v < wd)
+    return full[:, k - 1:h, k - 1:wd]
 
 
 def correlation_checks(seed: int = 0) -> dict[str, float]:
@@ -49,9 +65,9 @@ def correlation_checks(seed: int = 0) -> dict[str, float]:
 
     Returns:
         ``loops``: largest difference between ``F.conv2d`` and :func:`cross_correlation_loops`;
-        ``flipped``: between ``F.conv2d`` with the kernel flipped in both axes and SciPy's
-        convolution; ``unflipped``: between ``F.conv2d`` with the kernel as given and SciPy's
-        convolution (large: they are different operations).
+        ``flipped``: between ``F.conv2d`` with the kernel flipped in both axes and
+        :func:`true_convolution`; ``unflipped``: between ``F.conv2d`` with the kernel as given
+        and :func:`true_convolution` (large: they are different operations).
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 6, 6, generator=g, dtype=torch.float64)
