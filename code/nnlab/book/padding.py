@@ -2,8 +2,9 @@
 
 A convolution that only visits windows lying entirely inside the image ("valid") shrinks
 the image by ``kernel - 1`` pixels per layer and visits border pixels far less often than
-central ones. Zero padding keeps the size and lets every pixel sit in as many windows as
-any other, at a price: the windows near the border see zeros that are not part of the
+central ones. Zero padding keeps the size, and evens out how often pixels are visited
+(completely only with "full" padding of ``kernel - 1``; "same" padding narrows the gap without
+closing it), at a price: the windows near the border see zeros that are not part of the
 image, so the outputs there differ from what the same filter gives where the image really
 continues. The functions below compute each of these effects.
 """
@@ -313,3 +314,45 @@ def problem_facts(size: int = 20, kernel: int = 8, digit: int = 28, digit_kernel
                   "digit_corner_cov": int(pixel_coverage(digit, digit_kernel)[0, 0]),
                   "digit_centre_cov": digit_kernel**2})
     return facts
+
+
+#: The three classic paddings of a stride-1 convolution with an odd kernel ``k``, as the
+#: zeros added on each side: none, the "same" padding that keeps the size, and "full".
+PADDINGS = {"valid": lambda k: 0, "same": lambda k: (k - 1) // 2, "full": lambda k: k - 1}
+
+
+def coverage_by_padding(size: int, kernel: int) -> dict[str, torch.Tensor]:
+    """:func:`pixel_coverage` of a ``size x size`` image under each padding of :data:`PADDINGS`.
+
+    Returns:
+        ``{"valid": counts, "same": counts, "full": counts}``, each ``(size, size)``.
+    """
+    return {name: pixel_coverage(size, kernel, pad(kernel)) for name, pad in PADDINGS.items()}
+
+
+def coverage_facts(size: int, kernel: int) -> dict[str, int]:
+    """Windows containing the corner pixel, an edge pixel (middle of the top row) and the
+    central pixel under each padding: keys ``{padding}_{corner|edge|centre}``."""
+    facts = {}
+    for name, counts in coverage_by_padding(size, kernel).items():
+        facts.update({f"{name}_corner": int(counts[0, 0]), f"{name}_edge": int(counts[0, size // 2]),
+                      f"{name}_centre": int(counts[size // 2, size // 2])})
+    return facts
+
+
+def plot_coverage(size: int = 6, kernel: int = 3):
+    """Heat maps of :func:`coverage_by_padding`, one panel per padding, each pixel annotated
+    with the number of windows that contain it."""
+    maps = coverage_by_padding(size, kernel)
+    fig, axes, _ = panel_grid(len(maps), cols=len(maps), panel_height=2.3)
+    top = max(int(m.max()) for m in maps.values())
+    for ax, (name, counts) in zip(axes, maps.items()):
+        ax.imshow(counts.numpy(), cmap="viridis", vmin=0, vmax=top)
+        for (i, j), v in np.ndenumerate(counts.numpy()):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v < 0.6 * top else "black")
+        ax.set_title(f"{name} (padding {PADDINGS[name](kernel)})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    return fig
