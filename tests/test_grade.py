@@ -123,9 +123,9 @@ SUBMISSIONS = {
             return Smooth()
         """),
     "diverges": f"from torch import nn\n\ndef build():\n    return {MLP}\n\n"
-                "def recipe():\n    return {{'optimizer': 'sgd', 'lr': 1e6, 'momentum': 0.0}}\n",
+                "def recipe():\n    return {'optimizer': 'sgd', 'lr': 1e6, 'momentum': 0.0}\n",
     "too_long": f"from torch import nn\n\ndef build():\n    return {MLP}\n\n"
-                "def recipe():\n    return {{'epochs': 50}}\n",
+                "def recipe():\n    return {'epochs': 50}\n",
 }
 
 
@@ -158,6 +158,7 @@ def graded(tmp_path_factory):
             (cls / f"{name}.py").write_text(source)
     labels = next((data_root() / "MNIST").rglob("t10k-labels*"))
     (cls / "snoop.py").write_text(_snoop(labels))
+    (cls / "good_again.py").write_text(SUBMISSIONS["good"])
     (root / "problem.toml").write_text(PROBLEM)
     out = root / "out"
     rc = cli.main(["grade", str(root / "problem.toml"), str(cls), "--out", str(out), "--jobs", "2"])
@@ -170,12 +171,13 @@ def _req(report: dict, key: str) -> dict:
 
 
 def _failed(report: dict) -> list[str]:
-    return [r["requirement"] for r in report["requirements"] if not r["passed"]]
+    """The requirements failed, not counting those left unchecked by an earlier failure."""
+    return [r["requirement"] for r in G.failures(report)]
 
 
 def test_grading_completes_with_a_report_for_every_submission(graded, capsys):
     assert graded["rc"] == 0
-    assert set(graded["reports"]) == set(SUBMISSIONS) | {"snoop"}
+    assert set(graded["reports"]) == set(SUBMISSIONS) | {"snoop", "good_again"}
     for name in graded["reports"]:
         assert (graded["out"] / name / "report.md").read_text().startswith(f"# {name}: problem T1")
 
@@ -194,9 +196,9 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
     ("syntax", "loads", "syntax error in model.py, line 3"),
     ("forbidden", "loads", "imports subprocess, which this problem forbids"),
     ("missing", "loads", "could not import not_a_real_module"),
-    ("loop", "runs within its limits", "CPU-time limit of 8 s"),
-    ("memory", "runs within its limits", "memory limit of 768 MiB"),
-    ("shape", "outputs", "output shape (500, 7), expected (500, 10)"),
+    ("loop", "runs within its limits", "CPU-time limit of 8 s (an endless loop or a very slow model?), during build()"),
+    ("memory", "runs within its limits", "ran out of its memory limit of 768 MiB"),
+    ("shape", "outputs", "the model outputs (2, 7), not (2, 10)"),
     ("nonfinite", "outputs", "500 of 500 outputs are not finite"),
     ("illegal", "rules", "Sigmoid not allowed"),
     ("sneaky_order", "rules", "200 hidden units, more than the 100 allowed"),
@@ -216,7 +218,7 @@ def test_reading_the_test_labels_or_the_network_is_refused_and_reported(graded):
     report = graded["reports"]["snoop"]
     reason = _req(report, "stays in its folder")["reason"]
     assert not report["passed"] and f"reading {graded['labels'].resolve()}" in reason
-    assert "opening a network socket" in reason
+    assert "a network name lookup" in reason
     assert _req(report, "accuracy")["passed"]  # it carried on; the refusal still fails it
 
 
@@ -224,15 +226,16 @@ def test_class_summary_lists_everyone(graded):
     rows = list(csv.DictReader((graded["out"] / "summary.csv").open()))
     assert [r["submission"] for r in rows] == sorted(graded["reports"])
     passed = {r["submission"] for r in rows if r["passed"] == "True"}
-    assert passed == {"good"}
+    assert passed == {"good", "good_again"}
     md = (graded["out"] / "summary.md").read_text()
-    assert "1 of 15 submission(s) passed" in md and "| sneaky_order | no |" in md
+    assert "2 of 16 submission(s) passed" in md and "| sneaky_order | no |" in md
 
 
 def test_grading_is_deterministic(graded):
-    again = G.grade(G.load_problem(graded["root"] / "problem.toml"), [graded["class"] / "good"])[0]
-    assert G.without_timing(again) == G.without_timing(graded["reports"]["good"])
-    assert again["timing"]["training_seconds"]
+    """The same submission graded twice (by two children) gives the same report, timings apart."""
+    good, again = graded["reports"]["good"], dict(graded["reports"]["good_again"], submission="good")
+    assert G.without_timing(again) == G.without_timing(good)
+    assert good["timing"]["training_seconds"]["0"] > 0
 
 
 def test_the_child_never_receives_test_labels(tmp_path):
@@ -326,20 +329,27 @@ def test_book_definitions_agree_with_the_book():
         assert grading.definition(target.problem).read_text() == grading.PROBLEMS[target.problem].to_toml()
 
 
-@pytest.mark.slow
 def test_the_books_own_models_pass_their_problems(tmp_path):
+    """Evaluation only: the MLPs on the whole test set; the CNN, whose 10,000 forward passes
+    take minutes on one thread, on its first 2,000 images."""
     from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
 
     from nnlab.book import grading
     from nnlab.book import problems as P
 
-    def one(target):
-        folder = grading.export_submission(target.experiment, tmp_path / target.problem)
+    def one(target, folder):
         assert sorted(p.name for p in folder.iterdir()) == ["model.py", "weights.safetensors"]
-        return G.grade(grading.PROBLEMS[target.problem], [folder])[0]
+        problem = grading.PROBLEMS[target.problem]
+        if problem.rules.max_parameters is not None:  # the CNN
+            problem = replace(problem, test_size=2000)
+        return G.grade(problem, [folder])[0]
 
+    folders = [grading.export_submission(t.experiment, tmp_path / t.problem) for t in P.TARGETS]
     with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(one, P.TARGETS))
+        reports = list(pool.map(one, P.TARGETS, folders))
     for target, report in zip(P.TARGETS, reports):
         assert report["passed"], (target.problem, report["requirements"])
-        assert report["accuracy"]["mean"] >= target.required and report["accuracy"]["test_images"] == 10_000
+        assert report["accuracy"]["mean"] >= target.required
+        assert report["accuracy"]["test_images"] == (2000 if target.problem == "3G" else 10_000)
+        assert report["isolation"]["test labels"].startswith("never given")

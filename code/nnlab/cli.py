@@ -121,7 +121,7 @@ def _grade(args) -> int:
         acc = (r.get("accuracy") or {}).get("mean")
         shown = "" if acc is None else f", accuracy {100 * acc:.2f}%"
         print(f"{r['submission']}: {'passed' if r['passed'] else 'not passed'} (score {r['score']:.2f}{shown})"
-              + ("" if r["passed"] else f"; {G.grader.first_failure(r)}"))
+              + ("" if r["passed"] else f"; {G.first_failure(r)}"))
     passed = sum(r["passed"] for r in reports)
     print(f"{passed} of {len(reports)} submission(s) passed problem {problem.name}; reports in {args.out}")
     return 0

@@ -11,6 +11,8 @@ computes accuracy and checks the parameter count. See :func:`grade`.
 from nnlab.grade.grader import (
     SubmissionError,
     expand,
+    failures,
+    first_failure,
     grade,
     grade_one,
     report_markdown,
@@ -28,6 +30,6 @@ from nnlab.grade.problem import (
     problem_from_dict,
 )
 
-__all__ = ["Budget", "Limits", "Problem", "ProblemError", "SubmissionError", "expand", "grade", "grade_one",
+__all__ = ["Budget", "Limits", "Problem", "ProblemError", "SubmissionError", "expand", "failures", "first_failure", "grade", "grade_one",
            "load_problem", "problem_from_dict", "report_markdown", "summary_csv", "summary_markdown",
            "without_timing", "write_reports"]

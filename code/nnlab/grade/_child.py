@@ -1,12 +1,15 @@
 """The grading child: runs ONE submission's code, in its own folder, and nothing else.
 
-Started by :mod:`nnlab.grade.sandbox` as ``python -m nnlab.grade._child FOLDER`` with a
-minimal environment. It reads ``FOLDER/task.json``, imports what grading needs, sets its own
-resource limits (CPU seconds, address space, file size) and installs an audit hook *before*
-the submission's code is imported, then builds the model, checks its rules, trains it (or
-loads its weights) and writes ``FOLDER/out/``: ``result.json``, test logits per seed
-(``logits-seed<S>.npy``) and weights per seed (``weights-seed<S>.safetensors``). It never
-receives the test labels, so accuracy is the parent's to compute.
+:mod:`nnlab.grade.sandbox` starts ``python -m nnlab.grade._child --serve`` once per grading
+session, with a minimal environment (and its own network namespace where Linux allows): a
+server that imports torch once, then forks one child per submission (:func:`serve`), so a
+submission does not pay for importing torch. Each child reads ``FOLDER/task.json``, sets
+its own resource limits (CPU seconds, address space, file size) and installs an audit hook
+*before* the submission's code is imported, then builds the model, checks its rules,
+trains it (or loads its weights) and writes ``FOLDER/out/``: ``result.json``, test logits
+per seed (``logits-seed<S>.npy``) and weights per seed (``weights-seed<S>.safetensors``);
+``FOLDER/out/stage`` says how far it got, should it be killed. It never receives the test
+labels, so accuracy is the parent's to compute.
 
 The audit hook refuses, and records, opening files outside the folder (reading the Python
 installation, the ``nnlab`` package and the data folder is allowed), listing or changing
@@ -17,10 +20,12 @@ labels, and (where the system allows) a network namespace are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -127,51 +132,63 @@ def _where_in_submission(exc: BaseException, sub: Path) -> str:
     return where
 
 
+def _stage(out: Path, stage: str, result: dict) -> None:
+    """Say how far the child got, with what it found so far (read by the grader if the child
+    is killed before it finishes)."""
+    result["stage"] = stage
+    with open(out / "stage", "w") as f:
+        f.write(stage)
+    with open(out / "result.json", "w") as f:
+        f.write(json.dumps(result, sort_keys=True))
+
+
 def main(folder: Path) -> int:
+    """Grade the submission in ``folder`` (in this process: call it in a forked child)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import nnlab
+    from nnlab import rules as R
+    from nnlab.grade.problem import Budget
+    from nnlab.models import count_parameters
+    from nnlab.train import DivergedError, TrainConfig, train
+
     task = json.loads((folder / "task.json").read_text())
     out = folder / "out"
     out.mkdir(exist_ok=True)
     result: dict = {"stage": "start", "refused": []}
+    sub = folder / "submission"
+    data = Path(task["data"])
+    readable = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
+    readable += [Path(p) for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
+    readable += [Path(nnlab.__file__).parent, data]
+    guard = Guard(folder, readable, tuple(task["forbidden_imports"]))
 
     def finish(stage: str, error: str | None = None) -> int:
         result["stage"] = stage
         if error:
             result["error"] = error
         result["refused"] = list(guard.refused)
+        result["final"] = True
         guard.active = False
         (out / "result.json").write_text(json.dumps(result, sort_keys=True))
         return 0
 
-    import numpy as np
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from nnlab import rules as R
-    from nnlab.grade.problem import Budget
-    from nnlab.models import count_parameters
-    from nnlab.train import DivergedError, TrainConfig, train
-
     torch.set_num_threads(task["threads"])
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    data = Path(task["data"])
     arrays = {name: torch.from_numpy(np.load(data / f"{name}.npy"))
               for name in ("train_x", "train_y", "val_x", "val_y", "test_x") if (data / f"{name}.npy").exists()}
-    import importlib.util
-
-    import nnlab
-
-    sub = folder / "submission"
-    readable = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
-    readable += [Path(p) for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
-    readable += [Path(nnlab.__file__).parent, data]
-    guard = Guard(folder, readable, tuple(task["forbidden_imports"]))
     rules = R.Rules(**{**task["rules"], "allowed": frozenset(task["rules"]["allowed"]),
                        "required": frozenset(task["rules"]["required"])})
-    shape = tuple(task["input_shape"])
+    shape, classes = tuple(task["input_shape"]), task["num_classes"]
+    os.environ.update(HOME=str(folder), TMPDIR=str(folder))
+    os.chdir(folder)
+    _stage(out, "load", result)
     _limits(task)
     sys.addaudithook(guard)
     sys.path.insert(0, str(sub))
-    os.chdir(folder)
     guard.active = True
 
     # 1. load model.py
@@ -192,9 +209,50 @@ def main(folder: Path) -> int:
     if not callable(entry):
         return finish("load", f"model.py has no function {task['entry']}() that returns the model")
 
+    def built(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        model = entry()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"{task['entry']}() returned a {type(model).__name__}, not a torch.nn.Module")
+        return model.float()
+
+    # 2. build and check the rules, on what the model runs
+    seeds = task["seeds"] if task["mode"] != "weights" else task["seeds"][:1]
+    stage = "build"
+    _stage(out, stage, result)
+    try:
+        model = built(seeds[0])
+        stage = "rules"
+        _stage(out, stage, result)
+        found = R.violations(model, rules, input_shape=shape)
+        result.update(violations=found, parameters=count_parameters(model),
+                      parameter_names=sorted(n for n, _ in model.named_parameters()))
+        try:
+            result["hidden_units"] = R.hidden_units(model, input_shape=shape)
+            result["hidden_layers"] = R.hidden_layers(model, input_shape=shape)
+        except R.RuleViolation:
+            result["hidden_units"] = result["hidden_layers"] = None
+        if found:
+            return finish("rules")
+        stage = "shape"
+        _stage(out, stage, result)
+        model.eval()
+        with torch.no_grad():
+            probe = model(arrays["test_x"][:2])
+        if not isinstance(probe, torch.Tensor) or tuple(probe.shape) != (2, classes):
+            got = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__
+            return finish("shape", f"for 2 images the model outputs {got}, not (2, {classes}): one row of "
+                                   f"{classes} class scores per image")
+    except MemoryError:
+        return finish("memory", f"MemoryError during {stage}")
+    except BaseException as exc:  # noqa: BLE001
+        return finish(stage, f"{stage} failed{_where_in_submission(exc, sub)}: {_line(exc)}")
+
+    # 3. the recipe
     recipe = None
     if task["mode"] != "weights":
-        recipe_d = dict(task["recipe"])
+        base = dict(task["recipe"], milestones=tuple(task["recipe"].get("milestones", ())))
+        recipe_d = dict(base)
         if task["mode"] == "submitted" and callable(getattr(module, "recipe", None)):
             try:
                 given = module.recipe()
@@ -205,62 +263,44 @@ def main(folder: Path) -> int:
                 recipe = TrainConfig(**recipe_d)
             except BaseException as exc:  # noqa: BLE001
                 return finish("recipe", f"recipe() gave no usable training recipe: {_line(exc)}")
-            base = dict(task["recipe"], milestones=tuple(task["recipe"].get("milestones", ())))
             over = Budget("submitted", TrainConfig(**base), **task["budget_limits"]).recipe_problems(recipe)
+            result["recipe"] = {**recipe.to_dict(), "threads": recipe.threads}
             if over:  # refused before any training: the grader checks again
-                result["recipe"] = {**recipe.to_dict(), "threads": recipe.threads}
                 return finish("recipe", "the recipe exceeds the budget: " + "; ".join(over))
         else:
-            recipe_d["milestones"] = tuple(recipe_d.get("milestones", ()))
             recipe = TrainConfig(**recipe_d)
         result["recipe"] = {**recipe.to_dict(), "threads": recipe.threads}
 
-    seeds = task["seeds"] if task["mode"] != "weights" else task["seeds"][:1]
+    # 4. per seed: train (or load the weights), then the test logits and the weights
     result["seeds"] = {}
     for i, seed in enumerate(seeds):
-        stage = "build"
         try:
-            torch.manual_seed(seed)
-            model = entry()
-            if not isinstance(model, torch.nn.Module):
-                return finish("build", f"{task['entry']}() returned a {type(model).__name__}, not a torch.nn.Module")
-            model = model.float()
-            if i == 0:
-                stage = "rules"
-                found = R.violations(model, rules, input_shape=shape)
-                result["violations"] = found
-                result["parameters"] = count_parameters(model)
-                result["parameter_names"] = sorted(n for n, _ in model.named_parameters())
-                try:
-                    result["hidden_units"] = R.hidden_units(model, input_shape=shape)
-                    result["hidden_layers"] = R.hidden_layers(model, input_shape=shape)
-                except R.RuleViolation:
-                    result["hidden_units"] = result["hidden_layers"] = None
-                if found:
-                    return finish("rules")
+            stage = "build"
+            if i > 0:
+                model = built(seed)
             run: dict = {}
             if task["mode"] == "weights":
                 stage = "weights"
+                _stage(out, stage, result)
                 try:
                     model.load_state_dict(load_file(str(sub / "weights.safetensors")))
                 except BaseException as exc:  # noqa: BLE001
                     return finish("weights", f"weights.safetensors does not fit the model: {_line(exc)}")
             else:
                 stage = "train"
+                _stage(out, stage, result)
                 t0 = time.perf_counter()
                 res = train(model, recipe, seed, data={"train": (arrays["train_x"], arrays["train_y"]),
                                                        "val": (arrays["val_x"], arrays["val_y"])},
                             device="cpu", progress=False)
                 run["seconds"] = time.perf_counter() - t0
                 run["train_loss"] = [float(v) for v in res.history.get("train_loss", [])]
-                run["val_acc"] = res.val_acc
             stage = "evaluate"
+            _stage(out, stage, result)
             model.eval()
+            x = arrays["test_x"]
             with torch.no_grad():
-                x = arrays["test_x"]
-                logits = torch.cat([model(x[j:j + 1000]) for j in range(0, len(x), 1000)]) if len(x) else None
-            if not isinstance(logits, torch.Tensor):
-                return finish("evaluate", f"the model returned a {type(logits).__name__}, not a tensor of logits")
+                logits = torch.cat([model(x[j:j + 1000]) for j in range(0, len(x), 1000)])
             np.save(out / f"logits-seed{seed}.npy", logits.detach().float().numpy())
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                       str(out / f"weights-seed{seed}.safetensors"))
@@ -268,15 +308,77 @@ def main(folder: Path) -> int:
         except DivergedError as exc:
             return finish("diverged", f"training with seed {seed} diverged: {_line(exc).split(': ', 1)[-1]}")
         except MemoryError:
-            return finish("memory", f"ran out of its memory limit during {stage} (MemoryError)")
+            return finish("memory", f"MemoryError during {stage}")
         except RuntimeError as exc:
             if "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
-                return finish("memory", f"ran out of its memory limit during {stage}")
+                return finish("memory", f"could not allocate memory during {stage}")
             return finish(stage, f"{stage} failed{_where_in_submission(exc, sub)}: {_line(exc)}")
         except BaseException as exc:  # noqa: BLE001
             return finish(stage, f"{stage} failed{_where_in_submission(exc, sub)}: {_line(exc)}")
     return finish("done")
 
 
+def _child(folder: Path) -> None:
+    """In a forked child: own stdio, then grade; never returns."""
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        err = os.open(folder / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(err, 2)
+        os.close(null)
+        os.close(err)
+        # fresh stream objects: a lock held by a server thread at fork time stays held in its copy
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+        os.setsid()
+        code = main(folder)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def serve() -> None:
+    """Read ``{"id", "folder"}`` lines on stdin; fork a child per line; answer
+    ``{"id", "pid"}`` at once and ``{"id", "status"}`` when the child ends."""
+    import numpy  # noqa: F401  (imported once, here, for every child)
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import nnlab.grade.problem  # noqa: F401
+    import nnlab.models  # noqa: F401
+    import nnlab.rules  # noqa: F401
+    import nnlab.train  # noqa: F401
+
+    lock = threading.Lock()
+
+    def reply(obj: dict) -> None:
+        with lock:
+            sys.stdout.write(json.dumps(obj) + "\n")
+            sys.stdout.flush()
+
+    def wait(ident, pid: int) -> None:
+        _, status = os.waitpid(pid, 0)
+        reply({"id": ident, "status": os.waitstatus_to_exitcode(status)})
+
+    reply({"ready": True})
+    for line in sys.stdin:
+        req = json.loads(line)
+        with lock:  # never fork while a reply is half written
+            pid = os.fork()
+        if pid == 0:
+            _child(Path(req["folder"]))
+        reply({"id": req["id"], "pid": pid})
+        threading.Thread(target=wait, args=(req["id"], pid), daemon=True).start()
+
+
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]).resolve()))
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        sys.exit("usage: python -m nnlab.grade._child --serve (started by nnlab.grade)")

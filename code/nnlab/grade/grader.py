@@ -127,9 +127,13 @@ def _tensor_sizes(path: Path) -> dict[str, int]:
         return {k: int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()}
 
 
+NOT_CHECKED = "not checked: an earlier requirement failed"
+
+
 class _Verdicts:
     def __init__(self):
         self.items: dict[str, tuple[bool, str]] = {}
+        self.default = NOT_CHECKED
 
     def set(self, key: str, passed: bool, reason: str) -> None:
         self.items[key] = (bool(passed), reason)
@@ -137,7 +141,7 @@ class _Verdicts:
     def rows(self) -> list[dict]:
         rows = []
         for key in REQUIREMENTS:
-            passed, reason = self.items.get(key, (False, "not checked: an earlier requirement failed"))
+            passed, reason = self.items.get(key, (False, self.default))
             rows.append({"requirement": key, "description": LABELS[key], "passed": passed, "reason": reason})
         return rows
 
@@ -167,33 +171,47 @@ def _refused(run: sandbox.ChildRun) -> list[str]:
     return seen[:20]
 
 
+STAGES = ("start", "load", "build", "rules", "shape", "recipe", "weights", "train", "evaluate", "done")
+STAGE_WORDS = {"start": "start-up", "load": "the import of model.py", "build": "build()",
+               "rules": "the rule check", "shape": "the output check", "recipe": "recipe()",
+               "weights": "loading the weights", "train": "training", "evaluate": "evaluation on the test images"}
+
+
 def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _Verdicts, report: dict) -> None:
     """Fill the verdicts from what the child left; every number checked here, in the parent."""
     res = run.result or {}
     refused = _refused(run)
     if refused:
         v.set("stays in its folder", False, "tried " + "; ".join(refused))
-    elif run.result is not None:
+    else:
         v.set("stays in its folder", True, "nothing outside its folder was touched")
     stage = res.get("stage")
-    if run.result is None or stage == "memory":
-        reason = (f"ran out of its memory limit of {problem.limits.memory_mib} MiB ({res.get('error', '')})"
-                  if stage == "memory" else _crash_reason(problem, run))
+    if stage not in STAGES and not (res.get("final") and stage in ("memory", "diverged")):
+        stage = run.stage if run.stage in STAGES else "start"
+    if not res.get("final") or stage == "memory":  # killed, or out of memory: where, and why
+        where = STAGE_WORDS.get(stage, stage)
+        if stage == "memory":
+            reason = f"ran out of its memory limit of {problem.limits.memory_mib} MiB: {res.get('error', '')}"
+        else:
+            reason = f"{_crash_reason(problem, run)}, during {where}"
         v.set("runs within its limits", False, reason)
-        return
-    if stage in ("load", "build") or (stage == "start"):
-        v.set("loads", False, res.get("error", "model.py did not build a model"))
+        v.default = f"not checked: grading stopped during {where}"
+        if stage == "memory":
+            return
+    error = res.get("error")
+    if stage in ("start", "load", "build"):
+        if error:
+            v.set("loads", False, error)
         return
     v.set("loads", True, f"{problem.entry}() returned a model")
     for key in ("parameters", "hidden_units", "hidden_layers"):
         if key in res:
             report[key] = res[key]
-    if stage == "rules" and res.get("error"):
-        v.set("rules", False, res["error"])
-        return
     found = res.get("violations")
+    if stage == "rules" and error:
+        v.set("rules", False, error)
+        return
     if found is None:
-        v.set("rules", False, "the rules were not checked")
         return
     if found:
         v.set("rules", False, "; ".join(found))
@@ -202,6 +220,10 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
     if res.get("hidden_units") is not None:
         facts.append(f"{res['hidden_units']} hidden units in {res['hidden_layers']} hidden layer(s)")
     v.set("rules", True, f"{problem.rules.name}: " + ", ".join(facts))
+    if stage == "shape":
+        if error:
+            v.set("outputs", False, error)
+        return
     mode = problem.budget.mode
     if stage == "recipe":
         report["recipe"] = res.get("recipe")
@@ -209,7 +231,8 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
         return
     if mode == "weights":
         if stage == "weights":
-            v.set("budget", False, res.get("error", "the weights could not be loaded"))
+            if error:
+                v.set("budget", False, error)
             return
         v.set("budget", True, "trained weights submitted and loaded (no training here)")
     else:
@@ -233,10 +256,8 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
         v.set("runs within its limits", False, res.get("error", "training diverged"))
         return
     if stage != "done":
-        if run.timed_out or (run.returncode or 0) < 0:
-            v.set("runs within its limits", False, _crash_reason(problem, run))
-        else:
-            v.set("runs within its limits", False, res.get("error", f"stopped during {stage}"))
+        if res.get("final") and error:
+            v.set("runs within its limits", False, error)
         return
     v.set("runs within its limits", True, "finished within its limits"
           if mode == "weights" else f"trained {len(problem.seeds)} seed(s) within its limits")
@@ -292,8 +313,10 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
           + (f": {per}" if len(accs) > 1 else ""))
 
 
-def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, name: str | None = None) -> dict:
-    """The report of one submission (a dict, as report.json holds it)."""
+def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, server: sandbox.Server,
+              name: str | None = None) -> dict:
+    """The report of one submission (a dict, as report.json holds it), graded by ``server``'s
+    child on ``inputs`` (see :func:`grade`, which prepares both)."""
     path = Path(path)
     report: dict = {"submission": name or _name(path), "problem": problem.name,
                     "isolation": sandbox.isolation(problem), "parameters": None, "hidden_units": None,
@@ -309,7 +332,7 @@ def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, name: str | 
     else:
         work = sandbox.scratch("nnlab-grade-")
         try:
-            run = sandbox.run_child(problem, files, inputs, work)
+            run = sandbox.run_child(problem, files, inputs, work, server)
             report[TIMING_KEY]["wall_seconds"] = round(run.seconds, 3)
             seconds = {s: r["seconds"] for s, r in ((run.result or {}).get("seeds") or {}).items() if "seconds" in r}
             if seconds:
@@ -326,11 +349,15 @@ def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, name: str | 
     return report
 
 
+def failures(report: dict) -> list[dict]:
+    """The requirements a submission failed, leaving out those not checked because of another."""
+    return [r for r in report["requirements"] if not r["passed"] and not r["reason"].startswith("not checked")]
+
+
 def first_failure(report: dict) -> str:
-    for r in report["requirements"]:
-        if not r["passed"]:
-            return f"{r['description']}: {r['reason']}"
-    return ""
+    """The first requirement failed, with its reason, in plain words ("" when it passed)."""
+    found = failures(report)
+    return f"{found[0]['description']}: {found[0]['reason']}" if found else ""
 
 
 def _pct(x) -> str:
@@ -421,18 +448,20 @@ def grade(problem: Problem, submissions: list[str | Path], out: str | Path | Non
     paths = expand([Path(p) for p in submissions])
     names = _unique([_name(p) for p in paths])
     data = sandbox.scratch("nnlab-grade-inputs-")
+    server = sandbox.Server(problem.threads)
     try:
         inputs = sandbox.write_inputs(problem, data)
         bar = tqdm(total=len(paths), desc=f"grading {problem.name}", unit="submission",
                    disable=not (show_progress() if progress is None else progress))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(grade_one, problem, p, inputs, n) for p, n in zip(paths, names)]
+            futures = [pool.submit(grade_one, problem, p, inputs, server, n) for p, n in zip(paths, names)]
             reports = []
             for f in futures:
                 reports.append(f.result())
                 bar.update(1)
         bar.close()
     finally:
+        server.close()
         shutil.rmtree(data, ignore_errors=True)
     if out is not None:
         write_reports(problem, reports, Path(out))
@@ -453,5 +482,5 @@ def without_timing(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != TIMING_KEY}
 
 
-__all__ = ["grade", "grade_one", "expand", "submission_files", "static_problems", "report_markdown",
+__all__ = ["grade", "grade_one", "failures", "first_failure", "expand", "submission_files", "static_problems", "report_markdown",
            "summary_csv", "summary_markdown", "without_timing", "write_reports", "SubmissionError"]

@@ -299,7 +299,16 @@ def _unknown(table: dict, known: set[str], where: str) -> None:
 
 
 def problem_from_dict(d: dict, where: str = "the problem") -> Problem:
-    """A :class:`Problem` from the plain data of a TOML file."""
+    """A :class:`Problem` from the plain data of a TOML file; a :class:`ProblemError` names
+    ``where`` (the file), the field and the fix."""
+    try:
+        return _from_dict(d, where)
+    except ProblemError as exc:
+        text = str(exc)
+        raise ProblemError(text if text.startswith(where) else f"{where}: {text}") from None
+
+
+def _from_dict(d: dict, where: str) -> Problem:
     _unknown(d, _TOP, where)
     for key in ("name", "data", "threshold", "rules"):
         if key not in d:

@@ -2,22 +2,27 @@
 
 The parent writes the inputs a child may see into a data folder (:func:`write_inputs`:
 training and validation images and labels, test images, never test labels), copies the
-submission's files into a fresh temporary folder, and starts ``python -m
-nnlab.grade._child`` there (:func:`run_child`) with a minimal environment, a wall-clock
-timeout and, where Linux allows it, a network namespace of its own (``unshare -rn``). The
-child sets its CPU-time, memory and file-size limits before it imports the submission.
+submission's files into a fresh temporary folder, and asks the grading :class:`Server`
+(``python -m nnlab.grade._child --serve``, started with a minimal environment and, where
+Linux allows it, a network namespace of its own: ``unshare -rn``) to fork a child for it
+(:func:`run_child`), killed at the wall-clock limit. The child sets its CPU-time, memory
+and file-size limits before it imports the submission.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +127,7 @@ class ChildRun:
     stderr: str
     result: dict | None
     out: Path
+    stage: str = "start"
 
 
 def copy_submission(files: dict[str, Path], dest: Path) -> None:
@@ -135,36 +141,111 @@ def copy_submission(files: dict[str, Path], dest: Path) -> None:
         shutil.copyfile(src, dest / name)
 
 
-def run_child(problem: Problem, files: dict[str, Path], inputs: Inputs, work: Path) -> ChildRun:
+class Server:
+    """The grading server (``python -m nnlab.grade._child --serve``): started once, with the
+    minimal environment and, where possible, in its own network namespace; it imports torch
+    once and forks a child per submission. If a submission brings it down, the next
+    submission starts a new one."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.proc: subprocess.Popen | None = None
+        self.home: Path | None = None
+        self.lock = threading.Lock()
+        self.waiting: dict[int, queue.Queue] = {}
+        self.ids = itertools.count()
+
+    def _start(self) -> None:
+        self.home = scratch("nnlab-grade-server-")
+        cmd = [*network_wrapper(), sys.executable, "-B", "-m", "nnlab.grade._child", "--serve"]
+        log = open(self.home / "server-stderr.txt", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=self.home, env=child_env(self.threads, self.home),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        ready: queue.Queue = queue.Queue()
+        self.waiting[-1] = ready
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        try:
+            ready.get(timeout=300)
+        except queue.Empty:
+            raise RuntimeError("the grading server did not start within 300 s") from None
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            box = self.waiting.get(-1 if msg.get("ready") else msg.get("id"))
+            if box is not None:
+                box.put(msg)
+        for box in list(self.waiting.values()):  # the server has gone: wake everyone
+            box.put({"gone": True})
+
+    def run(self, folder: Path, wall_seconds: float) -> tuple[int | None, bool]:
+        """Grade ``folder`` in a forked child; its exit status (None if unknown) and whether the
+        wall-clock limit stopped it."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+            ident = next(self.ids)
+            box: queue.Queue = queue.Queue()
+            self.waiting[ident] = box
+            try:
+                self.proc.stdin.write((json.dumps({"id": ident, "folder": str(folder)}) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError:
+                return None, False
+        try:
+            msg = box.get(timeout=300)
+            if "pid" not in msg:
+                return None, False
+            pid = msg["pid"]
+            try:
+                msg = box.get(timeout=wall_seconds)
+            except queue.Empty:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+                msg = box.get(timeout=60)
+                return msg.get("status"), True
+            return msg.get("status"), False
+        except queue.Empty:
+            return None, False
+        finally:
+            self.waiting.pop(ident, None)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill(self.proc)
+                self.proc.wait()
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def run_child(problem: Problem, files: dict[str, Path], inputs: Inputs, work: Path, server: Server) -> ChildRun:
     """Run one submission (``files``: name in the submission -> path) in ``work``, a fresh folder."""
     copy_submission(files, work / "submission")
+    (work / "out").mkdir()
     r = problem.rules
     task = {"threads": problem.threads, "seeds": list(problem.seeds), "mode": problem.budget.mode,
             "recipe": {**problem.budget.recipe.to_dict(), "threads": problem.threads},
             "budget_limits": {k: getattr(problem.budget, k) for k in ("max_epochs", "min_batch_size", "max_batch_size")
                               if getattr(problem.budget, k) is not None},
             "entry": problem.entry, "forbidden_imports": list(problem.forbidden_imports),
-            "input_shape": list(inputs.input_shape), "data": str(inputs.folder),
+            "input_shape": list(inputs.input_shape), "num_classes": inputs.num_classes, "data": str(inputs.folder),
             "limits": {"cpu_seconds": problem.limits.cpu_seconds, "memory_mib": problem.limits.memory_mib},
             "rules": {"name": r.name, "allowed": sorted(r.allowed), "required": sorted(r.required),
                       "max_hidden_units": r.max_hidden_units, "min_hidden_layers": r.min_hidden_layers,
                       "max_parameters": r.max_parameters}}
     (work / "task.json").write_text(json.dumps(task))
-    cmd = [*network_wrapper(), sys.executable, "-B", "-m", "nnlab.grade._child", str(work)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=work, env=child_env(problem.threads, work), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    timed_out = False
-    try:
-        _, err = proc.communicate(timeout=problem.limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill(proc)
-        _, err = proc.communicate()
-    finally:
-        if proc.poll() is None:
-            _kill(proc)
-            proc.wait()
+    returncode, timed_out = server.run(work, problem.limits.wall_seconds)
     seconds = time.perf_counter() - t0
     result = None
     path = work / "out" / "result.json"
@@ -173,8 +254,12 @@ def run_child(problem: Problem, files: dict[str, Path], inputs: Inputs, work: Pa
             result = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             result = None
-    return ChildRun(proc.returncode, timed_out, seconds, err.decode(errors="replace")[-20_000:],
-                    result if isinstance(result, dict) else None, work / "out")
+    stage = work / "out" / "stage"
+    err = work / "stderr.txt"
+    return ChildRun(returncode, timed_out, seconds,
+                    err.read_bytes()[-20_000:].decode(errors="replace") if err.is_file() else "",
+                    result if isinstance(result, dict) else None, work / "out",
+                    stage.read_text()[:20] if stage.is_file() else "start")
 
 
 def _kill(proc: subprocess.Popen) -> None:
