@@ -373,7 +373,8 @@ def report_markdown(report: dict) -> str:
              "", "| requirement | result | reason |", "|---|---|---|"]
     for r in report["requirements"]:
         reason = r["reason"].replace("|", "\\|")
-        lines.append(f"| {r['description']} | {'pass' if r['passed'] else 'FAIL'} | {reason} |")
+        result = "pass" if r["passed"] else "not checked" if r["reason"].startswith("not checked") else "FAIL"
+        lines.append(f"| {r['description']} | {result} | {reason} |")
     lines += ["", "| measure | value |", "|---|---|",
               f"| parameters | {'–' if report['parameters'] is None else format(report['parameters'], ',')} |",
               f"| hidden units | {'–' if report['hidden_units'] is None else report['hidden_units']} |",
@@ -435,11 +436,15 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *,
-          jobs: int = 1, progress: bool | None = None) -> list[dict]:
+          jobs: int = 1, progress: bool | None = None, server: sandbox.Server | None = None) -> list[dict]:
     """Grade every submission (folders of a class are expanded, see :func:`expand`) and, when
     ``out`` is given, write ``out/<name>/report.json`` and ``report.md`` for each and
     ``out/summary.csv`` and ``out/summary.md``. A submission that fails in any way gets its
     report; nothing it does stops the others. Returns the reports in order.
+
+    ``jobs`` submissions are graded at once. ``server`` (a :class:`~nnlab.grade.sandbox.Server`
+    for the problem's thread count) can be shared by several calls, which then import torch
+    once; by default each call starts and stops its own.
     """
     from tqdm.auto import tqdm
 
@@ -448,7 +453,11 @@ def grade(problem: Problem, submissions: list[str | Path], out: str | Path | Non
     paths = expand([Path(p) for p in submissions])
     names = _unique([_name(p) for p in paths])
     data = sandbox.scratch("nnlab-grade-inputs-")
-    server = sandbox.Server(problem.threads)
+    own = server is None
+    if server is None:
+        server = sandbox.Server(problem.threads)
+    elif server.threads != problem.threads:
+        raise ValueError(f"the server runs {server.threads} thread(s), problem {problem.name} needs {problem.threads}")
     try:
         inputs = sandbox.write_inputs(problem, data)
         bar = tqdm(total=len(paths), desc=f"grading {problem.name}", unit="submission",
@@ -461,7 +470,8 @@ def grade(problem: Problem, submissions: list[str | Path], out: str | Path | Non
                 bar.update(1)
         bar.close()
     finally:
-        server.close()
+        if own:
+            server.close()
         shutil.rmtree(data, ignore_errors=True)
     if out is not None:
         write_reports(problem, reports, Path(out))
