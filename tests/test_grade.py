@@ -327,9 +327,31 @@ def test_book_definitions_agree_with_the_book():
         assert shipped.threshold == target.required
         assert shipped.rules == grading.rules_of(target.problem)
         assert grading.definition(target.problem).read_text() == grading.PROBLEMS[target.problem].to_toml()
+        assert G.load_problem(f"nnlab.book.grading:PROBLEMS.{target.problem}") is grading.PROBLEMS[target.problem]
 
 
-def test_the_books_own_models_pass_their_problems(tmp_path):
+@pytest.fixture(scope="module")
+def server():
+    """One grading server (torch imported once) for the tests that call `grade` directly."""
+    srv = sandbox.Server(threads=1)
+    yield srv
+    srv.close()
+
+
+def test_a_sleeping_submission_is_stopped_at_the_wall_clock_limit(tmp_path, server):
+    from dataclasses import replace
+
+    path = tmp_path / "p.toml"
+    path.write_text(PROBLEM)
+    problem = replace(G.load_problem(path), limits=G.Limits(cpu_seconds=8, memory_mib=768, wall_seconds=3))
+    (tmp_path / "sleeper.py").write_text("import time\n\ndef build():\n    time.sleep(600)\n")
+    report = G.grade(problem, [tmp_path / "sleeper.py"], server=server)[0]
+    assert _failed(report) == ["runs within its limits"]
+    assert "wall-clock limit of 3 s" in _req(report, "runs within its limits")["reason"]
+    assert report["timing"]["wall_seconds"] < 60
+
+
+def test_the_books_own_models_pass_their_problems(tmp_path, server):
     """Evaluation only: the MLPs on the whole test set; the CNN, whose 10,000 forward passes
     take minutes on one thread, on its first 1,000 images."""
     from concurrent.futures import ThreadPoolExecutor
@@ -346,12 +368,8 @@ def test_the_books_own_models_pass_their_problems(tmp_path):
         return G.grade(problem, [folder], server=server)[0]
 
     folders = [grading.export_submission(t.experiment, tmp_path / t.problem) for t in P.TARGETS]
-    server = sandbox.Server(threads=1)  # torch imported once for the four problems
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            reports = list(pool.map(one, P.TARGETS, folders))
-    finally:
-        server.close()
+    with ThreadPoolExecutor(2) as pool:  # one server: torch imported once for the four problems
+        reports = list(pool.map(one, P.TARGETS, folders))
     for target, report in zip(P.TARGETS, reports):
         assert report["passed"], (target.problem, report["requirements"])
         assert report["accuracy"]["mean"] >= target.required

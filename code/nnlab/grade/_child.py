@@ -45,6 +45,7 @@ _REFUSED_EVENTS = {
     "os.exec": "replacing the process", "os.posix_spawn": "starting a process",
     "os.spawn": "starting a process", "os.fork": "forking the process", "os.forkpty": "forking the process",
     "ctypes.dlopen": "loading a native library", "os.kill": "signalling another process",
+    "os.killpg": "signalling a process group", "signal.pthread_kill": "signalling a thread",
 }
 
 

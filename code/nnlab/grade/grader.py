@@ -147,18 +147,20 @@ class _Verdicts:
 
 
 def _crash_reason(problem: Problem, run: sandbox.ChildRun) -> str:
+    """Why a child ended without finishing, in plain words."""
     lim = problem.limits
     if run.timed_out:
         return f"stopped after its wall-clock limit of {lim.wall_seconds} s (an endless loop or a very slow model?)"
-    rc = run.returncode
-    if rc is not None and rc < 0 and -rc in (signal.SIGXCPU, signal.SIGKILL) and "MemoryError" not in run.stderr:
-        if -rc == signal.SIGXCPU:
-            return f"stopped after its CPU-time limit of {lim.cpu_seconds} s (an endless loop or a very slow model?)"
+    if run.returncode == -signal.SIGXCPU:
+        return f"stopped after its CPU-time limit of {lim.cpu_seconds} s (an endless loop or a very slow model?)"
     if any(s in run.stderr for s in ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory")):
         return f"ran out of its memory limit of {lim.memory_mib} MiB"
+    if run.returncode == -signal.SIGKILL:
+        return "was killed (SIGKILL), by the system or by its own code"
     last = [line for line in run.stderr.strip().splitlines() if line.strip() and not line.startswith(PREFIX)]
     tail = f": {last[-1].strip()[:200]}" if last else ""
-    return f"the grading process stopped unexpectedly (exit status {rc}){tail}"
+    status = "unknown" if run.returncode is None else run.returncode
+    return f"the grading process stopped unexpectedly (exit status {status}){tail}"
 
 
 def _refused(run: sandbox.ChildRun) -> list[str]:

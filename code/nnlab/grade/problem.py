@@ -84,7 +84,9 @@ class Budget:
             ``recipe()``, starting from ``recipe`` and within the limits below) or
             ``weights`` (no training: the submission's ``weights.safetensors`` is evaluated).
         recipe: the training recipe (``fixed``) or the defaults a submitted recipe overrides.
-        max_epochs, min_batch_size, max_batch_size: limits on a submitted recipe.
+        max_epochs: most epochs a submitted recipe may train.
+        min_batch_size: smallest batch size a submitted recipe may use.
+        max_batch_size: largest batch size a submitted recipe may use.
     """
 
     mode: str = "fixed"
@@ -138,8 +140,8 @@ class Problem:
         title: a longer description for reports.
         entry: the function of ``model.py`` that returns the model.
         forbidden_imports: modules ``model.py`` may not import (checked before it runs).
-        train_size, test_size: use only the first N images of the training and test splits
-            (quick demonstrations); None uses them all.
+        train_size: use only the first N training images (quick demonstrations); None: all.
+        test_size: use only the first N test images (quick demonstrations); None: all.
     """
 
     name: str
@@ -223,11 +225,12 @@ class Problem:
         d["rules"] = rules
         b = self.budget
         budget: dict = {"mode": b.mode}
-        if b.mode != "weights":
+        if b.mode != "weights":  # epochs and batch size always, other fields when not the default
             base = TrainConfig(threads=self.threads)
-            budget.update({k: (list(v) if isinstance(v, tuple) else v) for k in RECIPE_FIELDS
-                           if k != "threads" and (v := getattr(b.recipe, k)) != getattr(base, k)
-                           or k in ("epochs", "batch_size")})
+            for k in RECIPE_FIELDS:
+                v = getattr(b.recipe, k)
+                if k != "threads" and (k in ("epochs", "batch_size") or v != getattr(base, k)):
+                    budget[k] = list(v) if isinstance(v, tuple) else v
         for key in ("max_epochs", "min_batch_size", "max_batch_size"):
             if getattr(b, key) is not None:
                 budget[key] = getattr(b, key)
@@ -365,9 +368,9 @@ def load_problem(path: str | Path) -> Problem:
         module, _, attr = text.partition(":")
         try:
             obj = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
+            for part in attr.split("."):  # attributes, or keys of a dict of problems
+                obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+        except (ImportError, AttributeError, KeyError) as exc:
             raise ProblemError(f"problem {text!r} cannot be found ({type(exc).__name__}: {exc}); give a .toml "
                                "file or module:attr naming an nnlab.grade.Problem") from None
         if not isinstance(obj, Problem):

@@ -167,9 +167,14 @@ class Server:
         self.waiting[-1] = ready
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         try:
-            ready.get(timeout=300)
+            msg = ready.get(timeout=300)
         except queue.Empty:
-            raise RuntimeError("the grading server did not start within 300 s") from None
+            msg = {}
+        if not msg.get("ready"):
+            log = (self.home / "server-stderr.txt").read_text(errors="replace").strip().splitlines()
+            raise RuntimeError("the grading server (python -m nnlab.grade._child --serve) did not start"
+                               + (f": {log[-1]}" if log else " within 300 s")
+                               + "; check that this Python can import torch and nnlab")
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:

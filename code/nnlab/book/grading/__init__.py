@@ -3,7 +3,7 @@ models as submissions.
 
 :data:`PROBLEMS` is built from :mod:`nnlab.book.problems` (the rules and the required
 accuracies) and the book's experiment catalogue; the TOML files beside this module
-(``2C.toml`` ...) are the same definitions written out by :meth:`nnlab.grade.Problem.to_toml`,
+(``2C.toml`` ...) are the same definitions written out by :meth:`nnlab.grade.problem.Problem.to_toml`,
 for ``nnlab grade`` and for instructors to copy. The book grades *trained weights*
 (``mode = "weights"``): its checks are the rules and the test accuracy of stored models.
 A course that also wants 3G's training budget enforced copies ``3G.toml`` with
