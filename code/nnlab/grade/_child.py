@@ -255,6 +255,7 @@ def main(folder: Path) -> int:
         base = dict(task["recipe"], milestones=tuple(task["recipe"].get("milestones", ())))
         recipe_d = dict(base)
         if task["mode"] == "submitted" and callable(getattr(module, "recipe", None)):
+            _stage(out, "recipe", result)
             try:
                 given = module.recipe()
                 if not isinstance(given, dict):

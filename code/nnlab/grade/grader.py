@@ -187,20 +187,20 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
         v.set("stays in its folder", False, "tried " + "; ".join(refused))
     else:
         v.set("stays in its folder", True, "nothing outside its folder was touched")
-    stage = res.get("stage")
-    if stage not in STAGES and not (res.get("final") and stage in ("memory", "diverged")):
-        stage = run.stage if run.stage in STAGES else "start"
-    if not res.get("final") or stage == "memory":  # killed, or out of memory: where, and why
+    final = res.get("stage") if res.get("final") else None
+    stopped = final is None or final == "memory"  # killed, or out of memory: where, and why
+    # where it got to: its final word, or else the last stage it entered
+    stage = run.stage if stopped else final
+    stage = stage if stage in STAGES or stage == "diverged" else "start"
+    if stopped:
         where = STAGE_WORDS.get(stage, stage)
-        if stage == "memory":
-            reason = f"ran out of its memory limit of {problem.limits.memory_mib} MiB: {res.get('error', '')}"
+        if final == "memory":
+            reason = f"ran out of its memory limit of {problem.limits.memory_mib} MiB"
         else:
-            reason = f"{_crash_reason(problem, run)}, during {where}"
-        v.set("runs within its limits", False, reason)
+            reason = _crash_reason(problem, run)
+        v.set("runs within its limits", False, f"{reason}, during {where}")
         v.default = f"not checked: grading stopped during {where}"
-        if stage == "memory":
-            return
-    error = res.get("error")
+    error = None if stopped else res.get("error")
     if stage in ("start", "load", "build"):
         if error:
             v.set("loads", False, error)
@@ -229,7 +229,8 @@ def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _
     mode = problem.budget.mode
     if stage == "recipe":
         report["recipe"] = res.get("recipe")
-        v.set("budget", False, res.get("error", "no usable recipe"))
+        if error:
+            v.set("budget", False, error)
         return
     if mode == "weights":
         if stage == "weights":
