@@ -195,7 +195,7 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
 @pytest.mark.parametrize("name, requirement, words", [
     ("syntax", "loads", "syntax error in model.py, line 3"),
     ("forbidden", "loads", "imports subprocess, which this problem forbids"),
-    ("missing", "loads", "could not import not_a_real_module"),
+    ("missing", "loads", "model.py imports not_a_real_module, which is not installed where submissions are graded"),
     ("loop", "runs within its limits", "CPU-time limit of 8 s (an endless loop or a very slow model?), during build()"),
     ("memory", "runs within its limits", "ran out of its memory limit of 768 MiB"),
     ("shape", "outputs", "the model outputs (2, 7), not (2, 10)"),
@@ -203,7 +203,7 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
     ("illegal", "rules", "Sigmoid not allowed"),
     ("sneaky_order", "rules", "200 hidden units, more than the 100 allowed"),
     ("sneaky_function", "rules", "called in forward as torch.sigmoid"),
-    ("diverges", "runs within its limits", "diverged"),
+    ("diverges", "runs within its limits", "training with seed 0 diverged: non-finite training loss at epoch 1"),
     ("too_long", "budget", "50 epochs, more than the 3 allowed"),
 ])
 def test_each_bad_submission_gets_a_clear_line(graded, name, requirement, words):

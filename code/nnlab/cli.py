@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
     g = sub.add_parser("grade", help="grade students' submissions for a problem, each in a contained child "
                                      "process, and write per-submission and class reports")
-    g.add_argument("problem", help="the problem: a .toml definition, or module:attr naming an nnlab.grade.Problem")
+    g.add_argument("problem", metavar="PROBLEM", help="the problem: a .toml definition, or module:attr naming an nnlab.grade.Problem")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="a folder holding model.py (and weights.safetensors), a .py file, or a class "
                         "folder of such submissions")

@@ -201,7 +201,8 @@ def main(folder: Path) -> int:
     except SyntaxError as exc:
         return finish("load", f"syntax error in {Path(exc.filename or 'model.py').name}, line {exc.lineno}: {exc.msg}")
     except ImportError as exc:
-        return finish("load", f"model.py could not import {exc.name or ''}: {_line(exc)}")
+        what = f"imports {exc.name}, which is not installed" if exc.name else f"could not import: {_line(exc)}"
+        return finish("load", f"model.py {what} where submissions are graded")
     except MemoryError:
         return finish("memory", "loading model.py ran out of memory (MemoryError)")
     except BaseException as exc:  # noqa: BLE001  (anything the student's code raises is reported)
@@ -308,7 +309,8 @@ def main(folder: Path) -> int:
                       str(out / f"weights-seed{seed}.safetensors"))
             result["seeds"][str(seed)] = run
         except DivergedError as exc:
-            return finish("diverged", f"training with seed {seed} diverged: {_line(exc).split(': ', 1)[-1]}")
+            why = str(exc).strip().removeprefix("training diverged: ").split(";")[0]
+            return finish("diverged", f"training with seed {seed} diverged: {why}")
         except MemoryError:
             return finish("memory", f"MemoryError during {stage}")
         except RuntimeError as exc:
