@@ -52,10 +52,9 @@ _REFUSED_EVENTS = {
 class Guard:
     """The audit hook: what the submission may touch."""
 
-    def __init__(self, folder: Path, readable: list[Path], forbidden: tuple[str, ...]):
+    def __init__(self, folder: Path, readable: list[Path]):
         self.folder = str(folder.resolve())
         self.readable = sorted({str(Path(p).resolve()) for p in readable} | {self.folder})
-        self.forbidden = forbidden
         self.refused: list[str] = []
         self.active = False
 
@@ -166,7 +165,7 @@ def main(folder: Path) -> int:
     readable = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
     readable += [Path(p) for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
     readable += [Path(nnlab.__file__).parent, data]
-    guard = Guard(folder, readable, tuple(task["forbidden_imports"]))
+    guard = Guard(folder, readable)
 
     def finish(stage: str, error: str | None = None) -> int:
         result["stage"] = stage

@@ -242,7 +242,7 @@ def run_child(problem: Problem, files: dict[str, Path], inputs: Inputs, work: Pa
             "recipe": {**problem.budget.recipe.to_dict(), "threads": problem.threads},
             "budget_limits": {k: getattr(problem.budget, k) for k in ("max_epochs", "min_batch_size", "max_batch_size")
                               if getattr(problem.budget, k) is not None},
-            "entry": problem.entry, "forbidden_imports": list(problem.forbidden_imports),
+            "entry": problem.entry,
             "input_shape": list(inputs.input_shape), "num_classes": inputs.num_classes, "data": str(inputs.folder),
             "limits": {"cpu_seconds": problem.limits.cpu_seconds, "memory_mib": problem.limits.memory_mib},
             "rules": {"name": r.name, "allowed": sorted(r.allowed), "required": sorted(r.required),
