@@ -35,7 +35,7 @@ def one_line_error(err: str) -> str:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list", "--help"], ["train", "--help"],
-                                  ["results", "--help"], ["results", "check", "--help"]])
+                                  ["results", "--help"], ["results", "check", "--help"], ["grade", "--help"]])
 def test_help_of_every_command(argv, capsys):
     code, out, err = run(argv, capsys)
     assert code == 0 and err == ""
@@ -43,6 +43,8 @@ def test_help_of_every_command(argv, capsys):
     if argv[0] == "train" and len(argv) == 2:
         for option in ("--all", "--seeds", "--device", "--resume", "--fresh"):
             assert option in out
+    if argv[0] == "grade":
+        assert "PROBLEM" in out.upper() and "--out" in out and "--jobs" in out
 
 
 def test_module_runs_as_a_program():

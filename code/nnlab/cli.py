@@ -1,4 +1,4 @@
-"""The ``nnlab`` command: list, train and check a course's experiments.
+"""The ``nnlab`` command: list, train and check a course's experiments; grade submissions.
 
 The experiments are those registered by the modules named in ``[tool.nnlab] experiments``
 of the nearest ``pyproject.toml`` (or ``--experiments``/``$NNLAB_EXPERIMENTS``); results go
@@ -96,7 +96,35 @@ def _parser() -> argparse.ArgumentParser:
     k = rsub.add_parser("clean", parents=[common],
                         help="remove leftover temporary files and weights that no stored run points at")
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
+    g = sub.add_parser("grade", help="grade students' submissions for a problem, each in a contained child "
+                                     "process, and write per-submission and class reports")
+    g.add_argument("problem", metavar="PROBLEM", help="the problem: a .toml definition, or module:attr naming an nnlab.grade.Problem")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="a folder holding model.py (and weights.safetensors), a .py file, or a class "
+                        "folder of such submissions")
+    g.add_argument("--out", default="grades", help="folder for the reports (default: ./grades)")
+    g.add_argument("--jobs", type=_positive, default=1, help="submissions graded at once (default: 1)")
     return p
+
+
+def _grade(args) -> int:
+    """Grade every submission; failing students are not an error, bad arguments are (exit 2)."""
+    from nnlab import grade as G
+
+    try:
+        problem = G.load_problem(args.problem)
+        reports = G.grade(problem, args.submissions, args.out, jobs=args.jobs)
+    except (G.ProblemError, G.SubmissionError) as exc:
+        print(f"nnlab: error: {exc}", file=sys.stderr)
+        return 2
+    for r in reports:
+        acc = (r.get("accuracy") or {}).get("mean")
+        shown = "" if acc is None else f", accuracy {100 * acc:.2f}%"
+        print(f"{r['submission']}: {'passed' if r['passed'] else 'not passed'} (score {r['score']:.2f}{shown})"
+              + ("" if r["passed"] else f"; {G.first_failure(r)}"))
+    passed = sum(r["passed"] for r in reports)
+    print(f"{passed} of {len(reports)} submission(s) passed problem {problem.name}; reports in {args.out}")
+    return 0
 
 
 def _where(proj: project.Project) -> list[str]:
@@ -239,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "grade":
+            return _grade(args)
         if args.command == "results":
             return {"check": lambda: _check(args.names), "clean": lambda: _clean(args.names),
                     "reproduce": lambda: _reproduce(args)}[args.action]()
