@@ -228,3 +228,33 @@ register(Experiment(
     ),
     train=TrainConfig(epochs=10, batch_size=32, optimizer="adam", lr=1e-3), seeds=(0,),
     rules=R.Rules("3G layer types", P.CNN_LAYERS, max_parameters=1_000_000), save_weights=False))
+
+
+# --------------------------------------------------------------------------------------
+# Part II, added after review: equal-epoch comparisons and a longer depth-versus-width sweep
+
+# mlp-1000 trained its shift candidate for 25 epochs and its elastic candidate for 40, so
+# their comparison mixed two changes. This is the shift candidate with the 40-epoch recipe,
+# so the two augmentations can be compared at equal length.
+register(Experiment(
+    name="mlp-1000-shift-40", chapter="book/part2/budget",
+    purpose="The 700-200-100 MLP of problem 2E with random shifts, trained for 40 epochs like "
+            "its elastic candidate, to compare the two augmentations at equal length.",
+    variants=(_mlp_variant("shift-40", [700, 200, 100], dropout=0.1, augment="shift"),),
+    train=MLP_RECIPE, rules=P.MLP_1000, save_weights=False))
+
+# The depth-width sweeps train 4 epochs; the reported models train 25-40. Deep narrow nets
+# are the likeliest to be under-trained at 4, so the two cheap budgets are trained again
+# for 3x as long; every run stores validation accuracy after each epoch.
+LONG_SWEEP_RECIPE = replace(SWEEP_RECIPE, epochs=12)
+
+for _budget in (100, 200):
+    register(Experiment(
+        name=f"depth-width-{_budget}-long", chapter="book/part2/depth_width",
+        purpose=f"The depth-width-{_budget} sweep trained for 12 epochs instead of 4 (same shapes, "
+                "one-cycle schedule stretched to the longer run), to see whether the ranking of "
+                "depths changes with training length.",
+        variants=tuple(_mlp_variant(n, w, shape=n.split("-")[0]) for n, w in _budget_shapes(_budget)),
+        train=LONG_SWEEP_RECIPE, rules=R.Rules(f"budget of {_budget} hidden units", P.MLP_LAYERS,
+                                               max_hidden_units=_budget),
+        save_weights=False))
