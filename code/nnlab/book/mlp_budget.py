@@ -193,3 +193,138 @@ def rank_agreement(budget: int) -> float:
     a = df["val_mean"].rank().to_numpy()
     b = df["test_mean"].rank().to_numpy()
     return float(np.corrcoef(a, b)[0, 1])
+
+
+# ---------------------------------------------------------------------------------------
+# Added after review: real recipes, equal-epoch comparisons, the softmax pitfall's gradients,
+# and the longer depth-width sweeps.
+
+EQUAL_EPOCHS = {"mlp-1000": ("mlp-1000-shift-40", "shift-40")}  # budget experiment -> 40-epoch shift run
+
+
+def reported_recipes() -> dict:
+    """The training recipe of every candidate of the three budget experiments, and of the
+    40-epoch shift run of the 1000-unit network, grouped: one column per distinct recipe,
+    headed by the runs that used it (the reported ones marked)."""
+    groups: dict = {}
+    names = [(n, v.name) for n in BUDGET_EXPERIMENTS for v in E.get(n).variants]
+    names += list(EQUAL_EPOCHS.values())
+    for name, variant in names:
+        exp = E.get(name)
+        cfg = exp.train_config(exp.variant(variant))
+        chosen = name in BUDGET_EXPERIMENTS and store.chosen_variant(name) == variant
+        groups.setdefault(cfg, []).append(f"{name} {variant}" + (" (reported)" if chosen else ""))
+    return {", ".join(runs): cfg for cfg, runs in groups.items()}
+
+
+def equal_epoch_comparison() -> dict:
+    """Shift against elastic distortions for the 1000-unit network at 40 epochs each: validation
+    and test accuracy (mean, std over seeds) of both, the 25-epoch shift candidate's, and the
+    validation differences elastic minus shift (at 25 and at 40 epochs for shift)."""
+    name = "mlp-1000"
+    other, variant = EQUAL_EPOCHS[name]
+    out = {}
+    for key, (exp, v) in {"elastic": (name, "elastic"), "shift25": (name, "shift"),
+                          "shift40": (other, variant)}.items():
+        val, test = store.summary(exp, "val_acc", v), store.summary(exp, "test_acc", v)
+        out[key] = {"val": val["mean"], "val_std": val["std"], "test": test["mean"], "test_std": test["std"],
+                    "epochs": E.get(exp).train_config(E.get(exp).variant(v)).epochs, "n": val["n"]}
+    out["val_gap_25"] = out["elastic"]["val"] - out["shift25"]["val"]
+    out["val_gap_40"] = out["elastic"]["val"] - out["shift40"]["val"]
+    out["test_gap_40"] = out["elastic"]["test"] - out["shift40"]["test"]
+    return out
+
+
+def equal_epoch_table() -> pd.DataFrame:
+    """The 1000-unit network's augmentations side by side with their epochs (accuracy in %)."""
+    c = equal_epoch_comparison()
+    labels = {"shift25": "random shifts (mlp-1000 candidate)", "shift40": "random shifts (mlp-1000-shift-40)",
+              "elastic": "mild elastic field + affine (mlp-1000 candidate, reported)"}
+    return pd.DataFrame([{"augmentation": labels[k], "epochs": c[k]["epochs"],
+                          "validation accuracy (%)": fmt_pm(c[k]["val"], c[k]["val_std"]),
+                          "test accuracy (%)": fmt_pm(c[k]["test"], c[k]["test_std"])}
+                         for k in ("shift25", "shift40", "elastic")])
+
+
+def recipe_changes(base, cfg, base_spec=None, spec=None) -> str:
+    """Every setting in which a training recipe (and model spec) differs from ``base``, in
+    readers' words, e.g. ``"batch 32 → 128; epochs 10 → 40"``; ``"none"`` when nothing does."""
+    words = {"optimizer": "optimiser", "lr": "learning rate (peak)", "schedule": "schedule",
+             "batch_size": "batch", "epochs": "epochs", "augment": "augmentation",
+             "weight_decay": "weight decay", "label_smoothing": "label smoothing"}
+    changes = []
+    for field, word in words.items():
+        a, b = getattr(base, field), getattr(cfg, field)
+        if field == "schedule" and a != b:
+            a, b = (f"{x} (warm-up {c.warmup:g} of the steps)" if x == "onecycle" else x
+                    for x, c in ((a, base), (b, cfg)))
+        if a != b:
+            changes.append(f"{word} {a:g} → {b:g}" if isinstance(a, float) and not isinstance(a, bool)
+                           else f"{word} {a} → {b}")
+    if base_spec is not None and spec is not None and tuple(base_spec) != tuple(spec):
+        extra = [s for s in spec if s not in base_spec]
+        changes.append("adds " + ", ".join(extra) if extra else "different layers")
+    return "; ".join(changes) or "none"
+
+
+def ablation_rows() -> pd.DataFrame:
+    """The mlp-ablation runs with every change from the problem recipe spelled out (not one
+    change per row: the one-cycle rows change four settings at once). Accuracies in %;
+    ``test_mean`` keeps the mean test accuracy and ``changes`` the number of changed settings."""
+    name = "mlp-ablation"
+    exp = E.get(name)
+    base = exp.variant("problem-recipe")
+    rows = []
+    for v in exp.variants:
+        test = store.summary(name, "test_acc", v.name)
+        val = store.summary(name, "val_acc", v.name)
+        text = recipe_changes(exp.train_config(base), exp.train_config(v), base.spec, v.spec)
+        rows.append({"run": v.name, "changes from the problem recipe": text,
+                     "validation accuracy (%)": fmt_pm(val["mean"], val["std"]),
+                     "test accuracy (%)": fmt_pm(test["mean"], test["std"]), "test_mean": test["mean"],
+                     "changes": 0 if text == "none" else text.count(";") + 1})
+    return pd.DataFrame(rows)
+
+
+def _grad_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    return float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters())))
+
+
+def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: int = 32,
+                      probe: int = 1000, seed: int = 0) -> dict:
+    """Gradient norms with and without a final Softmax in front of ``CrossEntropyLoss``.
+
+    Two copies of the 100-unit MLP start from the same weights (a Softmax layer has none) and
+    train side by side with the problem set's recipe (Adam, learning rate 1e-3, batch 32) on the
+    same batches of training images. At each checkpoint (optimiser steps) the norm of the whole
+    gradient of the mean loss over a fixed probe of ``probe`` training images is measured for
+    each model; ``init_ratio`` is the ratio at step 0, on identical weights, where the extra
+    softmax is the only difference. Returns checkpoints, ``logits`` and ``softmax`` norm lists,
+    and their ratios.
+    """
+    from nnlab.data import mnist
+    from nnlab.models import mlp
+
+    x, y = mnist("train")
+    xp, yp = x[:probe], y[:probe]
+    torch.manual_seed(seed)
+    plain = build(mlp([100]))
+    doubled = build(mlp([100], softmax_last=True))
+    doubled.load_state_dict(plain.state_dict())
+    models = {"logits": plain, "softmax": doubled}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    gen = torch.Generator().manual_seed(seed)
+    norms: dict[str, list[float]] = {k: [] for k in models}
+    for step in range(max(checkpoints) + 1):
+        if step in checkpoints:
+            for k, m in models.items():
+                norms[k].append(_grad_norm(m, xp, yp))
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        for k, m in models.items():
+            opts[k].zero_grad()
+            F.cross_entropy(m(x[idx]), y[idx]).backward()
+            opts[k].step()
+    ratios = [s / n for s, n in zip(norms["softmax"], norms["logits"])]
+    return {"checkpoints": list(checkpoints), **norms, "ratios": ratios, "init_ratio": ratios[0]}
