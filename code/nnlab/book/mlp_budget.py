@@ -328,3 +328,44 @@ def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: 
             opts[k].step()
     ratios = [s / n for s, n in zip(norms["softmax"], norms["logits"])]
     return {"checkpoints": list(checkpoints), **norms, "ratios": ratios, "init_ratio": ratios[0]}
+
+
+def elastic_settings() -> dict:
+    """The settings of ``augment="elastic"`` as :func:`nnlab.augment.distort` applies them by
+    default: displacement bound at the grid nodes (pixels), grid size and node count, largest
+    rotation (degrees) and scaling (%)."""
+    import inspect
+
+    from nnlab.augment import distort
+
+    d = {k: p.default for k, p in inspect.signature(distort).parameters.items()}
+    return {"strength": d["elastic_strength"], "grid": d["elastic_grid"], "nodes": d["elastic_grid"] ** 2,
+            "rotate": d["max_rotate"], "scale_pct": 100 * d["max_scale"]}
+
+
+def _gap_is_noise(gap: float, std_a: float, std_b: float, n: int) -> bool:
+    """A difference of two means over ``n`` seeds each is read as noise when it is smaller than
+    two standard errors of the difference."""
+    return abs(gap) < 2 * math.sqrt((std_a ** 2 + std_b ** 2) / n)
+
+
+def equal_epoch_verdict() -> str:
+    """One sentence on the 1000-unit comparison at equal epochs, worded from the numbers."""
+    c = equal_epoch_comparison()
+    noise = _gap_is_noise(c["val_gap_40"], c["elastic"]["val_std"], c["shift40"]["val_std"], c["elastic"]["n"])
+    if noise:
+        return ("At equal length the difference is smaller than two standard errors of the difference "
+                "of the means, so over three seeds the two augmentations cannot be told apart for "
+                "the 1000-unit network; the elastic candidate stays the reported one because it was "
+                "chosen before this comparison, not because it is shown to be better.")
+    better = "elastic" if c["val_gap_40"] > 0 else "shift"
+    return (f"At equal length the {'mild elastic field' if better == 'elastic' else 'random shifts'} "
+            "still score higher on validation, by more than two standard errors of the difference.")
+
+
+def softmax_gradient_table(grads: dict) -> pd.DataFrame:
+    """:func:`softmax_gradients` as a table: step, both gradient norms and their ratio."""
+    return pd.DataFrame({"optimiser step": grads["checkpoints"],
+                         "gradient norm, logits": [f"{g:.3f}" for g in grads["logits"]],
+                         "gradient norm, final Softmax": [f"{g:.3f}" for g in grads["softmax"]],
+                         "ratio": [f"{r:.2f}" for r in grads["ratios"]]})
