@@ -103,9 +103,10 @@ def softmax_pitfall() -> dict:
 # Depth versus width
 
 
-def depth_width_table(budget: int) -> pd.DataFrame:
-    """Per variant: widths, depth, parameters, validation and test accuracy (mean ± std)."""
-    name = f"depth-width-{budget}"
+def depth_width_table(budget: int, suffix: str = "") -> pd.DataFrame:
+    """Per variant: widths, depth, parameters, validation and test accuracy (mean ± std), from
+    the sweep ``depth-width-{budget}{suffix}`` (``suffix="-long"``: the 12-epoch sweeps)."""
+    name = f"depth-width-{budget}{suffix}"
     exp = E.get(name)
     rows = []
     for v in exp.variants:
@@ -369,3 +370,130 @@ def softmax_gradient_table(grads: dict) -> pd.DataFrame:
                          "gradient norm, logits": [f"{g:.3f}" for g in grads["logits"]],
                          "gradient norm, final Softmax": [f"{g:.3f}" for g in grads["softmax"]],
                          "ratio": [f"{r:.2f}" for r in grads["ratios"]]})
+
+
+# ---------------------------------------------------------------------------------------
+# Depth versus width: what the sweeps support, and the longer sweeps
+
+LONG_BUDGETS = (100, 200)
+
+
+def depth_width_verdicts(suffix: str = "") -> dict:
+    """Per budget, from the sweep ``depth-width-{budget}{suffix}``: the best network by
+    validation and its depth; the best deeper network by validation; the differences (best
+    deeper minus the single hidden layer) in validation and test accuracy, in points, and
+    whether each is within noise (smaller than two standard errors of the difference of the
+    means over seeds)."""
+    out = {}
+    budgets = BUDGETS if not suffix else LONG_BUDGETS
+    for b in budgets:
+        df = depth_width_table(b, suffix)
+        n = len(E.get(f"depth-width-{b}{suffix}").seeds)
+        best = df["val_mean"].idxmax()
+        deep = df[df.depth > 1]["val_mean"].idxmax()
+        row = {"best": str(best), "best_depth": int(df.loc[best, "depth"]), "best_deep": str(deep)}
+        for m in ("val", "test"):
+            gap = df.loc[deep, f"{m}_mean"] - df.loc["equal-1", f"{m}_mean"]
+            row[f"{m}_gap_pts"] = float(100 * gap)
+            row[f"{m}_gap_noise"] = _gap_is_noise(gap, df.loc[deep, f"{m}_std"], df.loc["equal-1", f"{m}_std"], n)
+        out[b] = row
+    return out
+
+
+def val_by_epoch(budget: int, suffix: str = "-long") -> pd.DataFrame:
+    """Mean validation accuracy over seeds after each epoch, one column per variant."""
+    name = f"depth-width-{budget}{suffix}"
+    cols = {}
+    for v in E.get(name).variants:
+        hs = np.array([r["history"]["val_acc"] for r in store.runs(name, v.name)])
+        cols[v.name] = hs.mean(0)
+    return pd.DataFrame(cols, index=pd.RangeIndex(1, len(next(iter(cols.values()))) + 1, name="epoch"))
+
+
+def depth_order_by_epoch(budget: int, suffix: str = "-long") -> dict:
+    """How the ranking of depths (each depth represented by its best network on validation)
+    evolves over the epochs of a long sweep: per epoch the order of depths, best first, and the
+    best network; ``settled``: the first epoch from which the order of depths no longer
+    changes; ``best_settled``: the first epoch from which the best network no longer changes."""
+    df = val_by_epoch(budget, suffix)
+    depth = {v.name: dict(v.info)["depth"] for v in E.get(f"depth-width-{budget}{suffix}").variants}
+    orders, bests = [], []
+    for _, row in df.iterrows():
+        per_depth = {d: max(row[n] for n in row.index if depth[n] == d) for d in sorted(set(depth.values()))}
+        orders.append(tuple(sorted(per_depth, key=per_depth.get, reverse=True)))
+        bests.append(str(row.idxmax()))
+
+    def settled(seq: list) -> int:
+        k = len(seq)
+        while k > 1 and seq[k - 2] == seq[-1]:
+            k -= 1
+        return int(df.index[k - 1])
+
+    return {"orders": orders, "bests": bests, "settled": settled(orders), "best_settled": settled(bests),
+            "epochs": len(df), "final_order": " > ".join(map(str, orders[-1]))}
+
+
+def plot_val_by_epoch():
+    """Validation accuracy per epoch of the long sweeps (mean over seeds), one panel per budget."""
+    fig, axes, spare = plots.panel_grid(len(LONG_BUDGETS), panel_height=2.6)
+    for ax, b in zip(axes, LONG_BUDGETS):
+        df = val_by_epoch(b)
+        for k, col in enumerate(df.columns):
+            ax.plot(df.index, df[col] * 100, marker="o" if col.startswith("equal") else "s", ms=3,
+                    color=plots.PALETTE[k % len(plots.PALETTE)], label=col)
+        ax.set_title(f"budget {b} hidden units, {len(df)} epochs")
+        ax.set_xlabel("epoch")
+        lo = df.iloc[2:].min().min() * 100
+        ax.set_ylim(lo - 0.3, df.max().max() * 100 + 0.2)
+    axes[0].set_ylabel("validation accuracy (%)")
+    plots.legend(fig, axes, spare)
+    return fig
+
+
+def sweep_length_table() -> pd.DataFrame:
+    """Each network of the budget-100 and budget-200 sweeps at 4 and at 12 epochs: validation
+    and test accuracy (%, mean ± std over seeds)."""
+    rows = []
+    for b in LONG_BUDGETS:
+        short, long = depth_width_table(b), depth_width_table(b, "-long")
+        ep_s, ep_l = (E.get(f"depth-width-{b}{s}").train.epochs for s in ("", "-long"))
+        for i, (name, r) in enumerate(short.iterrows()):
+            q = long.loc[name]
+            rows.append({"budget (hidden units)": str(b) if i == 0 else "", "network": name,
+                         "hidden widths": r["widths"].replace("-", "\u2011"),
+                         f"validation (%), {ep_s} epochs": fmt_pm(r["val_mean"], r["val_std"]),
+                         f"validation (%), {ep_l} epochs": fmt_pm(q["val_mean"], q["val_std"]),
+                         f"test (%), {ep_l} epochs": fmt_pm(q["test_mean"], q["test_std"])})
+    return pd.DataFrame(rows)
+
+
+def _noise_words(gap_pts: float, noise: bool) -> str:
+    return (f"{gap_pts:+.2f} points, " + ("within seed noise (less than two standard errors of the "
+                                          "difference)" if noise else "more than two standard errors of the difference"))
+
+
+def depth_width_sentence(budget: int, suffix: str = "") -> str:
+    """What one sweep shows, in words computed from its numbers: the best network by
+    validation, and the best deeper network against the single hidden layer on validation and
+    test accuracy, each with its noise verdict."""
+    v = depth_width_verdicts(suffix)[budget]
+    layers = "one hidden layer" if v["best_depth"] == 1 else f"{v['best_depth']} hidden layers"
+    return (f"The best network by validation accuracy is {v['best']} ({layers}). The best deeper "
+            f"network, {v['best_deep']}, differs from the single hidden layer by "
+            f"{_noise_words(v['val_gap_pts'], v['val_gap_noise'])}, on validation, and by "
+            f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'])}, on test.")
+
+
+def long_sweep_sentence(budget: int) -> str:
+    """How the 12-epoch sweep of a budget compares with the 4-epoch one, in words computed
+    from the numbers."""
+    short, long = depth_width_verdicts()[budget], depth_width_verdicts("-long")[budget]
+    order = depth_order_by_epoch(budget)
+    same = "the same network as" if short["best"] == long["best"] else "a different network from"
+    return (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
+            f"at 4 epochs ({short['best']}); the best deeper network ({long['best_deep']}) differs from the "
+            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'])}, on "
+            f"validation (at 4 epochs: {short['val_gap_pts']:+.2f} points). Ranked by their best network, "
+            f"the depths finish in the order {order['final_order']} (hidden layers, best first), an order "
+            f"that holds from epoch {order['settled']} on; the best single network stops changing from "
+            f"epoch {order['best_settled']}.")
