@@ -467,9 +467,10 @@ def sweep_length_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _noise_words(gap_pts: float, noise: bool) -> str:
-    return (f"{gap_pts:+.2f} points, " + ("within seed noise (less than two standard errors of the "
-                                          "difference)" if noise else "more than two standard errors of the difference"))
+def _noise_words(gap_pts: float, noise: bool, split: str) -> str:
+    return (f"{gap_pts:+.2f} points on {split} ("
+            + ("within seed noise: less than two standard errors of the difference)" if noise
+               else "more than two standard errors of the difference)"))
 
 
 def depth_width_sentence(budget: int, suffix: str = "") -> str:
@@ -480,8 +481,8 @@ def depth_width_sentence(budget: int, suffix: str = "") -> str:
     layers = "one hidden layer" if v["best_depth"] == 1 else f"{v['best_depth']} hidden layers"
     return (f"The best network by validation accuracy is {v['best']} ({layers}). The best deeper "
             f"network, {v['best_deep']}, differs from the single hidden layer by "
-            f"{_noise_words(v['val_gap_pts'], v['val_gap_noise'])}, on validation, and by "
-            f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'])}, on test.")
+            f"{_noise_words(v['val_gap_pts'], v['val_gap_noise'], 'validation')} and by "
+            f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'], 'test')}.")
 
 
 def long_sweep_sentence(budget: int) -> str:
@@ -492,8 +493,8 @@ def long_sweep_sentence(budget: int) -> str:
     same = "the same network as" if short["best"] == long["best"] else "a different network from"
     return (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
             f"at 4 epochs ({short['best']}); the best deeper network ({long['best_deep']}) differs from the "
-            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'])}, on "
-            f"validation (at 4 epochs: {short['val_gap_pts']:+.2f} points). Ranked by their best network, "
+            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'], 'validation')}; "
+            f"at 4 epochs the gap was {short['val_gap_pts']:+.2f} points. Ranked by their best network, "
             f"the depths finish in the order {order['final_order']} (hidden layers, best first), an order "
             f"that holds from epoch {order['settled']} on; the best single network stops changing from "
             f"epoch {order['best_settled']}.")
