@@ -282,3 +282,17 @@ def test_elastic_purposes_left_every_hash_unchanged():
     """Renaming the augmentation in prose and purposes must not make a stored result stale."""
     for name in ("mlp-100", "mlp-200", "mlp-1000", "mlp-ablation"):
         assert store.status(name).state == "ok"
+
+
+def test_longer_training_helped_deeper_networks_more_without_changing_the_ranking():
+    """The long-sweep sentence for budget 100: deeper networks gained more from 12 epochs than
+    the single layer, the ranking of depths is the same at 4 and 12 epochs, and one layer is
+    best at every epoch of the long run."""
+    _ready("depth-width-100-long")
+    g = mlp_budget.length_gains(100)
+    assert g["deeper"] > g["shallow"] > 0
+    assert mlp_budget.depth_order(100) == mlp_budget.depth_order(100, "-long")
+    assert mlp_budget.depth_order(100, "-long")[0] == 1
+    order = mlp_budget.depth_order_by_epoch(100)
+    assert set(order["bests"]) == {"equal-1"}
+    assert "not enough to change the ranking" in mlp_budget.long_sweep_sentence(100)

@@ -509,11 +509,20 @@ def length_gains(budget: int) -> dict:
             "min_deeper": float(gain[long.depth > 1].min())}
 
 
+def depth_order(budget: int, suffix: str = "") -> tuple[int, ...]:
+    """Depths ranked by their best network's mean validation accuracy, best first."""
+    df = depth_width_table(budget, suffix)
+    best = df.groupby("depth")["val_mean"].max()
+    return tuple(int(d) for d in best.sort_values(ascending=False).index)
+
+
 def _gain_sentence(budget: int) -> str:
     g = length_gains(budget)
+    same = depth_order(budget) == depth_order(budget, "-long")
     if g["deeper"] > g["shallow"]:
         return (f"Longer training helped the deeper networks more ({g['deeper']:+.2f} points of validation "
                 f"accuracy on average, against {g['shallow']:+.2f} for one layer): they were under-trained "
-                "at 4 epochs, as feared, but not enough to change the ranking.")
+                "at 4 epochs, as feared, " + ("but not enough to change the ranking of depths."
+                                              if same else "enough to change the ranking of depths."))
     return (f"Longer training helped the single layer at least as much ({g['shallow']:+.2f} points against "
             f"{g['deeper']:+.2f} on average for the deeper networks).")
