@@ -526,3 +526,17 @@ def _gain_sentence(budget: int) -> str:
                                               if same else "enough to change the ranking of depths."))
     return (f"Longer training helped the single layer at least as much ({g['shallow']:+.2f} points against "
             f"{g['deeper']:+.2f} on average for the deeper networks).")
+
+
+def recipe_overview() -> pd.DataFrame:
+    """:func:`reported_recipes` as a table with short column heads (augmentation, epochs) and a
+    first row naming the runs that used each recipe."""
+    from nnlab.book.report import recipe_table
+
+    recipes = reported_recipes()
+    heads = {f"{cfg.augment}, {cfg.epochs} epochs" + (" (reported)" if "(reported)" in runs else ""): cfg
+             for runs, cfg in recipes.items()}
+    table = recipe_table(heads)
+    used = pd.DataFrame([[runs.replace(" (reported)", "") for runs in recipes]], index=["runs"],
+                        columns=table.columns)
+    return pd.concat([used, table])
