@@ -3,7 +3,11 @@
 Distorting the training set once per epoch, in large chunks, costs a fraction of a second
 on a CPU, where per-batch or per-item transforms would dominate the step time of a small
 network. ``shift`` translates by whole pixels; ``affine`` adds small rotations and
-scalings; ``elastic`` adds the smoothed random displacement fields of Simard et al. (2003).
+scalings; ``elastic`` adds a mild elastic field: random displacements of at most
+``elastic_strength`` pixels (2 by default) drawn at the nodes of a coarse ``elastic_grid`` x
+``elastic_grid`` lattice (4 x 4) and interpolated bicubically, in the spirit of Simard et al.
+(2003) but far gentler than their field (Gaussian-smoothed per-pixel noise, sigma = 4, scaled by
+alpha = 34).
 Pixels moved in from outside the image take the background value.
 """
 
@@ -32,10 +36,11 @@ def distort(images: torch.Tensor, kind: str, generator: torch.Generator, *, back
         max_shift: largest translation in pixels (``shift`` rounds to whole pixels).
         max_rotate: largest rotation in degrees (``affine``, ``elastic``).
         max_scale: largest relative change of size (``affine``, ``elastic``).
-        elastic_strength: largest displacement (pixels) at the nodes of the elastic field.
+        elastic_strength: largest displacement (pixels) at the nodes of the elastic field, in
+            each direction (bicubic interpolation can overshoot it slightly between nodes).
         elastic_grid: the field is drawn on a coarse ``grid x grid`` lattice and upsampled
-            bicubically: a cheap stand-in for Simard's Gaussian-smoothed white noise with a
-            correlation length of about ``H / grid`` pixels.
+            bicubically, so it varies over about ``H / grid`` pixels. This is a mild field, not
+            Simard et al.'s (Gaussian-smoothed white noise with sigma = 4 and alpha = 34).
 
     Raises:
         ValueError: unknown kind, or inputs that are not a batch of images.

@@ -103,9 +103,10 @@ def softmax_pitfall() -> dict:
 # Depth versus width
 
 
-def depth_width_table(budget: int) -> pd.DataFrame:
-    """Per variant: widths, depth, parameters, validation and test accuracy (mean ± std)."""
-    name = f"depth-width-{budget}"
+def depth_width_table(budget: int, suffix: str = "") -> pd.DataFrame:
+    """Per variant: widths, depth, parameters, validation and test accuracy (mean ± std), from
+    the sweep ``depth-width-{budget}{suffix}`` (``suffix="-long"``: the 12-epoch sweeps)."""
+    name = f"depth-width-{budget}{suffix}"
     exp = E.get(name)
     rows = []
     for v in exp.variants:
@@ -193,3 +194,349 @@ def rank_agreement(budget: int) -> float:
     a = df["val_mean"].rank().to_numpy()
     b = df["test_mean"].rank().to_numpy()
     return float(np.corrcoef(a, b)[0, 1])
+
+
+# ---------------------------------------------------------------------------------------
+# Added after review: real recipes, equal-epoch comparisons, the softmax pitfall's gradients,
+# and the longer depth-width sweeps.
+
+EQUAL_EPOCHS = {"mlp-1000": ("mlp-1000-shift-40", "shift-40")}  # budget experiment -> 40-epoch shift run
+
+
+def reported_recipes() -> dict:
+    """The training recipe of every candidate of the three budget experiments, and of the
+    40-epoch shift run of the 1000-unit network, grouped: one column per distinct recipe,
+    headed by the runs that used it (the reported ones marked)."""
+    groups: dict = {}
+    names = [(n, v.name) for n in BUDGET_EXPERIMENTS for v in E.get(n).variants]
+    names += list(EQUAL_EPOCHS.values())
+    for name, variant in names:
+        exp = E.get(name)
+        cfg = exp.train_config(exp.variant(variant))
+        chosen = name in BUDGET_EXPERIMENTS and store.chosen_variant(name) == variant
+        groups.setdefault(cfg, []).append(f"{name} {variant}" + (" (reported)" if chosen else ""))
+    return {", ".join(runs): cfg for cfg, runs in groups.items()}
+
+
+def equal_epoch_comparison() -> dict:
+    """Shift against elastic distortions for the 1000-unit network at 40 epochs each: validation
+    and test accuracy (mean, std over seeds) of both, the 25-epoch shift candidate's, and the
+    validation differences elastic minus shift (at 25 and at 40 epochs for shift)."""
+    name = "mlp-1000"
+    other, variant = EQUAL_EPOCHS[name]
+    out = {}
+    for key, (exp, v) in {"elastic": (name, "elastic"), "shift25": (name, "shift"),
+                          "shift40": (other, variant)}.items():
+        val, test = store.summary(exp, "val_acc", v), store.summary(exp, "test_acc", v)
+        out[key] = {"val": val["mean"], "val_std": val["std"], "test": test["mean"], "test_std": test["std"],
+                    "epochs": E.get(exp).train_config(E.get(exp).variant(v)).epochs, "n": val["n"]}
+    out["val_gap_25"] = out["elastic"]["val"] - out["shift25"]["val"]
+    out["val_gap_40"] = out["elastic"]["val"] - out["shift40"]["val"]
+    out["test_gap_40"] = out["elastic"]["test"] - out["shift40"]["test"]
+    return out
+
+
+def equal_epoch_table() -> pd.DataFrame:
+    """The 1000-unit network's augmentations side by side with their epochs (accuracy in %)."""
+    c = equal_epoch_comparison()
+    labels = {"shift25": "random shifts (mlp-1000 candidate)", "shift40": "random shifts (mlp-1000-shift-40)",
+              "elastic": "mild elastic field + affine (mlp-1000 candidate, reported)"}
+    return pd.DataFrame([{"augmentation": labels[k], "epochs": c[k]["epochs"],
+                          "validation accuracy (%)": fmt_pm(c[k]["val"], c[k]["val_std"]),
+                          "test accuracy (%)": fmt_pm(c[k]["test"], c[k]["test_std"])}
+                         for k in ("shift25", "shift40", "elastic")])
+
+
+def recipe_changes(base, cfg, base_spec=None, spec=None) -> str:
+    """Every setting in which a training recipe (and model spec) differs from ``base``, in
+    readers' words, e.g. ``"batch 32 → 128; epochs 10 → 40"``; ``"none"`` when nothing does."""
+    words = {"optimizer": "optimiser", "lr": "learning rate (peak)", "schedule": "schedule",
+             "batch_size": "batch", "epochs": "epochs", "augment": "augmentation",
+             "weight_decay": "weight decay", "label_smoothing": "label smoothing"}
+    changes = []
+    for field, word in words.items():
+        a, b = getattr(base, field), getattr(cfg, field)
+        if field == "schedule" and a != b:
+            a, b = (f"{x} (warm-up {c.warmup:g} of the steps)" if x == "onecycle" else x
+                    for x, c in ((a, base), (b, cfg)))
+        if a != b:
+            changes.append(f"{word} {a:g} → {b:g}" if isinstance(a, float) and not isinstance(a, bool)
+                           else f"{word} {a} → {b}")
+    if base_spec is not None and spec is not None and tuple(base_spec) != tuple(spec):
+        extra = [s for s in spec if s not in base_spec]
+        changes.append("adds " + ", ".join(extra) if extra else "different layers")
+    return "; ".join(changes) or "none"
+
+
+def ablation_rows() -> pd.DataFrame:
+    """The mlp-ablation runs with every change from the problem recipe spelled out (not one
+    change per row: the one-cycle rows change four settings at once). Accuracies in %;
+    ``test_mean`` keeps the mean test accuracy and ``changes`` the number of changed settings."""
+    name = "mlp-ablation"
+    exp = E.get(name)
+    base = exp.variant("problem-recipe")
+    rows = []
+    for v in exp.variants:
+        test = store.summary(name, "test_acc", v.name)
+        val = store.summary(name, "val_acc", v.name)
+        text = recipe_changes(exp.train_config(base), exp.train_config(v), base.spec, v.spec)
+        rows.append({"run": v.name, "changes from the problem recipe": text,
+                     "validation accuracy (%)": fmt_pm(val["mean"], val["std"]),
+                     "test accuracy (%)": fmt_pm(test["mean"], test["std"]), "test_mean": test["mean"],
+                     "changes": 0 if text == "none" else text.count(";") + 1})
+    return pd.DataFrame(rows)
+
+
+def _grad_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    return float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters())))
+
+
+def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: int = 32,
+                      probe: int = 1000, seed: int = 0) -> dict:
+    """Gradient norms with and without a final Softmax in front of ``CrossEntropyLoss``.
+
+    Two copies of the 100-unit MLP start from the same weights (a Softmax layer has none) and
+    train side by side with the problem set's recipe (Adam, learning rate 1e-3, batch 32) on the
+    same batches of training images. At each checkpoint (optimiser steps) the norm of the whole
+    gradient of the mean loss over a fixed probe of ``probe`` training images is measured for
+    each model; ``init_ratio`` is the ratio at step 0, on identical weights, where the extra
+    softmax is the only difference. Returns checkpoints, ``logits`` and ``softmax`` norm lists,
+    and their ratios.
+    """
+    from nnlab.data import mnist
+    from nnlab.models import mlp
+
+    x, y = mnist("train")
+    xp, yp = x[:probe], y[:probe]
+    torch.manual_seed(seed)
+    plain = build(mlp([100]))
+    doubled = build(mlp([100], softmax_last=True))
+    doubled.load_state_dict(plain.state_dict())
+    models = {"logits": plain, "softmax": doubled}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    gen = torch.Generator().manual_seed(seed)
+    norms: dict[str, list[float]] = {k: [] for k in models}
+    for step in range(max(checkpoints) + 1):
+        if step in checkpoints:
+            for k, m in models.items():
+                norms[k].append(_grad_norm(m, xp, yp))
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        for k, m in models.items():
+            opts[k].zero_grad()
+            F.cross_entropy(m(x[idx]), y[idx]).backward()
+            opts[k].step()
+    ratios = [s / n for s, n in zip(norms["softmax"], norms["logits"])]
+    return {"checkpoints": list(checkpoints), **norms, "ratios": ratios, "init_ratio": ratios[0]}
+
+
+def elastic_settings() -> dict:
+    """The settings of ``augment="elastic"`` as :func:`nnlab.augment.distort` applies them by
+    default: displacement bound at the grid nodes (pixels), grid size and node count, largest
+    rotation (degrees) and scaling (%)."""
+    import inspect
+
+    from nnlab.augment import distort
+
+    d = {k: p.default for k, p in inspect.signature(distort).parameters.items()}
+    return {"strength": d["elastic_strength"], "grid": d["elastic_grid"], "nodes": d["elastic_grid"] ** 2,
+            "rotate": d["max_rotate"], "scale_pct": 100 * d["max_scale"]}
+
+
+def _gap_is_noise(gap: float, std_a: float, std_b: float, n: int) -> bool:
+    """A difference of two means over ``n`` seeds each is read as noise when it is smaller than
+    two standard errors of the difference."""
+    return abs(gap) < 2 * math.sqrt((std_a ** 2 + std_b ** 2) / n)
+
+
+def equal_epoch_verdict() -> str:
+    """One sentence on the 1000-unit comparison at equal epochs, worded from the numbers."""
+    c = equal_epoch_comparison()
+    noise = _gap_is_noise(c["val_gap_40"], c["elastic"]["val_std"], c["shift40"]["val_std"], c["elastic"]["n"])
+    if noise:
+        return ("At equal length the difference is smaller than two standard errors of the difference "
+                "of the means, so over three seeds the two augmentations cannot be told apart for "
+                "the 1000-unit network; the elastic candidate stays the reported one because it was "
+                "chosen before this comparison, not because it is shown to be better.")
+    better = "elastic" if c["val_gap_40"] > 0 else "shift"
+    return (f"At equal length the {'mild elastic field' if better == 'elastic' else 'random shifts'} "
+            "still score higher on validation, by more than two standard errors of the difference.")
+
+
+def softmax_gradient_table(grads: dict) -> pd.DataFrame:
+    """:func:`softmax_gradients` as a table: step, both gradient norms and their ratio."""
+    return pd.DataFrame({"optimiser step": grads["checkpoints"],
+                         "gradient norm, logits": [f"{g:.3f}" for g in grads["logits"]],
+                         "gradient norm, final Softmax": [f"{g:.3f}" for g in grads["softmax"]],
+                         "ratio": [f"{r:.2f}" for r in grads["ratios"]]})
+
+
+# ---------------------------------------------------------------------------------------
+# Depth versus width: what the sweeps support, and the longer sweeps
+
+LONG_BUDGETS = (100,)  # the budgets whose sweep was also trained for 12 epochs
+
+
+def depth_width_verdicts(suffix: str = "") -> dict:
+    """Per budget, from the sweep ``depth-width-{budget}{suffix}``: the best network by
+    validation and its depth; the best deeper network by validation; the differences (best
+    deeper minus the single hidden layer) in validation and test accuracy, in points, and
+    whether each is within noise (smaller than two standard errors of the difference of the
+    means over seeds)."""
+    out = {}
+    budgets = BUDGETS if not suffix else LONG_BUDGETS
+    for b in budgets:
+        df = depth_width_table(b, suffix)
+        n = len(E.get(f"depth-width-{b}{suffix}").seeds)
+        best = df["val_mean"].idxmax()
+        deep = df[df.depth > 1]["val_mean"].idxmax()
+        row = {"best": str(best), "best_depth": int(df.loc[best, "depth"]), "best_deep": str(deep)}
+        for m in ("val", "test"):
+            gap = df.loc[deep, f"{m}_mean"] - df.loc["equal-1", f"{m}_mean"]
+            row[f"{m}_gap_pts"] = float(100 * gap)
+            row[f"{m}_gap_noise"] = _gap_is_noise(gap, df.loc[deep, f"{m}_std"], df.loc["equal-1", f"{m}_std"], n)
+        out[b] = row
+    return out
+
+
+def val_by_epoch(budget: int, suffix: str = "-long") -> pd.DataFrame:
+    """Mean validation accuracy over seeds after each epoch, one column per variant."""
+    name = f"depth-width-{budget}{suffix}"
+    cols = {}
+    for v in E.get(name).variants:
+        hs = np.array([r["history"]["val_acc"] for r in store.runs(name, v.name)])
+        cols[v.name] = hs.mean(0)
+    return pd.DataFrame(cols, index=pd.RangeIndex(1, len(next(iter(cols.values()))) + 1, name="epoch"))
+
+
+def depth_order_by_epoch(budget: int, suffix: str = "-long") -> dict:
+    """How the ranking of depths (each depth represented by its best network on validation)
+    evolves over the epochs of a long sweep: per epoch the order of depths, best first, and the
+    best network; ``settled``: the first epoch from which the order of depths no longer
+    changes; ``best_settled``: the first epoch from which the best network no longer changes."""
+    df = val_by_epoch(budget, suffix)
+    depth = {v.name: dict(v.info)["depth"] for v in E.get(f"depth-width-{budget}{suffix}").variants}
+    orders, bests = [], []
+    for _, row in df.iterrows():
+        per_depth = {d: max(row[n] for n in row.index if depth[n] == d) for d in sorted(set(depth.values()))}
+        orders.append(tuple(sorted(per_depth, key=per_depth.get, reverse=True)))
+        bests.append(str(row.idxmax()))
+
+    def settled(seq: list) -> int:
+        k = len(seq)
+        while k > 1 and seq[k - 2] == seq[-1]:
+            k -= 1
+        return int(df.index[k - 1])
+
+    return {"orders": orders, "bests": bests, "settled": settled(orders), "best_settled": settled(bests),
+            "epochs": len(df), "final_order": " > ".join(map(str, orders[-1]))}
+
+
+def plot_val_by_epoch():
+    """Validation accuracy per epoch of the long sweeps (mean over seeds), one panel per budget."""
+    fig, axes, spare = plots.panel_grid(len(LONG_BUDGETS), panel_height=2.6)
+    for ax, b in zip(axes, LONG_BUDGETS):
+        df = val_by_epoch(b)
+        for k, col in enumerate(df.columns):
+            ax.plot(df.index, df[col] * 100, marker="o" if col.startswith("equal") else "s", ms=3,
+                    color=plots.PALETTE[k % len(plots.PALETTE)], label=col)
+        ax.set_title(f"budget {b} hidden units, {len(df)} epochs")
+        ax.set_xlabel("epoch")
+        lo = df.iloc[2:].min().min() * 100
+        ax.set_ylim(lo - 0.3, df.max().max() * 100 + 0.2)
+    axes[0].set_ylabel("validation accuracy (%)")
+    plots.legend(fig, axes, spare)
+    return fig
+
+
+def sweep_length_table() -> pd.DataFrame:
+    """Each network of the long sweeps' budgets at 4 and at 12 epochs: validation
+    and test accuracy (%, mean ± std over seeds)."""
+    rows = []
+    for b in LONG_BUDGETS:
+        short, long = depth_width_table(b), depth_width_table(b, "-long")
+        ep_s, ep_l = (E.get(f"depth-width-{b}{s}").train.epochs for s in ("", "-long"))
+        for i, (name, r) in enumerate(short.iterrows()):
+            q = long.loc[name]
+            rows.append({"budget (hidden units)": str(b) if i == 0 else "", "network": name,
+                         "hidden widths": r["widths"].replace("-", "\u2011"),
+                         f"validation (%), {ep_s} epochs": fmt_pm(r["val_mean"], r["val_std"]),
+                         f"validation (%), {ep_l} epochs": fmt_pm(q["val_mean"], q["val_std"]),
+                         f"test (%), {ep_l} epochs": fmt_pm(q["test_mean"], q["test_std"])})
+    return pd.DataFrame(rows)
+
+
+def _noise_words(gap_pts: float, noise: bool, split: str) -> str:
+    return (f"{gap_pts:+.2f} points on {split} ("
+            + ("within seed noise: less than two standard errors of the difference)" if noise
+               else "more than two standard errors of the difference)"))
+
+
+def depth_width_sentence(budget: int, suffix: str = "") -> str:
+    """What one sweep shows, in words computed from its numbers: the best network by
+    validation, and the best deeper network against the single hidden layer on validation and
+    test accuracy, each with its noise verdict."""
+    v = depth_width_verdicts(suffix)[budget]
+    layers = "one hidden layer" if v["best_depth"] == 1 else f"{v['best_depth']} hidden layers"
+    return (f"The best network by validation accuracy is {v['best']} ({layers}). The best deeper "
+            f"network, {v['best_deep']}, differs from the single hidden layer by "
+            f"{_noise_words(v['val_gap_pts'], v['val_gap_noise'], 'validation')} and by "
+            f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'], 'test')}.")
+
+
+def long_sweep_sentence(budget: int) -> str:
+    """How the 12-epoch sweep of a budget compares with the 4-epoch one, in words computed
+    from the numbers."""
+    short, long = depth_width_verdicts()[budget], depth_width_verdicts("-long")[budget]
+    order = depth_order_by_epoch(budget)
+    same = "the same network as" if short["best"] == long["best"] else "a different network from"
+    return (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
+            f"at 4 epochs ({short['best']}); the best deeper network ({long['best_deep']}) differs from the "
+            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'], 'validation')}; "
+            f"at 4 epochs the gap was {short['val_gap_pts']:+.2f} points. Ranked by their best network, "
+            f"the depths finish in the order {order['final_order']} (hidden layers, best first), an order "
+            f"that holds from epoch {order['settled']} on; the best single network stops changing from "
+            f"epoch {order['best_settled']}. " + _gain_sentence(budget))
+
+
+def length_gains(budget: int) -> dict:
+    """Validation gain (points) from 4 to 12 epochs: of the single hidden layer, and the mean
+    over the deeper networks."""
+    short, long = depth_width_table(budget), depth_width_table(budget, "-long")
+    gain = 100 * (long["val_mean"] - short["val_mean"])
+    return {"shallow": float(gain["equal-1"]), "deeper": float(gain[long.depth > 1].mean()),
+            "min_deeper": float(gain[long.depth > 1].min())}
+
+
+def depth_order(budget: int, suffix: str = "") -> tuple[int, ...]:
+    """Depths ranked by their best network's mean validation accuracy, best first."""
+    df = depth_width_table(budget, suffix)
+    best = df.groupby("depth")["val_mean"].max()
+    return tuple(int(d) for d in best.sort_values(ascending=False).index)
+
+
+def _gain_sentence(budget: int) -> str:
+    g = length_gains(budget)
+    same = depth_order(budget) == depth_order(budget, "-long")
+    if g["deeper"] > g["shallow"]:
+        return (f"Longer training helped the deeper networks more ({g['deeper']:+.2f} points of validation "
+                f"accuracy on average, against {g['shallow']:+.2f} for one layer): they were under-trained "
+                "at 4 epochs, as feared, " + ("but not enough to change the ranking of depths."
+                                              if same else "enough to change the ranking of depths."))
+    return (f"Longer training helped the single layer at least as much ({g['shallow']:+.2f} points against "
+            f"{g['deeper']:+.2f} on average for the deeper networks).")
+
+
+def recipe_overview() -> pd.DataFrame:
+    """:func:`reported_recipes` as a table with short column heads (augmentation, epochs) and a
+    first row naming the runs that used each recipe."""
+    from nnlab.book.report import recipe_table
+
+    recipes = reported_recipes()
+    heads = {f"{cfg.augment}, {cfg.epochs} epochs" + (" (reported)" if "(reported)" in runs else ""): cfg
+             for runs, cfg in recipes.items()}
+    table = recipe_table(heads)
+    used = pd.DataFrame([[runs.replace(" (reported)", "") for runs in recipes]], index=["runs"],
+                        columns=table.columns)
+    return pd.concat([used, table])

@@ -48,3 +48,17 @@ def facts() -> dict:
         "mean": mean, "std": std, "norm_min": float(norm_train.min()), "norm_max": float(norm_train.max()),
         "frac_zero": float((train_x == 0).double().mean()),
     }
+
+
+def zero_padding_facts() -> dict:
+    """What a padded zero means in the book's normalised images, from the normalisation constants.
+
+    ``background``: the normalised value of an empty pixel, (0 - mean) / std; ``zero_intensity``:
+    the [0, 1] intensity that a normalised 0 stands for (the mean pixel), and ``zero_byte`` the
+    same on the files' 0-255 scale; ``zero_minus_background``: how far a padded zero lies above
+    the background, in units of the normalised pixels' standard deviation.
+    """
+    mean, std = normalisation()
+    background = (0.0 - mean) / std
+    return {"background": background, "zero_intensity": mean, "zero_byte": 255 * mean,
+            "zero_minus_background": 0.0 - background}
