@@ -178,28 +178,38 @@ def test_study_rank_interval_is_consistent():
 
 def test_one_epoch_misjudges_the_learning_rate():
     """The chapter's sentence: after one epoch the smallest learning rate trails the largest
-    by far more than seed noise (over 25 validation images); after ten it is ahead."""
+    by more than twice the seed-to-seed spread; after ten it is ahead."""
     from nnlab.book import cnn_report
 
     study = cnn_report.study_table()
     n_val = E.get(cnn_report.STUDY).config()["data"]["val_size"]
     low, high = study.loc["w8-p0.1-lr3e-4"], study.loc["w8-p0.1-lr1e-2"]
-    assert (high.epoch1 - low.epoch1) * n_val > 25
+    assert (high.epoch1 - low.epoch1) * n_val > 2 * cnn_report.study_rank_interval(trials=10)["seed_sd_images"]
     assert low.epoch10 > high.epoch10
     assert low["rank after 1"] > high["rank after 1"] and low["rank after 10"] < high["rank after 10"]
 
 
-def test_batch_norm_matters_most_of_the_three_regularisers():
-    """Problem 3G's question, answered by the study over seeds: removing batch norm changes
-    ten-epoch validation accuracy by more than two standard errors and by more than removing
-    dropout or adding L2 does."""
+def test_no_regulariser_is_a_clear_win_and_l2_costs_on_every_seed():
+    """Problem 3G's question as the chapter answers it from three seeds: batch norm's removal
+    has the largest mean effect, no removal is a consistent loss on every seed, and adding L2
+    lowers validation accuracy on every seed."""
     from nnlab.book import cnn_report
 
     eff = cnn_report.study_effects()
-    no_bn = eff["no_bn"]
-    assert abs(no_bn["mean"]) > 2 * no_bn["se"] and no_bn["mean"] < 0
-    for other in ("no_dropout", "l2"):
-        assert abs(no_bn["mean"]) > abs(eff[other]["mean"]), other
+    assert all(e["seeds"] >= 3 for e in eff.values())
+    assert abs(eff["no_bn"]["mean"]) == max(abs(e["mean"]) for e in eff.values())
+    assert eff["no_bn"]["better"] >= 1 and eff["no_dropout"]["better"] >= 1
+    assert eff["l2"]["worse"] == eff["l2"]["seeds"]
+
+
+def test_regularisers_reference_is_the_studys_first_configuration():
+    """The chapter calls the regularisers' reference the study's reference CNN."""
+    from nnlab.book import cnn_report
+
+    study, reg = E.get(cnn_report.STUDY), E.get(cnn_report.REGULARISERS)
+    assert reg.variant("reference").spec == study.variant(cnn_report.STUDY_REFERENCE).spec
+    ref_cfg = reg.train_config(reg.variant("reference"))
+    assert replace(ref_cfg, epochs=10) == study.train_config(study.variant(cnn_report.STUDY_REFERENCE))
 
 
 def test_selection_gap_note_covers_every_sweep_once():
