@@ -140,19 +140,19 @@ def test_dropout_inflates_the_running_variance_of_the_batch_norm_behind_it(bn_st
     the running variance learned in training exceeds the variance at evaluation, more so for
     larger p; at p = 1 the layer saw only zeros and its running variance collapsed."""
     ratio = bn_statistics.groupby("p").variance_ratio.mean()
-    assert 1 < ratio[4 / 9] < ratio[8 / 9] <= 9 * 1.5
+    assert 1 < ratio[round(4 / 9, 6)] < ratio[round(8 / 9, 6)] <= 9 * 1.5
     assert (bn_statistics[bn_statistics.p == 1].variance_ratio < 1e-2).all()
 
 
 def test_eight_ninths_fails_through_the_statistics_not_the_weights(bn_statistics):
     """Re-estimating only the batch-norm statistics (no weight changes) recovers most of the
     p = 8/9 model's accuracy on every seed; the same correction changes p = 4/9 little."""
-    g = bn_statistics[bn_statistics.p == 8 / 9]
+    g = bn_statistics[bn_statistics.p == round(8 / 9, 6)]  # the catalogue rounds p to 6 digits
     assert len(g) >= 1
     assert (g.fixed_val_acc - g.val_acc > 0.3).all()
     assert (g.fixed_val_acc > 0.5).all() and (g.fixed_val_loss < g.val_loss).all()
-    mild = bn_statistics[bn_statistics.p == 4 / 9]
-    assert ((mild.fixed_val_acc - mild.val_acc).abs() < 0.05).all()
+    mild = bn_statistics[bn_statistics.p == round(4 / 9, 6)]
+    assert len(mild) >= 1 and ((mild.fixed_val_acc - mild.val_acc).abs() < 0.05).all()
 
 
 def test_dropout_one_explodes_at_evaluation_and_learned_nothing(bn_statistics):
