@@ -207,13 +207,11 @@ def show_progress() -> bool:
 def progress_class():
     """tqdm's widget bar inside Jupyter when ipywidgets is installed, its text bar everywhere
     else (``tqdm.auto`` would warn in a notebook without widgets)."""
-    if "ipykernel" in sys.modules:
-        try:
-            import ipywidgets  # noqa: F401
-            from tqdm.notebook import tqdm
-            return tqdm
-        except ImportError:
-            pass
+    import importlib.util
+
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+        return tqdm
     from tqdm import tqdm
     return tqdm
 
