@@ -168,13 +168,17 @@ register(Experiment(
     train=replace(_CNN_BEST_RECIPE, fit_on="train+val"),
     rules=P.CNN_1M))
 
+def _dropout_variant(p: float) -> Variant:
+    """The chosen CNN with every dropout layer at probability ``p`` (rounded to 6 digits)."""
+    return Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
+                   info=(("p", round(p, 6)),))
+
+
 register(Experiment(
     name="dropout-sweep", chapter="book/part3/cnn",
     purpose="Ten dropout probabilities from 0 to 1 applied to the book's CNN (the candidate chosen on validation), "
             "one epoch each at batch 32.",
-    variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
-                           info=(("p", round(p, 6)),))
-                   for p in [i / 9 for i in range(10)]),
+    variants=tuple(_dropout_variant(i / 9) for i in range(10)),
     train=replace(_CNN_BEST_RECIPE, epochs=1),
     seeds=(0,), rules=P.CNN_1M, save_weights=False,
     keep_failed=True))  # p = 1 zeroes every feature: a chance-level run, shown on purpose
@@ -186,9 +190,7 @@ register(Experiment(
     name="dropout-bn-statistics", chapter="book/part3/cnn",
     purpose="Three points of the dropout sweep (p = 4/9, 8/9, 1) trained again with their "
             "weights kept, to measure how dropout in front of batch norm skews its running statistics.",
-    variants=tuple(Variant(f"p={p:.3f}", cnn_spec(dropout=round(p, 6), **CNN_CANDIDATES[CNN_CHOSEN][0]),
-                           info=(("p", round(p, 6)),))
-                   for p in (4 / 9, 8 / 9, 1.0)),
+    variants=tuple(_dropout_variant(p) for p in (4 / 9, 8 / 9, 1.0)),
     train=replace(_CNN_BEST_RECIPE, epochs=1),
     seeds=(0,), rules=P.CNN_1M,
     keep_failed=True))  # p = 1 learns nothing by construction
