@@ -104,14 +104,26 @@ from torch import nn  # noqa: E402
 
 from nnlab import data, experiments, models  # noqa: E402
 from nnlab.results import atomic_write_json  # noqa: E402
-from nnlab.train import TrainConfig, evaluate, pick_device, train  # noqa: E402
+from nnlab.train import TrainConfig, bf16_native, evaluate, pick_device, train  # noqa: E402
 
 BATCH = 32
 LR = 1e-3
-BENCH_MODELS = ("mlp-100", "cnn")  # (a) vs (b)
-DEFAULT_STEPS = {"mlp-100": 1000, "cnn": 100}  # a few seconds per repetition on two idle cores
+# The zoo: name -> (kind, timed steps per repetition on the CPU). Each repetition of the
+# slowest loop lasts a few seconds on two idle cores; CUDA runs take CUDA_STEPS.
+ZOO = {"book-mlp": ("mlp", 1000), "mlp-800": ("mlp", 300), "book-cnn": ("cnn", 40),
+       "classic": ("cnn", 50), "lenet5": ("cnn", 300), "resnet": ("cnn", 40)}
+CUDA_STEPS = 600
+BOOK = {"book-mlp": "mlp-100", "book-cnn": "cnn"}  # zoo name -> registered experiment
+# Goals (ratios measured in one run): nnlab.train against the course loop, per kind, and
+# against the bare tensor loop (its bookkeeping may cost at most 5%); the default layout
+# (auto) against PyTorch's default and nnlab's evaluation against a plain one, never slower
+# beyond the same 5% of noise.
+GOAL_COURSE = {"cnn": 1.3, "mlp": 4.0}
+GOAL_BARE = 0.95
+GOAL_DEFAULTS = 0.95
 EVAL_MODELS = ("mlp-100", "mlp-200", "mlp-1000", "cnn")  # the book's main models
 EVAL_GOAL_S = 1.0
+ZOO_EVAL_IMAGES = {"cpu": 2000, "cuda": 10_000}  # test images per evaluation of a zoo model
 DEFAULT_OUT = ROOT / "benchmarks" / "out"
 OUT_NAME = "train_speed.json"
 
@@ -168,11 +180,13 @@ def course_run(model: nn.Module, loader, steps: int, device: torch.device) -> fl
 
 def nnlab_run(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
               val_xy: tuple[torch.Tensor, torch.Tensor], steps: int, device: torch.device,
-              seed: int = 0) -> float:
-    """One epoch of ``nnlab.train.train`` over exactly ``steps`` batches; returns seconds."""
+              seed: int = 0, **overrides) -> float:
+    """One epoch of ``nnlab.train.train`` over exactly ``steps`` batches; returns seconds.
+    ``overrides`` are further :class:`~nnlab.train.TrainConfig` fields (``precision``,
+    ``memory_format``)."""
     n = steps * BATCH
     subset = {"train": (train_xy[0][:n], train_xy[1][:n]), "val": val_xy}
-    config = TrainConfig(epochs=1, batch_size=BATCH, optimizer="adam", lr=LR)
+    config = TrainConfig(epochs=1, batch_size=BATCH, optimizer="adam", lr=LR, **overrides)
     sync(device)
     t0 = time.perf_counter()
     train(model, config, seed=seed, data=subset, device=device, progress=False)
@@ -266,44 +280,141 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def bench_model(name: str, steps: int, reps: int, warmup: int, device: torch.device,
-                loader, train_xy, val_xy, measure_peak: bool) -> dict:
-    """Warm up, then ``reps`` alternating repetitions of (a) and (b) for one model."""
-    model_a = build_model(name).to(device)
-    model_b = copy.deepcopy(model_a)
-    course_run(model_a, loader, warmup, device)
-    nnlab_run(model_b, train_xy, val_xy, warmup, device)
-    rec: dict = {"course_s": [], "nnlab_s": [], "matmul_gflops": [], "conv_gflops": []}
+def zoo_model(name: str, seed: int = 0) -> nn.Module:
+    """A zoo model, freshly initialised with ``seed``: the book's two (their reported
+    variants) or one written out in ``benchmarks/zoo.py``."""
+    import zoo  # benchmarks/ is on sys.path when run as a script
+
+    if name in BOOK:
+        return build_model(BOOK[name], seed)
+    torch.manual_seed(seed)
+    return {"classic": zoo.Classic, "lenet5": zoo.lenet5, "resnet": zoo.SmallResNet, "mlp-800": zoo.mlp_800}[name]()
+
+
+def bare_run(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor], steps: int,
+             device: torch.device, seed: int = 0) -> float:
+    """``steps`` batches of the leanest loop a user can write: the tensors already on the
+    device, a seeded permutation sliced into batches, ``torch.optim.Adam`` with PyTorch's
+    defaults, the model in its default layout, and no bookkeeping at all."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = train_xy
+    perm = torch.randperm(steps * BATCH, generator=torch.Generator().manual_seed(seed)).to(device)
+    model.train()
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        idx = perm[i * BATCH:(i + 1) * BATCH]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def plain_eval(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+    """Seconds of the evaluation a course writes: default layout, batches of 1000."""
+    device = next(model.parameters()).device
+    model.eval()
+    sync(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        correct = 0
+        for start in range(0, len(images), batch):
+            x, y = images[start:start + batch].to(device), labels[start:start + batch].to(device)
+            correct += int((model(x).argmax(1) == y).sum())
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def nnlab_eval(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    device = next(model.parameters()).device
+    sync(device)
+    t0 = time.perf_counter()
+    evaluate(model, images, labels)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def profile_top(model: nn.Module, train_xy, device: torch.device, steps: int = 5, top: int = 5) -> list[dict]:
+    """The operators that take most of a training step in nnlab's layout (self time, share
+    of the total): the explanation of a FLOP rate far below the convolution rate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from nnlab.train import fast_memory_format, make_optimizer
+
+    m = copy.deepcopy(model).to(device, memory_format=fast_memory_format(model, device)).train()
+    opt = make_optimizer(m, TrainConfig(optimizer="adam", lr=LR), device)
+    x, y = train_xy
+    def step(i: int) -> None:
+        idx = torch.arange(i * BATCH, (i + 1) * BATCH, device=device)
+        loss = F.cross_entropy(m(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    step(0)
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            step(i)
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
+    total = sum(getattr(e, key) for e in events) or 1
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    return [{"op": e.key, "share": getattr(e, key) / total, "calls_per_step": e.count / steps}
+            for e in events[:top]]
+
+
+def bench_model(name: str, steps: int, reps: int, warmup: int, device: torch.device, loader,
+                train_xy, val_xy, test_xy, bf16: bool) -> dict:
+    """Warm up, then ``reps`` repetitions of every loop for one zoo model, in an order that
+    rotates every repetition so that a shared machine's load falls on all alike."""
+    kind = ZOO[name][0]
+    base = zoo_model(name).to(device)
+    loops = {"course": lambda m, n, rep: course_run(m, loader, n, device),
+             "bare": lambda m, n, rep: bare_run(m, train_xy, n, device, seed=rep),
+             "nnlab": lambda m, n, rep: nnlab_run(m, train_xy, val_xy, n, device, seed=rep)}
+    if kind == "cnn":  # the layout rule against PyTorch's default layout
+        loops["nnlab_default_layout"] = lambda m, n, rep: nnlab_run(m, train_xy, val_xy, n, device, seed=rep,
+                                                                    memory_format="contiguous")
+    if bf16:
+        loops["nnlab_bf16"] = lambda m, n, rep: nnlab_run(m, train_xy, val_xy, n, device, seed=rep,
+                                                          precision="bf16")
+    model_of = {loop: copy.deepcopy(base) for loop in loops}
+    for loop, run in loops.items():
+        run(model_of[loop], warmup, 0)
+    rec: dict = {"kind": kind, "steps": steps, "parameters": models.count_parameters(base),
+                 "seconds": {loop: [] for loop in loops}}
+    names = list(loops)
     for rep in range(reps):
-        order = ("a", "b") if rep % 2 == 0 else ("b", "a")
-        for which in order:
-            if which == "a":
-                rec["course_s"].append(course_run(model_a, loader, steps, device))
-            else:
-                rec["nnlab_s"].append(nnlab_run(model_b, train_xy, val_xy, steps, device, seed=rep))
-        if measure_peak:
-            rec["matmul_gflops"].append(matmul_gflops(device))
-            rec["conv_gflops"].append(conv_gflops(device))
-        a_rate = steps * BATCH / rec["course_s"][-1]
-        b_rate = steps * BATCH / rec["nnlab_s"][-1]
-        print(f"  {name} rep {rep + 1}/{reps}: (a) {a_rate:9,.0f}  (b) {b_rate:9,.0f} samples/s"
-              + (f"  matmul {rec['matmul_gflops'][-1]:6.1f}, conv {rec['conv_gflops'][-1]:6.1f} GFLOP/s"
-                 if measure_peak else ""), flush=True)
-    samples = steps * BATCH
-    rec["course_samples_per_s"] = samples / statistics.median(rec["course_s"])
-    rec["nnlab_samples_per_s"] = samples / statistics.median(rec["nnlab_s"])
-    rec["ratio_b_over_a"] = rec["nnlab_samples_per_s"] / rec["course_samples_per_s"]
-    rec["parameters"] = models.count_parameters(model_a)
-    if measure_peak:
-        flops = step_flops(model_a, device)
-        rec["flops_per_step"] = flops
-        rec["peak_gflops"] = statistics.median(rec["matmul_gflops"])  # the matmul rate
-        rec["best_kernel_gflops"] = max(rec["peak_gflops"], statistics.median(rec["conv_gflops"]))
-        for loop in ("nnlab", "course"):
-            achieved = flops * rec[f"{loop}_samples_per_s"] / BATCH / 1e9
-            rec[f"{loop}_gflops"] = achieved
-            rec[f"{loop}_fraction_of_peak"] = achieved / rec["peak_gflops"]
-            rec[f"{loop}_fraction_of_best_kernel"] = achieved / rec["best_kernel_gflops"]
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for loop in order:
+            rec["seconds"][loop].append(loops[loop](model_of[loop], steps, rep))
+        print(f"  {name} rep {rep + 1}/{reps}: " + ", ".join(
+            f"{loop} {steps * BATCH / rec['seconds'][loop][-1]:,.0f}" for loop in names) + " samples/s", flush=True)
+    rec["samples_per_s"] = {loop: steps * BATCH / statistics.median(t) for loop, t in rec["seconds"].items()}
+    sps = rec["samples_per_s"]
+    rec["nnlab_over_course"] = sps["nnlab"] / sps["course"]
+    rec["nnlab_over_bare"] = sps["nnlab"] / sps["bare"]
+    if "nnlab_default_layout" in sps:
+        rec["layout_over_default"] = sps["nnlab"] / sps["nnlab_default_layout"]
+    if "nnlab_bf16" in sps:
+        rec["bf16_speedup"] = sps["nnlab_bf16"] / sps["nnlab"]
+    rec["flops_per_step"] = step_flops(base, device)
+    rec["nnlab_gflops"] = rec["flops_per_step"] * sps["nnlab"] / BATCH / 1e9
+    # evaluation: nnlab's choice of layout and chunk against the plain course evaluation
+    model = model_of["nnlab"]
+    ev_n, ev_d = [], []
+    nnlab_eval(model, *test_xy)  # warm-up
+    plain_eval(model, *test_xy)
+    for rep in range(max(3, reps)):
+        pair = ((ev_n, nnlab_eval), (ev_d, plain_eval))
+        for times, fn in (pair if rep % 2 == 0 else pair[::-1]):
+            times.append(fn(model, *test_xy))
+    rec["eval_seconds"] = {"nnlab": statistics.median(ev_n), "plain": statistics.median(ev_d)}
+    rec["eval_over_plain"] = rec["eval_seconds"]["plain"] / rec["eval_seconds"]["nnlab"]
     return rec
 
 
@@ -319,17 +430,55 @@ def threads_and_device(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(str(exc))
 
 
+def goal_lines(results: dict, conv_rate: float) -> list[tuple[str, bool]]:
+    """Each goal of the zoo, as (sentence, met)."""
+    out = []
+    for name, r in results.items():
+        goal = GOAL_COURSE[r["kind"]]
+        out.append((f"{name}: nnlab/course {r['nnlab_over_course']:.2f} (goal >= {goal:g})",
+                    r["nnlab_over_course"] >= goal))
+        out.append((f"{name}: nnlab/bare {r['nnlab_over_bare']:.2f} (goal >= {GOAL_BARE:g})",
+                    r["nnlab_over_bare"] >= GOAL_BARE))
+        if "layout_over_default" in r:
+            out.append((f"{name}: channels-last/default layout {r['layout_over_default']:.2f} "
+                        f"(goal >= {GOAL_DEFAULTS:g})", r["layout_over_default"] >= GOAL_DEFAULTS))
+        out.append((f"{name}: evaluation, nnlab/plain {r['eval_over_plain']:.2f} (goal >= {GOAL_DEFAULTS:g})",
+                    r["eval_over_plain"] >= GOAL_DEFAULTS))
+    return out
+
+
+def table(results: dict, conv_rate: float, bf16: bool) -> str:
+    head = ["model", "params", "GFLOP/step", "course", "bare", "nnlab", "nnlab/course", "nnlab/bare",
+            "CL/default", "eval", "GFLOP/s", "of conv"] + (["bf16"] if bf16 else [])
+    rows = [head]
+    for name, r in results.items():
+        sps = r["samples_per_s"]
+        rows.append([name, f"{r['parameters']:,}", f"{r['flops_per_step'] / 1e9:.3f}",
+                     f"{sps['course']:,.0f}", f"{sps['bare']:,.0f}", f"{sps['nnlab']:,.0f}",
+                     f"{r['nnlab_over_course']:.2f}", f"{r['nnlab_over_bare']:.2f}",
+                     f"{r['layout_over_default']:.2f}" if "layout_over_default" in r else "-",
+                     f"{r['eval_over_plain']:.2f}", f"{r['nnlab_gflops']:.0f}",
+                     f"{r['nnlab_gflops'] / conv_rate:.2f}"]
+                    + ([f"{r['bf16_speedup']:.2f}"] if bf16 else []))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=list(ZOO), default=list(ZOO),
+                        help="zoo models to time (default: all)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="timed batches per repetition for every model (default: "
-                             + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
-    parser.add_argument("--reps", type=int, default=5, help="alternating repetitions (default 5)")
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up batches per loop (default 20)")
-    parser.add_argument("--eval-reps", type=int, default=3, help="timed evaluations per model (default 3)")
+                        help="timed batches per repetition for every model (default: per model, "
+                             + ", ".join(f"{k} {v[1]}" for k, v in ZOO.items()) + f"; {CUDA_STEPS} on CUDA)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions of every loop (default 5)")
+    parser.add_argument("--warmup", type=int, default=10, help="warm-up batches per loop (default 10)")
+    parser.add_argument("--eval-reps", type=int, default=3, help="timed evaluations per book model (default 3)")
     parser.add_argument("--eval-images", type=int, default=10_000,
-                        help="test images per evaluation (default: all 10,000; fewer for smoke tests)")
+                        help="test images per evaluation of a book model (default: all 10,000)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 loop even where it is native")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op CPU threads (default: torch's choice, one per core)")
@@ -339,27 +488,44 @@ def main(argv: list[str] | None = None) -> int:
     if min(1 if args.steps is None else args.steps, args.reps, args.warmup, args.eval_reps,
            args.eval_images) < 1:
         parser.error("--steps, --reps, --warmup, --eval-reps and --eval-images must be positive")
-    steps = {name: args.steps or DEFAULT_STEPS[name] for name in BENCH_MODELS}
     device = threads_and_device(parser, args)
-    if max(*steps.values(), args.warmup) * BATCH > len(data.mnist("train")[0]):
+    steps = {name: args.steps or (CUDA_STEPS if device.type == "cuda" else ZOO[name][1]) for name in args.models}
+    if max(*steps.values(), args.warmup, 1) * BATCH > len(data.mnist("train")[0]):
         parser.error("--steps or --warmup needs more than the training split's images")
+    bf16 = bf16_native(device) and not args.no_bf16
 
     info = machine(device)
+    info["bf16_native"] = bf16_native(device)
     print(f"device: {device}" + (f" ({info['gpu']})" if "gpu" in info else "")
           + f"; {info['processor']}; torch {info['torch']}; {info['threads']} threads", flush=True)
     print(f"timing {', '.join(f'{k}: {v} steps' for k, v in steps.items())} of batch {BATCH}, "
-          f"{args.reps} alternating repetitions", flush=True)
+          f"{args.reps} rotating repetitions; bf16 "
+          + ("measured" if bf16 else "not measured (no native bfloat16 here)" if not info["bf16_native"]
+             else "skipped"), flush=True)
 
     loader = course_loader()
     x, y = data.mnist("train")
     train_xy = (x.to(device), y.to(device))  # nnlab keeps the data on the device: move it once
     xv, yv = data.mnist("val")
     val_xy = (xv[:BATCH], yv[:BATCH])
+    xt, yt = data.mnist("test")
+    n_zoo_eval = ZOO_EVAL_IMAGES.get(device.type, ZOO_EVAL_IMAGES["cpu"])
+    test_xy = (xt[:n_zoo_eval].to(device), yt[:n_zoo_eval].to(device))
 
     results: dict = {}
-    for name in BENCH_MODELS:
+    rates: dict = {"matmul_gflops": [], "conv_gflops": []}
+    for name in args.models:
         results[name] = bench_model(name, steps[name], args.reps, args.warmup, device, loader,
-                                    train_xy, val_xy, measure_peak=(name == "cnn"))
+                                    train_xy, val_xy, test_xy, bf16)
+        rates["matmul_gflops"].append(matmul_gflops(device))
+        rates["conv_gflops"].append(conv_gflops(device))
+    matmul_rate = statistics.median(rates["matmul_gflops"])
+    conv_rate = statistics.median(rates["conv_gflops"])
+    for name, r in results.items():
+        r["fraction_of_matmul"] = r["nnlab_gflops"] / matmul_rate
+        r["fraction_of_conv"] = r["nnlab_gflops"] / conv_rate
+        if r["kind"] == "cnn" and r["fraction_of_conv"] < 0.5:
+            r["profile"] = profile_top(zoo_model(name), train_xy, device)
 
     n_eval = min(args.eval_images, len(data.mnist("test")[0]))
     print(f"evaluation of {n_eval:,} test images (nnlab.train.evaluate):", flush=True)
@@ -372,25 +538,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if hasattr(os, "getloadavg"):
         info["load_average_end"] = list(os.getloadavg())
+    goals = goal_lines(results, conv_rate)
     record = {"benchmark": "train_speed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "git_commit": git_commit(), "args": {k: str(v) if isinstance(v, Path) else v
                                                    for k, v in vars(args).items()},
-              "steps": steps, "batch_size": BATCH, "lr": LR, "machine": info, "models": results,
+              "steps": steps, "batch_size": BATCH, "lr": LR, "machine": info,
+              "matmul_gflops": matmul_rate, "conv_gflops": conv_rate, "rates": rates, "bf16": bf16,
+              "models": results, "goals": [{"goal": g, "met": met} for g, met in goals],
               "eval_images": n_eval, "eval_seconds": eval_s, "eval_goal_s": EVAL_GOAL_S}
     out = args.out / OUT_NAME
     atomic_write_json(out, record)
     print(f"wrote {out}")
 
-    cnn = results["cnn"]
-    print(f"cnn: {cnn['flops_per_step'] / 1e9:.3f} GFLOP per training step (forward + backward); "
-          f"nnlab.train achieves {cnn['nnlab_gflops']:.1f} GFLOP/s")
-    print(f"cnn: achieved/peak = {cnn['nnlab_fraction_of_peak']:.2f} of the fp32 matmul rate "
-          f"({cnn['peak_gflops']:.1f} GFLOP/s); {cnn['nnlab_fraction_of_best_kernel']:.2f} of the fastest "
-          f"kernel measured ({cnn['best_kernel_gflops']:.1f} GFLOP/s)")
-    for name in BENCH_MODELS:
-        r = results[name]
-        print(f"{name}: median samples/s (a) course-style {r['course_samples_per_s']:,.0f}, "
-              f"(b) nnlab.train {r['nnlab_samples_per_s']:,.0f}; b/a = {r['ratio_b_over_a']:.2f}")
+    print(f"machine rates: fp32 matmul {matmul_rate:.0f} GFLOP/s, 3x3 convolution {conv_rate:.0f} GFLOP/s")
+    for name, r in results.items():
+        if "profile" in r:
+            print(f"{name}: {r['nnlab_gflops']:.0f} GFLOP/s, {r['fraction_of_conv']:.2f} of the convolution "
+                  "rate; the step's time goes to " + ", ".join(
+                      f"{p['op']} {p['share']:.0%}" for p in r["profile"]))
+    for goal, met in goals:
+        print(("meets  " if met else "MISSES ") + goal)
+    print(table(results, conv_rate, bf16))
     return 0
 
 

@@ -87,6 +87,8 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
               "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
               "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint(),
               "threads": cfg.threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(), **res.extra}
+    if res.device.startswith("cuda"):  # the GPU decides a CUDA run's kernels, not the CPU
+        record["gpu"] = torch.cuda.get_device_name(torch.device(res.device))
     return record, model
 
 

@@ -26,9 +26,11 @@ from nnlab import augment
 from nnlab.data import MNIST, DataSource, as_splits
 from nnlab.fileio import atomic_write_bytes
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adadelta")
 SCHEDULES = ("none", "onecycle", "cosine", "step")
 FIT_ON = ("train", "train+val")
+PRECISIONS = ("fp32", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 class ConfigError(ValueError):
@@ -55,7 +57,8 @@ class TrainConfig:
     Attributes:
         epochs: passes over the training split.
         batch_size: samples per optimiser step.
-        optimizer: ``adam``, ``adamw``, ``rmsprop`` or ``sgd``.
+        optimizer: ``adam``, ``adamw``, ``rmsprop``, ``sgd`` or ``adadelta`` (Zeiler 2012; the
+            optimiser of PyTorch's MNIST example, at ``lr=1.0``).
         lr: learning rate (the peak rate for ``onecycle``).
         weight_decay: L2 penalty (decoupled for ``adamw``).
         momentum: for ``sgd`` (Nesterov) and ``rmsprop``.
@@ -74,6 +77,15 @@ class TrainConfig:
         threads: CPU threads a run uses when ``nnlab train`` (the runner) trains it. Float
             sums are reduced in an order that depends on it, so it is part of the recipe:
             the same run gives the same numbers alone, in a pool or on a cluster.
+        precision: ``fp32`` (default), or ``bf16``: the forward pass and the loss run under
+            ``torch.autocast`` with bfloat16 where the device has native bfloat16 arithmetic
+            (a CUDA GPU of compute capability 8.0 or newer; a CPU with AVX-512 BF16 or AMX);
+            weights, gradients, optimiser state and evaluation stay fp32. Elsewhere training
+            refuses it with a :class:`ConfigError` rather than emulate it slowly.
+        memory_format: ``auto`` (default: see :func:`fast_memory_format`), ``channels_last``
+            or ``contiguous``, the layout of a convolutional model's weights and activations.
+            The kernels differ, so so do the last bits of the numbers: like ``threads``, it is
+            part of the recipe.
     """
 
     epochs: int = 10
@@ -91,6 +103,8 @@ class TrainConfig:
     eval_batch: int = 5000
     fit_on: str = "train"
     threads: int = 1
+    precision: str = "fp32"
+    memory_format: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -122,13 +136,19 @@ class TrainConfig:
             problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.fit_on not in FIT_ON:
             problems.append(f"unknown fit_on {self.fit_on!r}; choose one of {', '.join(FIT_ON)}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            problems.append(f"unknown memory_format {self.memory_format!r}; choose one of "
+                            f"{', '.join(MEMORY_FORMATS)}")
         if problems:
             raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
-        for key, default in (("fit_on", "train"), ("threads", 1)):
+        for key, default in (("fit_on", "train"), ("threads", 1), ("precision", "fp32"),
+                             ("memory_format", "auto")):
             if d[key] == default:  # defaults are left out: configs stored before they existed match
                 del d[key]
         return d
@@ -169,6 +189,29 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` does bfloat16 arithmetic in hardware (not by emulation)."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.4 has no including_emulation; it asked the hardware anyway
+            return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+def check_precision(config: TrainConfig, device: torch.device) -> None:
+    """Refuse ``precision="bf16"`` on a device without native bfloat16 arithmetic."""
+    if config.precision == "bf16" and not bf16_native(device):
+        what = ("this CPU has neither AVX-512 BF16 nor AMX" if device.type == "cpu" else
+                "this GPU has no native bfloat16 (it needs compute capability 8.0 or newer)"
+                if device.type == "cuda" else f"bfloat16 training is not supported on {device.type}")
+        raise ConfigError(f"precision='bf16' needs native bfloat16 arithmetic, but {what}; "
+                          "use precision='fp32' (the default)")
+
+
 def lr_at(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """The learning rate for a global step: a pure function, so resuming needs no state."""
     t = step / max(total_steps, 1)
@@ -192,6 +235,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fast)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fast)
+    if config.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay,
                                    momentum=config.momentum, foreach=True)
@@ -224,36 +269,75 @@ def has_conv(model: nn.Module) -> bool:
     return bool(_convolutions(model))
 
 
-def fast_memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """Channels-last for convolutional models on the CPU and CUDA, else the default layout.
+# channels-last on CUDA only for convolutions this wide (or wider): cuDNN's NHWC kernels
+# lost to the default layout on LeNet-5's 6 and 16 filters (benchmarks/train_speed.py)
+CUDA_CHANNELS_LAST_MIN = 32
+# the evaluation's chunk on a CPU: the largest layer's input and output for the chunk fit here
+EVAL_CACHE_BYTES = 8 << 20
+EVAL_SMALL_BYTES = 64 << 10
+
+
+def fast_memory_format(model: nn.Module, device: torch.device, choice: str = "auto") -> torch.memory_format:
+    """The memory layout a model trains and evaluates in: ``choice`` when it names one, else
+    (``auto``) channels-last for convolutional models on the CPU, and on CUDA when every
+    convolution has at least ``CUDA_CHANNELS_LAST_MIN`` filters; the default layout otherwise.
 
     oneDNN (CPU) and cuDNN run 2-D convolutions in NHWC without reordering their inputs;
-    on a 2-core CPU this made a step of the book's CNN about 1.3-1.4x faster
-    (``benchmarks/step_profile.py``). Images with one channel have the same bytes in both
-    layouts, so only the model's weights (and the activations they produce) change layout.
+    ``benchmarks/train_speed.py`` measures the rule on every model of its zoo against
+    PyTorch's default layout (on a 2-core CPU, channels-last trained the book's CNN 1.14x
+    faster and none of the zoo's CNNs slower). Images with one channel have the same bytes
+    in both layouts, so only the model's weights (and the activations they produce) change.
     """
-    if device.type in ("cpu", "cuda") and has_conv(model):
+    if choice != "auto":
+        return torch.channels_last if choice == "channels_last" else torch.contiguous_format
+    convs = _convolutions(model)
+    if convs and (device.type == "cpu" or (device.type == "cuda" and min(
+            c.out_channels for c in convs) >= CUDA_CHANNELS_LAST_MIN)):
         return torch.channels_last
     return torch.contiguous_format
 
 
+def eval_chunk(model: nn.Module, images: torch.Tensor, batch: int) -> int:
+    """Images per forward pass when evaluating on a CPU.
+
+    A model whose largest layer (input and output, measured on one image) holds
+    ``EVAL_SMALL_BYTES`` or more per image evaluates in chunks that keep that layer within
+    ``EVAL_CACHE_BYTES`` (at least 16 images): the book's CNN, the classic example's network
+    and a small ResNet ran 2.2-2.5x faster so than in batches of 1000. Smaller models (MLPs,
+    LeNet-5) gain nothing from it and lose to the per-call cost, so they take ``batch``."""
+    largest = 0
+
+    def measure(module, inputs, output):
+        nonlocal largest
+        if isinstance(output, torch.Tensor) and inputs and isinstance(inputs[0], torch.Tensor):
+            largest = max(largest, (inputs[0].numel() + output.numel()) * output.element_size())
+
+    hooks = [m.register_forward_hook(measure) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        model(images[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if largest < EVAL_SMALL_BYTES:
+        return batch
+    return max(16, min(batch, EVAL_CACHE_BYTES // largest))
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch: int = 5000) -> tuple[float, float]:
-    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches."""
+             batch: int = 5000, memory_format: str = "auto") -> tuple[float, float]:
+    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches (fp32)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    layout = fast_memory_format(model, device)
+    layout = fast_memory_format(model, device, memory_format)
     # a model handed over in the default layout is handed back in it (a weight with one input
     # channel is contiguous in both layouts, so look for any weight that is not)
     was_default = all(m.weight.is_contiguous() for m in _convolutions(model))
     model.to(memory_format=layout)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    # Small chunks keep a CNN's activations in cache: on a 2-core CPU, 32-64 images per
-    # forward pass evaluate 10k test images about 3x faster than 1000 at once.
-    step = min(batch, 64 if layout == torch.channels_last else 256) if device.type == "cpu" else batch
+    step = eval_chunk(model, images.to(device), batch) if device.type == "cpu" and len(images) else batch
     for start in range(0, len(images), step):
         x = images[start:start + step].to(device, non_blocking=True)
         y = labels[start:start + step].to(device, non_blocking=True)
@@ -362,6 +446,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     tqdm = progress_class()
 
     dev = pick_device(device) if not isinstance(device, torch.device) else device
+    check_precision(config, dev)
     data = as_splits(MNIST if data is None else data)
     if "val" not in data:
         raise ConfigError("the data has no 'val' split: give one (a third pair), or use "
@@ -378,7 +463,9 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
     # the layout is set before the optimiser exists, so its state takes the same strides
-    model.to(dev, memory_format=fast_memory_format(model, dev)).train()
+    layout = fast_memory_format(model, dev, config.memory_format)
+    model.to(dev, memory_format=layout).train()
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     opt = make_optimizer(model, config, dev)
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -415,8 +502,12 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         seconds_before = float(state.get("seconds", sum(history["seconds"])))
     check_every = 50
     watch = _Watch(ckpt_path, keep_failed, state.get("watch") if start_epoch else None)
+    # Bookkeeping costs two device writes per step (the batch's mean loss and its predicted
+    # classes); sums, checks and accuracy are batched over a window of steps.
     step_losses = torch.zeros(steps_per_epoch, device=dev)
-    step_correct = torch.zeros(steps_per_epoch, device=dev, dtype=torch.int64)
+    batch_sizes = torch.full((steps_per_epoch,), float(config.batch_size), dtype=torch.float64, device=dev)
+    batch_sizes[-1] = n - (steps_per_epoch - 1) * config.batch_size
+    predicted = torch.zeros(n, device=dev, dtype=torch.int64)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc or "train",
                unit="step", disable=not (show_progress() if progress is None else progress),
                leave=False, dynamic_ncols=True)
@@ -435,13 +526,14 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                 group["lr"] = lr
             idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
             xb, yb = xs[idx], y_train[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            with autocast:
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step_losses[i] = loss.detach() * len(idx)
-            step_correct[i] = (logits.detach().argmax(1) == yb).sum()
+            step_losses[i] = loss.detach()
+            torch.argmax(logits.detach(), 1, out=predicted[i * config.batch_size:(i + 1) * config.batch_size])
             if i + 1 - last_checked >= check_every or i + 1 == steps_per_epoch:
                 window = step_losses[last_checked:i + 1]
                 if not bool(torch.isfinite(window).all()):
@@ -449,19 +541,19 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                     bar.close()
                     watch.fail(f"non-finite training loss at epoch {epoch + 1}, step {bad + 1} (lr={lr:.3g})",
                                always=True)
-                samples = min((i + 1) * config.batch_size, n) - last_checked * config.batch_size
-                watch.window(float(window.double().sum()) / samples,
-                             int(step_correct[last_checked:i + 1].sum()) / samples,
+                a, b = last_checked * config.batch_size, min((i + 1) * config.batch_size, n)
+                watch.window(float((window.double() * batch_sizes[last_checked:i + 1]).sum()) / (b - a),
+                             int((predicted[a:b] == y_train[perm[a:b]]).sum()) / (b - a),
                              logits.shape[1], f"epoch {epoch + 1}, step {i + 1} (lr={lr:.3g})", bar)
                 bar.update(i + 1 - last_checked)
                 last_checked = i + 1
-        history["train_loss"].append(float(step_losses.double().sum()) / n)
-        history["train_acc"].append(int(step_correct.sum()) / n)
+        history["train_loss"].append(float((step_losses.double() * batch_sizes).sum()) / n)
+        history["train_acc"].append(int((predicted == y_train[perm]).sum()) / n)
         steps_done = (epoch + 1) * steps_per_epoch
         if steps_done >= CHANCE_STEPS and (steps_done - steps_per_epoch < CHANCE_STEPS or epoch + 1 == config.epochs):
             watch.learned(history["train_acc"][-1], epoch + 1, bar)
         if x_val is not None:
-            val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch)
+            val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch, config.memory_format)
             history["val_loss"].append(val_loss)
             history["val_acc"].append(val_acc)
             bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_acc:.4f}")
@@ -483,9 +575,11 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     bar.close()
     test_loss = test_acc = None
     if "test" in data:
-        test_loss, test_acc = evaluate(model, *data["test"], batch=config.eval_batch)
+        test_loss, test_acc = evaluate(model, *data["test"], batch=config.eval_batch,
+                                       memory_format=config.memory_format)
     model.to(memory_format=torch.contiguous_format).eval()  # hand back the usual layout
     val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
     return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
                      test_loss=test_loss, test_acc=test_acc, seconds=seconds_before + time.perf_counter() - t_run,
-                     device=str(dev), extra={"failed": watch.failed} if watch.failed else {})
+                     device=str(dev), extra={"memory_format": "channels_last" if layout == torch.channels_last
+                                             else "contiguous", **({"failed": watch.failed} if watch.failed else {})})
