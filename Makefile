@@ -41,6 +41,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/classic_example.py
 	$(BIN)/python benchmarks/book_build.py
 
 train: $(STAMP)

@@ -5,6 +5,8 @@ Usage::
 
     python benchmarks/parallel_runs.py [--steps N] [--reps R] [--models mlp-100,cnn] [--out DIR]
 
+``--models`` takes the book's experiments and the zoo models of ``train_speed.py``.
+
 For each model, ``cores`` identical short training runs (N batches of 32 through ``nnlab.train.train``,
 rounded up to whole epochs, different seeds) are done two ways, alternating for R repetitions:
 
@@ -36,13 +38,13 @@ import torch  # noqa: E402
 from train_speed import BATCH, DEFAULT_OUT, LR, git_commit, machine  # benchmarks/ is on sys.path
 
 OUT_NAME = "parallel_runs.json"
-DEFAULT_STEPS = {"mlp-100": 12000, "cnn": 300}
+DEFAULT_STEPS = {"mlp-100": 12000, "cnn": 300, "mlp-800": 2000, "classic": 200, "lenet5": 2000, "resnet": 200}
 
 
 def one_run(name: str, steps: int, threads: int, seed: int) -> float:
     """A worker's job: about ``steps`` batches; returns its seconds (start-up excluded)."""
     torch.set_num_threads(threads)
-    from train_speed import build_model
+    from train_speed import ZOO, build_model, zoo_model
 
     from nnlab import data
     from nnlab.train import TrainConfig, train
@@ -51,7 +53,8 @@ def one_run(name: str, steps: int, threads: int, seed: int) -> float:
     x, y = data.mnist("train")
     n = min(steps * BATCH, len(x))  # more steps than one epoch: several epochs of the whole split
     subset = {"train": (x[:n], y[:n]), "val": data.mnist("val")}
-    train(build_model(name, seed), TrainConfig(epochs=-(-steps * BATCH // n), batch_size=BATCH, lr=LR),
+    model = zoo_model(name, seed) if name in ZOO else build_model(name, seed)
+    train(model, TrainConfig(epochs=-(-steps * BATCH // n), batch_size=BATCH, lr=LR),
           seed=seed, data=subset, device="cpu", progress=False)
     return time.perf_counter() - t0
 
@@ -75,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="batches per run (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
-    parser.add_argument("--models", default="mlp-100,cnn", help="comma-separated experiment names")
+    parser.add_argument("--models", default="mlp-100,cnn",
+                        help="comma-separated experiment names or zoo models of train_speed.py "
+                             "(mlp-800, classic, lenet5, resnet)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for {OUT_NAME}")
     args = parser.parse_args(argv)
     if (args.steps is not None and args.steps < 1) or args.reps < 1:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +22,6 @@ from nnlab.book import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-RATIO_LINE = re.compile(r"^(?P<model>[\w-]+): median samples/s \(a\) course-style (?P<a>[\d,]+), "
-                        r"\(b\) nnlab\.train (?P<b>[\d,]+); b/a = (?P<ratio>\d+\.\d+)$")
 
 
 def analytic_step_flops(spec: tuple[str, ...], batch: int = 32) -> int:
@@ -63,52 +60,114 @@ def analytic_step_flops(spec: tuple[str, ...], batch: int = 32) -> int:
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "train_speed.py"), "--steps", "20", "--reps", "1", "--warmup", "3",
-         "--eval-reps", "1", "--eval-images", "500", "--threads", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [sys.executable, str(BENCH / "train_speed.py"), "--models", "book-mlp", "book-cnn", "lenet5",
+         "--steps", "4", "--reps", "1", "--warmup", "2", "--eval-reps", "1", "--eval-images", "64",
+         "--threads", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout, json.loads((out / "train_speed.json").read_text())
 
 
-def test_train_speed_ends_with_ratio_lines(tiny_run):
+def test_train_speed_ends_with_the_goals_and_the_zoo_table(tiny_run):
     stdout, record = tiny_run
     lines = stdout.strip().splitlines()
     assert lines[0].startswith("device: ")
-    last = [RATIO_LINE.match(line) for line in lines[-2:]]
-    assert all(last), lines[-2:]
-    assert [m["model"] for m in last] == ["mlp-100", "cnn"]
-    for m in last:
-        rec = record["models"][m["model"]]
-        assert float(m["ratio"]) == pytest.approx(rec["ratio_b_over_a"], abs=0.006)
-        assert int(m["a"].replace(",", "")) == pytest.approx(rec["course_samples_per_s"], abs=1)
-    assert any(line.startswith("cnn: ") and "achieved/peak" in line for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    assert header == len(lines) - 1 - len(record["models"])  # the table closes the output
+    assert lines[header].split()[:3] == ["model", "params", "GFLOP/step"]
+    rows = {line.split()[0]: line.split() for line in lines[header + 1:]}
+    assert list(rows) == ["book-mlp", "book-cnn", "lenet5"]
+    for name, row in rows.items():
+        rec = record["models"][name]
+        assert int(row[1].replace(",", "")) == rec["parameters"]
+        assert float(row[6]) == pytest.approx(rec["nnlab_over_course"], abs=0.006)
+        assert float(row[7]) == pytest.approx(rec["nnlab_over_bare"], abs=0.006)
+    # every goal is printed as met or missed, and agrees with the record
+    goal_lines = [line for line in lines if line.startswith(("meets  ", "MISSES "))]
+    assert len(goal_lines) == len(record["goals"]) == 3 + 4 + 4  # the MLP has no layout goal
+    for line, goal in zip(goal_lines, record["goals"]):
+        assert line.startswith("meets" if goal["met"] else "MISSES") and line.endswith(goal["goal"])
 
 
 def test_train_speed_record_is_complete_and_consistent(tiny_run):
     _, record = tiny_run
     assert record["machine"]["device"] in ("cpu", "cuda", "mps")
     assert record["machine"]["threads"] == 1
-    for name in ("mlp-100", "cnn"):
-        rec = record["models"][name]
-        assert len(rec["course_s"]) == len(rec["nnlab_s"]) == 1
-        for key in ("course_samples_per_s", "nnlab_samples_per_s", "ratio_b_over_a"):
-            assert math.isfinite(rec[key]) and rec[key] > 0
-        assert rec["ratio_b_over_a"] == pytest.approx(rec["nnlab_samples_per_s"] / rec["course_samples_per_s"])
-        assert rec["course_samples_per_s"] == pytest.approx(20 * 32 / rec["course_s"][0])
-    cnn = record["models"]["cnn"]
-    assert 0 < cnn["peak_gflops"] <= cnn["best_kernel_gflops"]
-    achieved = cnn["flops_per_step"] * cnn["nnlab_samples_per_s"] / 32 / 1e9
-    assert cnn["nnlab_fraction_of_peak"] == pytest.approx(achieved / cnn["peak_gflops"])
-    assert cnn["nnlab_fraction_of_best_kernel"] == pytest.approx(achieved / cnn["best_kernel_gflops"])
+    for rec in record["models"].values():
+        loops = {"course", "bare", "nnlab"} | ({"nnlab_default_layout"} if rec["kind"] == "cnn" else set())
+        loops |= {"nnlab_bf16"} if record["bf16"] else set()
+        assert set(rec["seconds"]) == loops and all(len(t) == 1 for t in rec["seconds"].values())
+        sps = rec["samples_per_s"]
+        assert sps["course"] == pytest.approx(4 * 32 / rec["seconds"]["course"][0])
+        assert rec["nnlab_over_course"] == pytest.approx(sps["nnlab"] / sps["course"])
+        assert rec["nnlab_over_bare"] == pytest.approx(sps["nnlab"] / sps["bare"])
+        achieved = rec["flops_per_step"] * sps["nnlab"] / 32 / 1e9
+        assert rec["nnlab_gflops"] == pytest.approx(achieved)
+        assert rec["fraction_of_conv"] == pytest.approx(achieved / record["conv_gflops"])
+        assert rec["eval_over_plain"] == pytest.approx(rec["eval_seconds"]["plain"] / rec["eval_seconds"]["nnlab"])
+        if rec["fraction_of_conv"] < 0.5 and rec["kind"] == "cnn":  # explained by a profile
+            assert rec["profile"] and all(0 < p["share"] <= 1 for p in rec["profile"])
+    assert record["models"]["book-mlp"]["kind"] == "mlp" and record["models"]["lenet5"]["parameters"] == 61_706
     assert set(record["eval_seconds"]) == {"mlp-100", "mlp-200", "mlp-1000", "cnn"}
     assert all(s > 0 for s in record["eval_seconds"].values())
-    assert record["eval_images"] == 500
+    assert record["eval_images"] == 64
 
 
 def test_cnn_flops_match_the_convolution_arithmetic(tiny_run):
     _, record = tiny_run
     spec = experiments.get("cnn").variant(store.chosen_variant("cnn")).spec
-    assert record["models"]["cnn"]["flops_per_step"] == analytic_step_flops(spec)
+    assert record["models"]["book-cnn"]["flops_per_step"] == analytic_step_flops(spec)
+
+
+def test_zoo_models_are_the_ones_described():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import zoo
+    finally:
+        sys.path.remove(str(BENCH))
+    import torch
+
+    x = torch.zeros(2, 1, 28, 28)
+    for build, params in ((zoo.Classic, 1_199_882), (zoo.lenet5, 61_706), (zoo.SmallResNet, 308_074),
+                          (zoo.mlp_800, 1_276_810)):
+        model = build()
+        assert sum(p.numel() for p in model.parameters()) == params
+        assert model(x).shape == (2, 10)
+
+
+def test_precision_benchmark_trains_and_compares(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "precision.py"), "--epochs", "1", "--limit", "96",
+                           "--seeds", "0", "1", "--precisions", "fp32", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "precision.json").read_text())
+    assert [(r["precision"], r["seed"]) for r in sorted(record["runs"], key=lambda r: r["seed"])] == [
+        ("fp32", 0), ("fp32", 1)]
+    assert all(r["epochs"] == 1 and 0 <= r["test_acc"] <= 1 for r in record["runs"])
+    assert record["summary"]["fp32"]["test_acc"]["mean"] == pytest.approx(
+        sum(r["test_acc"] for r in record["runs"]) / 2)
+
+
+def test_precision_benchmark_says_when_bf16_is_not_native(tmp_path):
+    import torch
+
+    from nnlab.train import bf16_native
+
+    if bf16_native(torch.device("cpu")):
+        pytest.skip("this CPU has native bfloat16")
+    proc = subprocess.run([sys.executable, str(BENCH / "precision.py"), "--device", "cpu", "--precisions", "bf16",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "no native bfloat16" in proc.stdout and "0 runs" in proc.stdout
+
+
+def test_classic_example_whole_process_comparison(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "classic_example.py"), "--limit", "128", "--reps", "1",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "classic_example.json").read_text())
+    assert record["ratio"] == pytest.approx(record["median_seconds"]["example"] / record["median_seconds"]["nnlab"])
+    assert all(len(v) == 1 and 0 <= v[0] <= 1 for v in record["test_acc"].values())
+    assert proc.stdout.strip().splitlines()[-1].startswith("whole process, one epoch: example ")
 
 
 def test_book_build_help_and_dry_run():

@@ -234,3 +234,100 @@ def test_default_fit_on_leaves_stored_configs_unchanged():
     """Configs stored before ``fit_on`` existed hash the same: the default is left out."""
     assert "fit_on" not in TrainConfig().to_dict()
     assert TrainConfig(fit_on="train+val").to_dict()["fit_on"] == "train+val"
+
+
+def test_new_recipe_fields_are_validated_and_left_out_of_stored_configs_when_default():
+    """precision and memory_format join the recipe only when set, so the configs (and hashes)
+    of every stored result stay what they were."""
+    assert not {"precision", "memory_format"} & set(TrainConfig().to_dict())
+    assert TrainConfig(precision="bf16", memory_format="contiguous").to_dict()["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="unknown precision 'fp16'; choose one of fp32, bf16"):
+        TrainConfig(precision="fp16")
+    with pytest.raises(ConfigError, match="unknown memory_format 'nhwc'"):
+        TrainConfig(memory_format="nhwc")
+
+
+def test_bf16_is_refused_without_native_support(monkeypatch):
+    import nnlab.train as nt
+
+    monkeypatch.setattr(nt, "bf16_native", lambda device: False)
+    with pytest.raises(ConfigError, match="precision='bf16' needs native bfloat16 arithmetic.*use precision='fp32'"):
+        fit(mlp([16]), TrainConfig(epochs=1, precision="bf16"))
+
+
+def test_bf16_autocast_trains_with_fp32_weights(monkeypatch):
+    """Where bfloat16 is native, the forward pass runs in it (the numbers differ from fp32)
+    while weights and optimiser state stay fp32 and the model still learns."""
+    import nnlab.train as nt
+
+    monkeypatch.setattr(nt, "bf16_native", lambda device: True)  # the CPU emulates it if it must
+    config = TrainConfig(epochs=2, batch_size=64, lr=3e-3)
+    model16, res16 = fit(mlp([32]), replace(config, precision="bf16"))
+    _, res32 = fit(mlp([32]), config)
+    assert all(p.dtype == torch.float32 for p in model16.parameters())
+    assert res16.history["train_loss"] != res32.history["train_loss"]
+    assert res16.val_acc > 0.8 and abs(res16.val_acc - res32.val_acc) < 0.05
+
+
+def test_memory_format_rule_and_override():
+    from nnlab.train import fast_memory_format
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    wide = build(("conv 32 3", "relu", "conv 64 3", "relu", "flatten", "linear 10"))
+    narrow = build(("conv 6 5 p=2", "relu", "maxpool 2", "flatten", "linear 10"))
+    assert fast_memory_format(wide, cpu) == fast_memory_format(narrow, cpu) == torch.channels_last
+    assert fast_memory_format(wide, cuda) == torch.channels_last
+    assert fast_memory_format(narrow, cuda) == torch.contiguous_format  # cuDNN lost on narrow convolutions
+    assert fast_memory_format(build(mlp([32])), cpu) == torch.contiguous_format
+    assert fast_memory_format(wide, cpu, "contiguous") == torch.contiguous_format
+    assert fast_memory_format(build(mlp([32])), cpu, "channels_last") == torch.channels_last
+
+
+def test_the_layout_is_recorded_and_both_layouts_learn_alike():
+    spec = ("conv 4 3 p=1", "relu", "maxpool 2", "flatten", "linear 10")
+    config = TrainConfig(epochs=1, batch_size=64, lr=3e-3)
+    _, auto = fit(spec, config)
+    _, plain = fit(spec, replace(config, memory_format="contiguous"))
+    assert auto.extra["memory_format"] == "channels_last" and plain.extra["memory_format"] == "contiguous"
+    assert auto.val_acc == pytest.approx(plain.val_acc, abs=0.02)  # other kernels, the same training
+
+
+def test_epoch_loss_and_accuracy_weigh_a_ragged_last_batch_correctly():
+    """With a learning rate too small to move the weights, the epoch's training loss and
+    accuracy are those of the training set itself: the bookkeeping (per-batch mean losses
+    weighted by batch size, predictions compared once per window) must get a last batch of
+    another size right."""
+    from nnlab.train import evaluate
+
+    data = T.synthetic_data()
+    x, y = data["train"][0][:100], data["train"][1][:100]  # 100 = 3 x 32 + 4
+    model = T.seeded_model(mlp([32]), 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train(model, TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=1e-30, momentum=0.0),
+                data={"train": (x, y), "val": data["val"]}, device="cpu")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    loss, acc = evaluate(model, x, y)
+    assert res.history["train_acc"][0] == acc
+    assert res.history["train_loss"][0] == pytest.approx(loss, rel=1e-5)
+
+
+def test_evaluation_chunk_follows_the_largest_layer():
+    from nnlab.train import EVAL_CACHE_BYTES, EVAL_SMALL_BYTES, eval_chunk, evaluate
+
+    x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
+    assert eval_chunk(build(mlp([100])).eval(), x, 5000) == 5000  # small layers: the whole batch
+    cnn = build(("conv 48 3 p=1", "relu", "conv 48 3 p=1", "relu", "flatten", "linear 10")).eval()
+    largest = 2 * 48 * 28 * 28 * 4  # the second convolution's input and output, per image
+    assert largest >= EVAL_SMALL_BYTES
+    assert eval_chunk(cnn, x, 5000) == EVAL_CACHE_BYTES // largest
+    assert eval_chunk(cnn, x, 10) == 10
+    with torch.no_grad():
+        logits = cnn(x)
+    loss, acc = evaluate(cnn, x, y)  # chunked, and still the metrics of one pass
+    assert acc == int((logits.argmax(1) == y).sum()) / len(y)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+
+
+def test_adadelta_learns():
+    _, res = fit(mlp([32]), TrainConfig(epochs=2, batch_size=64, optimizer="adadelta", lr=1.0))
+    assert res.history["train_loss"][-1] < res.history["train_loss"][0] and res.val_acc > 0.8

@@ -302,9 +302,10 @@ def eval_chunk(model: nn.Module, images: torch.Tensor, batch: int) -> int:
 
     A model whose largest layer (input and output, measured on one image) holds
     ``EVAL_SMALL_BYTES`` or more per image evaluates in chunks that keep that layer within
-    ``EVAL_CACHE_BYTES`` (at least 16 images): the book's CNN, the classic example's network
-    and a small ResNet ran 2.2-2.5x faster so than in batches of 1000. Smaller models (MLPs,
-    LeNet-5) gain nothing from it and lose to the per-call cost, so they take ``batch``."""
+    ``EVAL_CACHE_BYTES`` (at least 16 images, at most ``batch``): the book's CNN, the classic
+    example's network and a small ResNet ran 2.2-2.5x faster so than in batches of 1000.
+    Smaller models (MLPs, LeNet-5) gain nothing from it and lose to the per-call cost, so
+    they take ``batch``."""
     largest = 0
 
     def measure(module, inputs, output):
@@ -320,7 +321,7 @@ def eval_chunk(model: nn.Module, images: torch.Tensor, batch: int) -> int:
             hook.remove()
     if largest < EVAL_SMALL_BYTES:
         return batch
-    return max(16, min(batch, EVAL_CACHE_BYTES // largest))
+    return min(batch, max(16, EVAL_CACHE_BYTES // largest))
 
 
 @torch.inference_mode()
