@@ -468,6 +468,26 @@ def table(results: dict, conv_rate: float, bf16: bool) -> str:
                      for row in rows)
 
 
+def markdown_table(record: dict) -> str:
+    """The zoo table of a record as the README quotes it (a test holds the two equal)."""
+    bf16 = any("bf16_speedup" in r for r in record["models"].values())
+    head = ["model", "parameters", "GFLOP per step", "course", "bare", "`nnlab.train`", "nnlab/course",
+            "nnlab/bare", "channels-last/default", "achieved GFLOP/s (of conv rate)"] + (["bf16/fp32"] if bf16 else [])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in [n for n in ZOO if n in record["models"]]:
+        r, conv = record["models"][name], record["conv_gflops"]
+        sps = r["samples_per_s"]
+        cells = [name, f"{r['parameters']:,}", f"{r['flops_per_step'] / 1e9:.3f}", f"{sps['course']:,.0f}",
+                 f"{sps['bare']:,.0f}", f"{sps['nnlab']:,.0f}", f"**{r['nnlab_over_course']:.2f}×**",
+                 f"{r['nnlab_over_bare']:.2f}",
+                 f"{r['layout_over_default']:.2f}" if "layout_over_default" in r else "–",
+                 f"{r['nnlab_gflops']:,.0f} ({r['nnlab_gflops'] / conv:.2f})"]
+        rows.append("| " + " | ".join(cells + ([f"{r['bf16_speedup']:.2f}"] if bf16 else [])) + " |")
+    rows += ["", f"Machine rates in the same run: fp32 matmul {record['matmul_gflops']:,.0f} GFLOP/s, "
+                 f"3×3 convolution {record['conv_gflops']:,.0f} GFLOP/s."]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -192,3 +192,22 @@ def test_parallel_runs_reports_a_ratio(tmp_path):
     assert rec["ratio_a_over_b"] == pytest.approx(rec["sequential_s"][0] / rec["parallel_s"][0])
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("mlp-100: parallel runs are ") and f"{rec['ratio_a_over_b']:.2f}x" in last
+
+
+def test_readme_quotes_the_committed_records():
+    """The Speed section's tables are the records in benchmarks/records/, rendered by the
+    benchmarks' own functions: no figure there is typed by hand."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import precision
+        import train_speed
+    finally:
+        sys.path.remove(str(BENCH))
+    readme = (ROOT / "README.md").read_text()
+    records = BENCH / "records"
+    for name in ("train_speed-cpu-avx2.json", "train_speed-h200.json"):
+        assert train_speed.markdown_table(json.loads((records / name).read_text())) in readme, name
+    assert precision.markdown_table(json.loads((records / "precision-h200.json").read_text())) in readme
+    classic = json.loads((records / "classic_example-cpu-avx2.json").read_text())
+    assert f"| **{classic['ratio']:.2f}×** |" in readme
+    assert f"| {classic['median_seconds']['example']:.1f} |" in readme

@@ -272,19 +272,20 @@ def test_bf16_autocast_trains_with_fp32_weights(monkeypatch):
 def test_memory_format_rule_and_override():
     from nnlab.train import fast_memory_format
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    wide = build(("conv 32 3", "relu", "conv 64 3", "relu", "flatten", "linear 10"))
-    narrow = build(("conv 6 5 p=2", "relu", "maxpool 2", "flatten", "linear 10"))
-    assert fast_memory_format(wide, cpu) == fast_memory_format(narrow, cpu) == torch.channels_last
-    assert fast_memory_format(wide, cuda) == torch.channels_last
-    assert fast_memory_format(narrow, cuda) == torch.contiguous_format  # cuDNN lost on narrow convolutions
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    with_bn = build(("conv 32 3", "bn", "relu", "conv 64 3", "relu", "flatten", "linear 10"))
+    without = build(("conv 32 3", "relu", "conv 64 3", "relu", "maxpool 2", "flatten", "linear 10"))
+    for device in (cpu, cuda):  # the rule looks at the model and the device type only
+        assert fast_memory_format(with_bn, device) == torch.channels_last
+        assert fast_memory_format(without, device) == torch.contiguous_format
+    assert fast_memory_format(with_bn, mps) == torch.contiguous_format
     assert fast_memory_format(build(mlp([32])), cpu) == torch.contiguous_format
-    assert fast_memory_format(wide, cpu, "contiguous") == torch.contiguous_format
-    assert fast_memory_format(build(mlp([32])), cpu, "channels_last") == torch.channels_last
+    assert fast_memory_format(with_bn, cpu, "contiguous") == torch.contiguous_format
+    assert fast_memory_format(without, cpu, "channels_last") == torch.channels_last
 
 
 def test_the_layout_is_recorded_and_both_layouts_learn_alike():
-    spec = ("conv 4 3 p=1", "relu", "maxpool 2", "flatten", "linear 10")
+    spec = ("conv 4 3 p=1", "bn", "relu", "maxpool 2", "flatten", "linear 10")
     config = TrainConfig(epochs=1, batch_size=64, lr=3e-3)
     _, auto = fit(spec, config)
     _, plain = fit(spec, replace(config, memory_format="contiguous"))
@@ -312,15 +313,23 @@ def test_epoch_loss_and_accuracy_weigh_a_ragged_last_batch_correctly():
 
 
 def test_evaluation_chunk_follows_the_largest_layer():
-    from nnlab.train import EVAL_CACHE_BYTES, EVAL_SMALL_BYTES, eval_chunk, evaluate
+    from nnlab.train import (
+        EVAL_CACHE_BYTES,
+        EVAL_SMALL_BYTES,
+        EVAL_SMALL_CHUNK,
+        eval_chunk,
+        evaluate,
+    )
 
     x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
-    assert eval_chunk(build(mlp([100])).eval(), x, 5000) == 5000  # small layers: the whole batch
+    assert eval_chunk(build(mlp([100])).eval(), x, 5000) == EVAL_SMALL_CHUNK  # no convolution
+    lenet_like = build(("conv 6 5 p=2", "relu", "maxpool 2", "flatten", "linear 10")).eval()
+    assert eval_chunk(lenet_like, x, 5000) == EVAL_SMALL_CHUNK  # 2 x 6 x 28 x 28 x 4 bytes is small
     cnn = build(("conv 48 3 p=1", "relu", "conv 48 3 p=1", "relu", "flatten", "linear 10")).eval()
     largest = 2 * 48 * 28 * 28 * 4  # the second convolution's input and output, per image
     assert largest >= EVAL_SMALL_BYTES
     assert eval_chunk(cnn, x, 5000) == EVAL_CACHE_BYTES // largest
-    assert eval_chunk(cnn, x, 10) == 10
+    assert eval_chunk(cnn, x, 10) == 10 and eval_chunk(build(mlp([100])), x, 10) == 10
     with torch.no_grad():
         logits = cnn(x)
     loss, acc = evaluate(cnn, x, y)  # chunked, and still the metrics of one pass

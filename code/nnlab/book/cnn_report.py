@@ -535,15 +535,18 @@ def sweep_val_loss(p: float) -> float:
 
 
 @torch.inference_mode()
-def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2500) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy in nats) of ``model`` as it stands (eval mode)."""
+def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2500,
+              classes: bool = False) -> tuple:
+    """(accuracy, mean cross-entropy in nats) of ``model`` as it stands (eval mode), and with
+    ``classes`` the number of distinct classes it predicts."""
     model.eval()
-    correct, loss = 0, 0.0
+    correct, loss, predicted = 0, 0.0, set()
     for i in range(0, len(x), batch):
         out = model(x[i:i + batch])
         correct += int((out.argmax(1) == y[i:i + batch]).sum())
         loss += float(torch.nn.functional.cross_entropy(out, y[i:i + batch], reduction="sum"))
-    return correct / len(x), loss / len(x)
+        predicted |= set(out.argmax(1).tolist())
+    return (correct / len(x), loss / len(x)) + ((len(predicted),) if classes else ())
 
 
 @torch.inference_mode()
@@ -589,8 +592,9 @@ def bn_statistics_table(images: int = BN_IMAGES) -> pd.DataFrame:
     """One row per (p, seed) of :data:`BN_STATS`: the last epoch's training accuracy (dropout
     active), validation accuracy and loss with the running statistics learned in training
     (``stored``) and re-estimated without dropout on the first ``images`` training images
-    (``fixed``), and the variance ratio of the first batch norm after a dropout (stored
-    statistics, validation images)."""
+    (``fixed``), the variance ratio of the first batch norm after a dropout (stored
+    statistics, validation images), and how many distinct classes the model with its stored
+    statistics predicts for the validation images."""
     x_train, _ = mnist("train")
     x_val, y_val = mnist("val")
     exp = E.get(BN_STATS)
@@ -599,11 +603,11 @@ def bn_statistics_table(images: int = BN_IMAGES) -> pd.DataFrame:
         model = store.load_model(BN_STATS, r["seed"], r["variant"])
         p = dict(exp.variant(r["variant"]).info)["p"]
         ratio = variance_ratio(model, x_val[:2000])
-        acc, loss = _evaluate(model, x_val, y_val)
+        acc, loss, classes = _evaluate(model, x_val, y_val, classes=True)
         fixed_acc, fixed_loss = _evaluate(reestimate_bn(model, x_train[:images]), x_val, y_val)
         rows.append({"p": p, "seed": r["seed"], "train_acc": r["history"]["train_acc"][-1],
                      "val_acc": acc, "val_loss": loss, "fixed_val_acc": fixed_acc, "fixed_val_loss": fixed_loss,
-                     "variance_ratio": ratio})
+                     "variance_ratio": ratio, "classes_predicted": classes})
     return pd.DataFrame(rows).sort_values(["p", "seed"]).reset_index(drop=True)
 
 

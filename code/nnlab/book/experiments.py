@@ -192,7 +192,7 @@ register(Experiment(
             "weights kept, to measure how dropout in front of batch norm skews its running statistics.",
     variants=tuple(_dropout_variant(p) for p in (4 / 9, 8 / 9, 1.0)),
     train=replace(_CNN_BEST_RECIPE, epochs=1),
-    seeds=(0,), rules=P.CNN_1M,
+    seeds=(0, 1, 2), rules=P.CNN_1M,
     keep_failed=True))  # p = 1 learns nothing by construction
 
 
