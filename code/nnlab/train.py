@@ -275,10 +275,6 @@ EVAL_SMALL_BYTES = 64 << 10
 EVAL_SMALL_CHUNK = 1024
 
 
-def _batch_norms(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-
-
 def fast_memory_format(model: nn.Module, device: torch.device, choice: str = "auto") -> torch.memory_format:
     """The memory layout a model trains and evaluates in: ``choice`` when it names one, else
     (``auto``) channels-last for convolutional models with 2-D batch norm on the CPU and on
@@ -294,7 +290,8 @@ def fast_memory_format(model: nn.Module, device: torch.device, choice: str = "au
     """
     if choice != "auto":
         return torch.channels_last if choice == "channels_last" else torch.contiguous_format
-    if device.type in ("cpu", "cuda") and has_conv(model) and _batch_norms(model):
+    if device.type in ("cpu", "cuda") and has_conv(model) and any(
+            isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -342,7 +339,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.to(memory_format=layout)
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    step = eval_chunk(model, images.to(device), batch) if device.type == "cpu" and len(images) else batch
+    step = eval_chunk(model, images[:1].to(device), batch) if device.type == "cpu" and len(images) else batch
     for start in range(0, len(images), step):
         x = images[start:start + step].to(device, non_blocking=True)
         y = labels[start:start + step].to(device, non_blocking=True)
@@ -522,6 +519,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         xs = augment.distort(x_train, config.augment, gen, background=background,
                              max_shift=config.max_shift) if config.augment != "none" else x_train
         perm = torch.randperm(n, generator=gen).to(dev)
+        y_epoch = y_train[perm]  # the labels in this epoch's order, for the bookkeeping
         model.train()
         last_checked = 0
         for i in range(steps_per_epoch):
@@ -548,12 +546,12 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                                always=True)
                 a, b = last_checked * config.batch_size, min((i + 1) * config.batch_size, n)
                 watch.window(float((window.double() * batch_sizes[last_checked:i + 1]).sum()) / (b - a),
-                             int((predicted[a:b] == y_train[perm[a:b]]).sum()) / (b - a),
+                             int((predicted[a:b] == y_epoch[a:b]).sum()) / (b - a),
                              logits.shape[1], f"epoch {epoch + 1}, step {i + 1} (lr={lr:.3g})", bar)
                 bar.update(i + 1 - last_checked)
                 last_checked = i + 1
         history["train_loss"].append(float((step_losses.double() * batch_sizes).sum()) / n)
-        history["train_acc"].append(int((predicted == y_train[perm]).sum()) / n)
+        history["train_acc"].append(int((predicted == y_epoch).sum()) / n)
         steps_done = (epoch + 1) * steps_per_epoch
         if steps_done >= CHANCE_STEPS and (steps_done - steps_per_epoch < CHANCE_STEPS or epoch + 1 == config.epochs):
             watch.learned(history["train_acc"][-1], epoch + 1, bar)

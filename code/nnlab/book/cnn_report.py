@@ -543,9 +543,11 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
     correct, loss, predicted = 0, 0.0, set()
     for i in range(0, len(x), batch):
         out = model(x[i:i + batch])
-        correct += int((out.argmax(1) == y[i:i + batch]).sum())
+        guess = out.argmax(1)
+        correct += int((guess == y[i:i + batch]).sum())
         loss += float(torch.nn.functional.cross_entropy(out, y[i:i + batch], reduction="sum"))
-        predicted |= set(out.argmax(1).tolist())
+        if classes:
+            predicted |= set(guess.tolist())
     return (correct / len(x), loss / len(x)) + ((len(predicted),) if classes else ())
 
 
