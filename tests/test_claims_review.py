@@ -296,3 +296,41 @@ def test_longer_training_helped_deeper_networks_more_without_changing_the_rankin
     order = mlp_budget.depth_order_by_epoch(100)
     assert set(order["bests"]) == {"equal-1"}
     assert "not enough to change the ranking" in mlp_budget.long_sweep_sentence(100)
+
+
+def test_long_sweep_verdict_agrees_with_every_budget():
+    """The paragraph after the per-budget sentences: its counts are those of the sweeps."""
+    _ready(*(f"depth-width-{b}-long" for b in mlp_budget.LONG_BUDGETS))
+    text = mlp_budget.long_sweep_verdict()
+    n = len(mlp_budget.LONG_BUDGETS)
+    same = sum(mlp_budget.depth_order(b) == mlp_budget.depth_order(b, "-long") for b in mlp_budget.LONG_BUDGETS)
+    shallow = sum(mlp_budget.depth_order(b, "-long")[0] == 1 for b in mlp_budget.LONG_BUDGETS)
+    words = {k: f"all {n}" if k == n else f"{k} of {n}" for k in range(n + 1)}
+    assert f"after 4 at {words[same]} budgets" in text
+    assert f"best by validation at {words[shallow]}." in text
+    assert ("without changing the verdict" in text) == (same == shallow == n)
+
+
+def test_every_budget_has_a_long_sweep():
+    """The chapter says every sweep was trained again for longer."""
+    assert tuple(mlp_budget.LONG_BUDGETS) == tuple(mlp_budget.BUDGETS)
+    for b in mlp_budget.BUDGETS:
+        assert E.get(f"depth-width-{b}-long").train.epochs >= 3 * E.get(f"depth-width-{b}").train.epochs
+
+
+def test_at_1000_units_deeper_networks_catch_up_when_trained_longer():
+    """The summary: one layer is best by validation at 100 and 200 units after 12 epochs; at
+    1000 units the best deeper network is within noise on validation, not behind on test, and
+    has fewer parameters; the depths' best networks lie within seed noise of each other, so
+    the chapter calls their order undetermined."""
+    _ready(*(f"depth-width-{b}-long" for b in mlp_budget.LONG_BUDGETS))
+    for b in (100, 200):
+        assert mlp_budget.depth_order(b, "-long")[0] == 1
+    v = mlp_budget.depth_width_verdicts("-long")[1000]
+    assert v["val_gap_noise"] or v["val_gap_pts"] > 0
+    assert v["test_gap_pts"] > 0
+    params = mlp_budget.depth_width_table(1000, "-long")["parameters"]
+    assert params[v["best_deep"]] < params["equal-1"]
+    assert mlp_budget.depth_spread(1000)["noise"]
+    assert "not determined by these runs" in mlp_budget.long_sweep_sentence(1000)
+    assert "not determined" not in mlp_budget.long_sweep_sentence(100)

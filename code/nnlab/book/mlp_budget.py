@@ -375,7 +375,7 @@ def softmax_gradient_table(grads: dict) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------
 # Depth versus width: what the sweeps support, and the longer sweeps
 
-LONG_BUDGETS = (100,)  # the budgets whose sweep was also trained for 12 epochs
+LONG_BUDGETS = (100, 200, 1000)  # the budgets whose sweep was also trained for 12 epochs
 
 
 def depth_width_verdicts(suffix: str = "") -> dict:
@@ -485,19 +485,85 @@ def depth_width_sentence(budget: int, suffix: str = "") -> str:
             f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'], 'test')}.")
 
 
+def depth_spread(budget: int, suffix: str = "-long") -> dict:
+    """The best network of each depth by validation (mean over seeds), and whether the best
+    and the worst of those differ by less than seed noise (:func:`_gap_is_noise`):
+    ``spread_pts`` (points), ``noise``."""
+    df = depth_width_table(budget, suffix)
+    n = len(E.get(f"depth-width-{budget}{suffix}").seeds)
+    best = df.loc[df.groupby("depth")["val_mean"].idxmax()]
+    top, bottom = best["val_mean"].idxmax(), best["val_mean"].idxmin()
+    gap = best.loc[top, "val_mean"] - best.loc[bottom, "val_mean"]
+    return {"spread_pts": float(100 * gap),
+            "noise": bool(_gap_is_noise(gap, best.loc[top, "val_std"], best.loc[bottom, "val_std"], n))}
+
+
 def long_sweep_sentence(budget: int) -> str:
     """How the 12-epoch sweep of a budget compares with the 4-epoch one, in words computed
     from the numbers."""
     short, long = depth_width_verdicts()[budget], depth_width_verdicts("-long")[budget]
     order = depth_order_by_epoch(budget)
+    spread = depth_spread(budget)
     same = "the same network as" if short["best"] == long["best"] else "a different network from"
-    return (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
+    text = (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
             f"at 4 epochs ({short['best']}); the best deeper network ({long['best_deep']}) differs from the "
-            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'], 'validation')}; "
-            f"at 4 epochs the gap was {short['val_gap_pts']:+.2f} points. Ranked by their best network, "
-            f"the depths finish in the order {order['final_order']} (hidden layers, best first), an order "
-            f"that holds from epoch {order['settled']} on; the best single network stops changing from "
-            f"epoch {order['best_settled']}. " + _gain_sentence(budget))
+            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'], 'validation')} "
+            f"and by {_noise_words(long['test_gap_pts'], long['test_gap_noise'], 'test')}; at 4 epochs "
+            f"the validation gap was {short['val_gap_pts']:+.2f} points. ")
+    if spread["noise"]:
+        text += (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
+                 f"(hidden layers, best first), but the best networks of all depths lie within "
+                 f"{spread['spread_pts']:.2f} points of each other, less than seed noise, and the order "
+                 f"changes from epoch to epoch up to epoch {order['settled']} of {order['epochs']}: it is not determined by "
+                 "these runs. ")
+    else:
+        text += (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
+                 f"(hidden layers, best first), an order that holds from epoch {order['settled']} on; the "
+                 f"best single network stops changing from epoch {order['best_settled']}. ")
+    return text + _gain_sentence(budget)
+
+
+def long_sweep_verdict() -> str:
+    """What the long sweeps say together, in words computed from the numbers: at how many
+    budgets the ranking of depths is the same at 4 and at 12 epochs and one hidden layer is
+    still best by validation, at how many the deeper networks gained more from the longer
+    training, and what happened where one layer lost its place."""
+    n = len(LONG_BUDGETS)
+    same = [b for b in LONG_BUDGETS if depth_order(b) == depth_order(b, "-long")]
+    shallow_best = [b for b in LONG_BUDGETS if depth_order(b, "-long")[0] == 1]
+    deeper_gained = [b for b in LONG_BUDGETS if length_gains(b)["deeper"] > length_gains(b)["shallow"]]
+    budgets = ", ".join(map(str, LONG_BUDGETS))
+
+    def count(xs: list) -> str:
+        return f"all {n}" if len(xs) == n else f"{len(xs)} of {n}"
+
+    text = (f"The ranking of depths after 12 epochs equals the one after 4 at {count(same)} budgets "
+            f"({budgets} hidden units), and one hidden layer is best by validation at "
+            f"{count(shallow_best)}. The deeper networks gained more from the longer training than "
+            f"the single layer at {count(deeper_gained)}, ")
+    if len(same) == n and len(shallow_best) == n:
+        return text + ("so the short sweeps under-train depth without changing the verdict: at these "
+                       "budgets and with this recipe, one wide layer is the best way to spend the units.")
+    text += "so the short sweeps under-train depth, and at some budgets that changes the verdict. "
+    for b in LONG_BUDGETS:
+        if b in shallow_best:
+            continue
+        v = depth_width_verdicts("-long")[b]
+        params = depth_width_table(b, "-long")["parameters"]
+        fewer = ("fewer" if params[v["best_deep"]] < params["equal-1"] else "more")
+        test = ("ahead of it on test by more than seed noise" if v["test_gap_pts"] > 0 and not v["test_gap_noise"]
+                else "within seed noise of it on test" if v["test_gap_noise"] else "behind it on test")
+        text += (f"With {b} units, trained for 12 epochs, the best deeper network ({v['best_deep']}) is "
+                 f"{'ahead of' if v['val_gap_pts'] > 0 else 'behind'} one layer on validation by "
+                 f"{abs(v['val_gap_pts']):.2f} points, "
+                 f"{'within seed noise' if v['val_gap_noise'] else 'more than seed noise'}, and {test} "
+                 f"({v['test_gap_pts']:+.2f} points), with {fewer} parameters "
+                 f"({params[v['best_deep']]:,} against {params['equal-1']:,}). ")
+    keep = [b for b in LONG_BUDGETS if b in shallow_best]
+    if keep:
+        text += (f"With {' and '.join(map(str, keep))} units, one wide layer stays the best way to spend "
+                 "the units.")
+    return text.strip()
 
 
 def length_gains(budget: int) -> dict:
@@ -523,7 +589,7 @@ def _gain_sentence(budget: int) -> str:
         return (f"Longer training helped the deeper networks more ({g['deeper']:+.2f} points of validation "
                 f"accuracy on average, against {g['shallow']:+.2f} for one layer): they were under-trained "
                 "at 4 epochs, as feared, " + ("but not enough to change the ranking of depths."
-                                              if same else "enough to change the ranking of depths."))
+                                              if same else "and the ranking of depths changed."))
     return (f"Longer training helped the single layer at least as much ({g['shallow']:+.2f} points against "
             f"{g['deeper']:+.2f} on average for the deeper networks).")
 
