@@ -522,8 +522,8 @@ EARLY_EPOCHS = 3  # the regularisers' effects are also read off after this many 
 def study_effects_report(early: dict | None = None, late: dict | None = None) -> pd.DataFrame:
     """:func:`study_effects` in readers' words, after :data:`EARLY_EPOCHS` epochs and after
     the last: per change, the mean ± std over seeds of the paired difference in validation
-    accuracy (points), seeds better/worse, and whether the mean is more than two standard
-    errors from zero."""
+    accuracy (points), marked † where the mean is more than two standard errors from zero,
+    and seeds better/worse."""
     early = study_effects(EARLY_EPOCHS) if early is None else early
     late = study_effects() if late is None else late
     epochs = E.get(REGULARISERS).train.epochs
@@ -532,9 +532,9 @@ def study_effects_report(early: dict | None = None, late: dict | None = None) ->
         row = {"change from the reference": words}
         for n, eff in ((EARLY_EPOCHS, early), (epochs, late)):
             e = eff[key]
-            row[f"{n} epochs: change (points)"] = f"{100 * e['mean']:+.2f} ± {100 * e['std']:.2f}"
-            row[f"{n} epochs: seeds better / worse"] = f"{e['better']} / {e['worse']}"
-            row[f"{n} epochs: beyond 2 standard errors"] = "yes" if e["clear"] else "no"
+            mark = " †" if e["clear"] else ""
+            row[f"after {n} epochs (points)"] = f"{100 * e['mean']:+.2f} ± {100 * e['std']:.2f}{mark}"
+            row[f"after {n}: seeds better / worse"] = f"{e['better']} / {e['worse']}"
         rows.append(row)
     return pd.DataFrame(rows)
 

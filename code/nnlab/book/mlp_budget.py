@@ -487,7 +487,7 @@ def depth_width_sentence(budget: int, suffix: str = "") -> str:
 
 def depth_spread(budget: int, suffix: str = "-long") -> dict:
     """The best network of each depth by validation (mean over seeds), and whether the best
-    and the worst of those differ by less than seed noise (:func:`_gap_is_noise`):
+    and the worst of those differ by less than seed noise (two standard errors of the difference):
     ``spread_pts`` (points), ``noise``."""
     df = depth_width_table(budget, suffix)
     n = len(E.get(f"depth-width-{budget}{suffix}").seeds)
