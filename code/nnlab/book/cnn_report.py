@@ -509,10 +509,10 @@ def study_effects(epoch: int | None = None) -> dict:
     out = {}
     for key, (variant, _) in STUDY_CHANGES.items():
         d = np.array([acc[variant][s] - ref[s] for s in sorted(ref)])
-        out[key] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)),
-                    "se": float(d.std(ddof=1) / len(d) ** 0.5), "better": int((d > 0).sum()),
-                    "worse": int((d < 0).sum()), "seeds": len(d),
-                    "clear": bool(abs(d.mean()) > 2 * d.std(ddof=1) / len(d) ** 0.5)}
+        mean, std = float(d.mean()), float(d.std(ddof=1))
+        se = std / len(d) ** 0.5
+        out[key] = {"mean": mean, "std": std, "se": se, "better": int((d > 0).sum()),
+                    "worse": int((d < 0).sum()), "seeds": len(d), "clear": abs(mean) > 2 * se}
     return out
 
 

@@ -529,9 +529,11 @@ def long_sweep_verdict() -> str:
     still best by validation, at how many the deeper networks gained more from the longer
     training, and what happened where one layer lost its place."""
     n = len(LONG_BUDGETS)
-    same = [b for b in LONG_BUDGETS if depth_order(b) == depth_order(b, "-long")]
-    shallow_best = [b for b in LONG_BUDGETS if depth_order(b, "-long")[0] == 1]
-    deeper_gained = [b for b in LONG_BUDGETS if length_gains(b)["deeper"] > length_gains(b)["shallow"]]
+    orders = {b: (depth_order(b), depth_order(b, "-long")) for b in LONG_BUDGETS}
+    gains = {b: length_gains(b) for b in LONG_BUDGETS}
+    same = [b for b in LONG_BUDGETS if orders[b][0] == orders[b][1]]
+    shallow_best = [b for b in LONG_BUDGETS if orders[b][1][0] == 1]
+    deeper_gained = [b for b in LONG_BUDGETS if gains[b]["deeper"] > gains[b]["shallow"]]
     budgets = ", ".join(map(str, LONG_BUDGETS))
 
     def count(xs: list) -> str:
@@ -545,12 +547,13 @@ def long_sweep_verdict() -> str:
         return text + ("so the short sweeps under-train depth without changing the verdict: at these "
                        "budgets and with this recipe, one wide layer is the best way to spend the units.")
     text += "so the short sweeps under-train depth, and at some budgets that changes the verdict. "
+    verdicts = depth_width_verdicts("-long")
     for b in LONG_BUDGETS:
         if b in shallow_best:
             continue
-        v = depth_width_verdicts("-long")[b]
+        v = verdicts[b]
         params = depth_width_table(b, "-long")["parameters"]
-        fewer = ("fewer" if params[v["best_deep"]] < params["equal-1"] else "more")
+        fewer = "fewer" if params[v["best_deep"]] < params["equal-1"] else "more"
         test = ("ahead of it on test by more than seed noise" if v["test_gap_pts"] > 0 and not v["test_gap_noise"]
                 else "within seed noise of it on test" if v["test_gap_noise"] else "behind it on test")
         text += (f"With {b} units, trained for 12 epochs, the best deeper network ({v['best_deep']}) is "
