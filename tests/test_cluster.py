@@ -98,7 +98,7 @@ def local(tmp_path_factory):
     """The reference runs, trained locally (one process) while the cluster starts: results folder."""
     results = tmp_path_factory.mktemp("local")
     procs = [_train(None, results, T.TINY.name, "--jobs", "1", "--device", "cpu"),
-             _train(None, results, T.SLOW.name, "--seeds", "0", "--jobs", "1", "--device", "cpu")]
+             _train(None, results, T.HELD.name, "--seeds", "0", "--jobs", "1", "--device", "cpu")]
     done = []
 
     def finished() -> Path:
@@ -188,64 +188,57 @@ def test_a_run_that_fails_on_a_node_is_reported_with_it_and_the_others_are_store
     assert list(_runs(results, "test-tiny-diverges")) == ["main/seed=0"]
 
 
+def _held(cluster, tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path, Path]:
+    """`train HELD ARGS --cluster ADDRESS`, every run held at a gate in its second epoch:
+    ``(driver, results folder, gate folder)``."""
+    gate, results = tmp_path / "gate", tmp_path / "results"
+    gate.mkdir()
+    proc = _train(cluster, results, "--gate", str(gate), "--gate-step", str(T.STEPS_PER_EPOCH + 3), T.HELD.name,
+                  *args, "--cluster", cluster.address, "--device", "cpu")
+    return proc, results, gate
+
+
+def _arrivals(cluster, proc: subprocess.Popen, gate: Path, count: int) -> list[int]:
+    """The pids of the (Ray worker) processes once ``count`` runs have reached the gate."""
+    return T.await_arrivals(gate, "running", count, proc, meanwhile=lambda: _snapshot(cluster, proc.pid), every=0.2)
+
+
 @needs_ray
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_is_retried_and_the_run_stored_once(cluster, local, tmp_path):
-    remote = _train(cluster, tmp_path, T.SLOW.name, "--seeds", "0", "--cluster", cluster.address,
-                    "--device", "cpu")
-
-    def running_task(but: int | None = None) -> psutil.Process | None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and remote.poll() is None:
-            for p in _snapshot(cluster, remote.pid):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    if p.pid != but and " ".join(p.cmdline()).startswith("ray::_task"):
-                        return p
-            time.sleep(0.2)
-        return None
-
-    worker = running_task()
-    assert worker is not None, f"no Ray worker ran the task: {_finish(remote)[1][-3000:]}"
-    time.sleep(1.0)
-    assert " ".join(worker.cmdline()).startswith("ray::_task")  # still training: killed mid-run
+    remote, results, gate = _held(cluster, tmp_path, "--seeds", "0")
+    worker = psutil.Process(*_arrivals(cluster, remote, gate, 1))
+    assert " ".join(worker.cmdline()).startswith("ray::_task")  # the task's worker, held mid-run
     os.kill(worker.pid, signal.SIGKILL)
-    retry = running_task(but=worker.pid)
-    assert retry is not None, f"the killed run was not tried again: {_finish(remote)[1][-3000:]}"
+    retry = [pid for pid in _arrivals(cluster, remote, gate, 2) if pid != worker.pid]
+    assert len(retry) == 1  # the run was tried again, in another worker, and reached the gate there
+    T.open_gate(gate, "running")
     code, err = _finish(remote)
     assert code == 0, err[-3000:]
-    stored = _runs(tmp_path, T.SLOW.name)
+    stored = _runs(results, T.HELD.name)
     assert list(stored) == ["main/seed=0"]
-    assert len(list((tmp_path / T.SLOW.name / "weights").iterdir())) == 1
-    _same_runs(_runs(local(), T.SLOW.name), stored)
-    (line,) = [line for line in err.splitlines() if line.startswith(f"[{T.SLOW.name}]")]
-    assert line.startswith(f"[{T.SLOW.name}] 1/1 main seed=0: val_acc=") and line.endswith(f"from node {NODE}")
+    assert len(list((results / T.HELD.name / "weights").iterdir())) == 1
+    _same_runs(_runs(local(), T.HELD.name), stored)
+    (line,) = [line for line in err.splitlines() if line.startswith(f"[{T.HELD.name}]")]
+    assert line.startswith(f"[{T.HELD.name}] 1/1 main seed=0: val_acc=") and line.endswith(f"from node {NODE}")
     assert "Traceback" not in err
 
 
 @needs_ray
 @pytest.mark.slow
 def test_sigterm_cancels_the_tasks_and_stores_nothing_more(cluster, tmp_path):
-    proc = _train(cluster, tmp_path, T.SLOW.name, "--cluster", cluster.address, "--device", "cpu")
-    deadline, tasks = time.monotonic() + 120, []
-    while not tasks and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        for p in _snapshot(cluster, proc.pid):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if " ".join(p.cmdline()).startswith("ray::_task"):
-                    tasks.append(p)
-    assert tasks, f"no task started: {_finish(proc)[1][-3000:]}"
-    time.sleep(1.0)
-    t0 = time.monotonic()
+    proc, results, gate = _held(cluster, tmp_path)
+    tasks = [psutil.Process(pid) for pid in _arrivals(cluster, proc, gate, 2)]  # two CPUs: two runs at once, both held mid-run
     proc.send_signal(signal.SIGTERM)
-    code, err = _finish(proc, timeout=60)
-    assert code == 130 and time.monotonic() - t0 < 15, err[-3000:]
-    assert (f"[{T.SLOW.name}] stopped: 0 of 6 run(s) finished and stored; the runs still on the cluster "
+    code, err = _finish(proc, timeout=120)  # it does not wait for the held runs
+    assert code == 130, err[-3000:]
+    assert (f"[{T.HELD.name}] stopped: 0 of 6 run(s) finished and stored; the runs still on the cluster "
             "were cancelled") in err
     assert "Traceback" not in err
-    _, alive = psutil.wait_procs(tasks, timeout=15)  # cancelled with force: their workers are killed
+    _, alive = psutil.wait_procs(tasks, timeout=60)  # cancelled with force: their workers are killed
     assert not [p for p in alive if " ".join(p.cmdline()).startswith("ray::_task")]
-    time.sleep(2)
-    assert not (tmp_path / T.SLOW.name / "result.json").exists()
+    T.open_gate(gate, "running")  # the driver, the only writer, has ended
+    assert not (results / T.HELD.name / "result.json").exists()
 
 
 @needs_ray

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,17 +32,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(results_dir, synthetic_d
                                                         monkeypatch, tmp_path):
     register_experiment(EXP)
     ckpt = runner.checkpoint_path(EXP.name, "main", 0)
-    # 1. train in a subprocess (each step slowed down) and kill it once a checkpoint exists
-    proc = subprocess.Popen([sys.executable, str(Path(T.__file__)), "train", "--step-delay", "0.01",
-                             EXP.name, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    # 1. train in a subprocess, held in its third epoch, and kill it there
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    proc = subprocess.Popen([sys.executable, str(Path(T.__file__)), "train", "--gate", str(gate), "--gate-step",
+                             str(2 * T.STEPS_PER_EPOCH + 5), EXP.name, "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    T.await_arrivals(gate, "running", 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{out.decode()}"
+    assert proc.returncode == -signal.SIGKILL, out.decode()
     done = torch.load(ckpt, weights_only=True)["epoch"]
-    assert 1 <= done < EXP.train.epochs
+    assert done == 2
     assert store.status(EXP.name).state == "missing"
 
     # 2. resume here, counting the training steps it still takes
