@@ -325,18 +325,17 @@ def eval_chunk(model: nn.Module, images: torch.Tensor, batch: int) -> int:
     return min(batch, max(16, EVAL_CACHE_BYTES // largest))
 
 
+def _in_layout(model: nn.Module, layout: torch.memory_format) -> bool:
+    """Whether every 4-D parameter and buffer of ``model`` is laid out in ``layout`` (a weight
+    with one input channel, or a 1x1 kernel, is laid out in both)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(t.is_contiguous(memory_format=layout) for t in tensors if t.dim() == 4)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch: int = 5000, memory_format: str = "auto") -> tuple[float, float]:
-    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches (fp32)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    layout = fast_memory_format(model, device, memory_format)
-    # a model handed over in the default layout is handed back in it (a weight with one input
-    # channel is contiguous in both layouts, so look for any weight that is not)
-    was_default = all(m.weight.is_contiguous() for m in _convolutions(model))
-    model.to(memory_format=layout)
+def _evaluate_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int,
+                   device: torch.device) -> tuple[float, int]:
+    """Summed cross-entropy and correct count of a model in eval mode, chunk by chunk."""
     total_loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     step = eval_chunk(model, images[:1].to(device), batch) if device.type == "cpu" and len(images) else batch
@@ -346,11 +345,32 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
-    if layout == torch.channels_last and was_default:
-        model.to(memory_format=torch.contiguous_format)
+    return float(total_loss), int(correct)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch: int = 5000, memory_format: str = "auto") -> tuple[float, float]:
+    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches (fp32).
+
+    The model runs in the layout it trains in (:func:`fast_memory_format`); one handed over
+    in another layout is handed back in that one, and its mode is restored."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    layout = fast_memory_format(model, device, memory_format)
+    switch = not _in_layout(model, layout)
+    # Layouts change outside inference mode: a weight copied inside it would be an inference
+    # tensor, which the next training step cannot save for its backward pass.
+    if switch:
+        model.to(memory_format=layout)
+    model.eval()
+    try:
+        total_loss, correct = _evaluate_sums(model, images, labels, batch, device)
+    finally:
+        model.train(was_training)
+        if switch:
+            model.to(memory_format=torch.contiguous_format if layout == torch.channels_last else torch.channels_last)
     n = len(images)
-    return float(total_loss) / n, int(correct) / n
+    return total_loss / n, correct / n
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
