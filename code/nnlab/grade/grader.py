@@ -1,48 +1,49 @@
-"""Grading submissions: static checks, one contained child each, verdicts computed here.
+"""Grading submissions: the sandbox builds and exports, the grader certifies.
 
 A submission is a folder holding ``model.py`` (and ``weights.safetensors`` when the problem
-asks for trained weights, plus any helper ``.py`` files), or a single ``.py`` file that
-serves as ``model.py``. ``model.py`` defines the problem's entry function (``build()`` by
-default) returning an ``nn.Module``, and, when the problem lets submissions choose their
-recipe, ``recipe()`` returning a dict of :class:`~nnlab.train.TrainConfig` fields.
+grades trained weights, plus any helper ``.py`` files), or a single ``.py`` file that serves
+as ``model.py``. ``model.py`` defines the problem's entry function (``build()`` by default)
+returning an ``nn.Module``, and, when the problem lets submissions choose their recipe,
+``recipe()`` returning a dict of :class:`~nnlab.train.TrainConfig` fields.
+
+The trust boundary: the submission's code runs only in its sandbox
+(:mod:`nnlab.grade.sandbox`), which returns the model as exported graphs. Everything a
+report certifies (layer types, hidden units, sizes, epochs, accuracy) is computed here, in a
+process that never ran submission code, from those graphs (:mod:`nnlab.grade.graph`): the
+grader initialises and trains the model itself (``fixed`` and ``submitted`` budgets) or
+loads the submitted weights (``weights``), and computes the test scores on images the
+sandbox never saw.
 """
 
 from __future__ import annotations
 
 import ast
-import csv
-import io
-import shutil
-import signal
-import statistics
-from concurrent.futures import ThreadPoolExecutor
+import datetime
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from nnlab.fileio import atomic_write_bytes, atomic_write_json
+import nnlab
+from nnlab.grade import graph as G
 from nnlab.grade import sandbox
-from nnlab.grade._child import PREFIX
-from nnlab.grade.problem import Problem
-from nnlab.train import ConfigError, TrainConfig
-
-REQUIREMENTS = ("loads", "stays in its folder", "rules", "budget", "runs within its limits",
-                "outputs", "weights", "accuracy")
-LABELS = {
-    "loads": "model.py loads and builds a model",
-    "stays in its folder": "touches nothing outside its folder",
-    "rules": "follows the problem's rules",
-    "budget": "trains within the budget",
-    "runs within its limits": "finishes within its CPU, memory and time limits",
-    "outputs": "returns finite logits of the right shape",
-    "weights": "returned weights agree with the model",
-    "accuracy": "reaches the accuracy threshold",
-}
-TIMING_KEY = "timing"
+from nnlab.grade.problem import RECIPE_FIELDS, Problem
+from nnlab.grade.reports import Verdicts
+from nnlab.train import ConfigError, DivergedError, TrainConfig
 
 
 class SubmissionError(ValueError):
     """A path given as a submission that is not one (no model.py, not a .py file)."""
+
+
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped grading; the finished reports are written."""
 
 
 def submission_files(path: Path) -> dict[str, Path]:
@@ -53,17 +54,15 @@ def submission_files(path: Path) -> dict[str, Path]:
         return {"model.py": path}
     if not path.is_dir():
         raise SubmissionError(f"{path} does not exist; give a folder holding model.py, or a .py file")
-    files = {p.name: p for p in sorted(path.iterdir())
-             if p.is_file() and not p.is_symlink() and (p.suffix == ".py" or p.name == "weights.safetensors")}
-    return files
+    return {p.name: p for p in sorted(path.iterdir())
+            if p.is_file() and not p.is_symlink() and (p.suffix == ".py" or p.name == "weights.safetensors")}
 
 
 def expand(paths: list[Path]) -> list[Path]:
     """Submissions named on the command line: a folder without model.py is a class folder,
     and stands for its entries (folders and .py files), in name order."""
     found = []
-    for p in paths:
-        p = Path(p)
+    for p in map(Path, paths):
         if p.is_dir() and not (p / "model.py").exists():
             entries = sorted(e for e in p.iterdir() if not e.name.startswith((".", "_"))
                              and (e.is_dir() or e.suffix == ".py"))
@@ -77,7 +76,7 @@ def expand(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _name(path: Path) -> str:
+def submission_name(path: Path) -> str:
     return path.stem if path.is_file() else path.name
 
 
@@ -93,7 +92,7 @@ def _imports(tree: ast.AST) -> list[str]:
 
 def static_problems(problem: Problem, files: dict[str, Path]) -> str | None:
     """What stops a submission before it runs: no model.py, syntax errors, forbidden imports,
-    missing or unreadable weights. Nothing here executes the submission's code."""
+    missing weights. Nothing here executes the submission's code."""
     if "model.py" not in files:
         return "there is no model.py in the submission"
     for name, path in files.items():
@@ -103,248 +102,323 @@ def static_problems(problem: Problem, files: dict[str, Path]) -> str | None:
             tree = ast.parse(path.read_bytes(), filename=name)
         except SyntaxError as exc:
             return f"syntax error in {name}, line {exc.lineno}: {exc.msg}"
-        except ValueError as exc:
-            return f"{name} cannot be read as Python source ({exc})"
+        except (ValueError, RecursionError, MemoryError) as exc:
+            return f"{name} cannot be read as Python source ({type(exc).__name__})"
         bad = sorted({m for m in _imports(tree) if m.split(".")[0] in problem.forbidden_imports
                       or m in problem.forbidden_imports})
         if bad:
             return f"{name} imports {', '.join(bad)}, which this problem forbids"
-    if problem.budget.mode == "weights":
-        if "weights.safetensors" not in files:
-            return "this problem grades trained weights, but there is no weights.safetensors"
-        try:
-            _tensor_sizes(files["weights.safetensors"])
-        except Exception as exc:  # noqa: BLE001  (any malformed file)
-            return f"weights.safetensors is not a readable safetensors file ({type(exc).__name__})"
+    if problem.budget.mode == "weights" and "weights.safetensors" not in files:
+        return "this problem grades trained weights, but there is no weights.safetensors"
     return None
 
 
-def _tensor_sizes(path: Path) -> dict[str, int]:
-    """Element count of every tensor in a safetensors file (safetensors only, never pickle)."""
-    from safetensors import safe_open
+@dataclass
+class Inputs:
+    """The data the grader trains and tests on; never shown to a sandbox."""
 
-    with safe_open(str(path), framework="np") as f:
-        return {k: int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()}
-
-
-NOT_CHECKED = "not checked: an earlier requirement failed"
-
-
-class _Verdicts:
-    def __init__(self):
-        self.items: dict[str, tuple[bool, str]] = {}
-        self.default = NOT_CHECKED
-
-    def set(self, key: str, passed: bool, reason: str) -> None:
-        self.items[key] = (bool(passed), reason)
-
-    def rows(self) -> list[dict]:
-        rows = []
-        for key in REQUIREMENTS:
-            passed, reason = self.items.get(key, (False, self.default))
-            rows.append({"requirement": key, "description": LABELS[key], "passed": passed, "reason": reason})
-        return rows
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    fingerprints: dict[str, str]
 
 
-def _crash_reason(problem: Problem, run: sandbox.ChildRun) -> str:
-    """Why a child ended without finishing, in plain words."""
-    lim = problem.limits
-    if run.timed_out:
-        return f"stopped after its wall-clock limit of {lim.wall_seconds} s (an endless loop or a very slow model?)"
-    if run.returncode == -signal.SIGXCPU:
-        return f"stopped after its CPU-time limit of {lim.cpu_seconds} s (an endless loop or a very slow model?)"
-    if any(s in run.stderr for s in ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory")):
-        return f"ran out of its memory limit of {lim.memory_mib} MiB"
-    if run.returncode == -signal.SIGKILL:
-        return "was killed (SIGKILL), by the system or by its own code"
-    last = [line for line in run.stderr.strip().splitlines() if line.strip() and not line.startswith(PREFIX)]
-    tail = f": {last[-1].strip()[:200]}" if last else ""
-    status = "unknown" if run.returncode is None else run.returncode
-    return f"the grading process stopped unexpectedly (exit status {status}){tail}"
+_INPUTS: dict[str, Inputs] = {}
 
 
-def _refused(run: sandbox.ChildRun) -> list[str]:
-    seen = list((run.result or {}).get("refused", []))
-    for line in run.stderr.splitlines():
-        if line.startswith(PREFIX):
-            what = line[len(PREFIX):].strip()
-            if what not in seen:
-                seen.append(what)
-    return seen[:20]
+def problem_sha256(problem: Problem) -> str:
+    return hashlib.sha256(json.dumps(problem.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-STAGES = ("start", "load", "build", "rules", "shape", "recipe", "weights", "train", "evaluate", "done")
-STAGE_WORDS = {"start": "start-up", "load": "the import of model.py", "build": "build()",
-               "rules": "the rule check", "shape": "the output check", "recipe": "recipe()",
-               "weights": "loading the weights", "train": "training", "evaluate": "evaluation on the test images"}
+def load_inputs(problem: Problem) -> Inputs:
+    """The problem's training, validation and test splits (cached per process)."""
+    key = problem_sha256(problem)
+    if key not in _INPUTS:
+        source, test_source = problem.source(), problem.test_source()
+        x, y = source.load("train")
+        if problem.train_size is not None:
+            x, y = x[:problem.train_size], y[:problem.train_size]
+        tx, ty = test_source.load("test")
+        if problem.test_size is not None:
+            tx, ty = tx[:problem.test_size], ty[:problem.test_size]
+        prints = {"data": source.fingerprint()}
+        if problem.private_test:
+            prints["test data"] = test_source.fingerprint()
+        _INPUTS[key] = Inputs((x, y), source.load("val"), (tx, ty), tuple(source.input_shape),
+                              int(source.num_classes), prints)
+    return _INPUTS[key]
 
 
-def _judge(problem: Problem, inputs: sandbox.Inputs, run: sandbox.ChildRun, v: _Verdicts, report: dict) -> None:
-    """Fill the verdicts from what the child left; every number checked here, in the parent."""
-    res = run.result or {}
-    refused = _refused(run)
-    if refused:
-        v.set("stays in its folder", False, "tried " + "; ".join(refused))
-    else:
-        v.set("stays in its folder", True, "nothing outside its folder was touched")
-    final = res.get("stage") if res.get("final") else None
-    stopped = final is None or final == "memory"  # killed, or out of memory: where, and why
-    # where it got to: its final word, or else the last stage it entered
-    stage = run.stage if stopped else final
-    stage = stage if stage in STAGES or stage == "diverged" else "start"
+def _files_sha256(files: dict[str, Path]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _provenance(problem: Problem, inputs: Inputs) -> dict:
+    return {"problem_sha256": problem_sha256(problem), **{f"{k} fingerprint": v for k, v in inputs.fingerprints.items()},
+            "nnlab": nnlab.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "machine": f"{platform.node()} ({platform.machine()}, {platform.processor() or 'cpu'})"}
+
+
+# -- the steps: each fills its requirements and says whether grading goes on -------------------
+
+def _sandbox_task(problem: Problem, inputs: Inputs) -> dict:
+    return {"entry": problem.entry, "seed": problem.seeds[0], "mode": problem.budget.mode,
+            "threads": problem.threads, "memory_mib": problem.limits.memory_mib,
+            "input_shape": list(inputs.input_shape)}
+
+
+def _stage(stderr: str) -> str:
+    stages = [line.split()[-1] for line in stderr.splitlines() if line.startswith("nnlab-sandbox: stage ")]
+    return {"load": "the import of model.py", "build": "build()", "recipe": "recipe()",
+            "export": "the export"}.get(stages[-1] if stages else "", "start-up")
+
+
+def _stopped_reason(problem: Problem, run: sandbox.SandboxRun) -> str | None:
+    lim, during = problem.limits, _stage(run.stderr)
+    why = {"wall": f"stopped after its wall-clock limit of {lim.wall_seconds} s",
+           "cpu": f"stopped after its CPU-time limit of {lim.cpu_seconds} s",
+           "memory": f"ran out of its memory limit of {lim.memory_mib} MiB",
+           "output": f"returned more than {sandbox.MAX_OUTPUT_BYTES >> 20} MiB"}.get(run.stopped)
+    if why is None and run.returncode in (-24, 128 + 24):  # SIGXCPU: a process's own CPU limit
+        why = f"stopped after its CPU-time limit of {lim.cpu_seconds} s"
+    if why is None and any(s in run.stderr for s in ("MemoryError", "Cannot allocate memory", "bad_alloc")):
+        why = f"ran out of its memory limit of {lim.memory_mib} MiB"
+    if why is None and run.returncode not in (0, None):
+        last = [ln for ln in run.stderr.strip().splitlines() if ln.strip() and not ln.startswith("nnlab-sandbox:")]
+        why = f"the sandbox stopped unexpectedly (exit status {run.returncode})" + \
+              (f": {last[-1].strip()[:200]}" if last else "")
+    return f"{why}, during {during}" if why else None
+
+
+def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: dict, stop) -> dict | None:
+    """Run the submission in its sandbox; its (untrusted) answer, or None if it failed."""
+    run = sandbox.run(files, _sandbox_task(problem, inputs), problem.limits, stop)
+    report["timing"]["sandbox_seconds"] = round(run.seconds, 3)
+    if run.stopped == "interrupted":
+        raise GradingInterrupted("grading interrupted")
+    stopped = _stopped_reason(problem, run)
     if stopped:
-        where = STAGE_WORDS.get(stage, stage)
-        if final == "memory":
-            reason = f"ran out of its memory limit of {problem.limits.memory_mib} MiB"
-        else:
-            reason = _crash_reason(problem, run)
-        v.set("runs within its limits", False, f"{reason}, during {where}")
-        v.default = f"not checked: grading stopped during {where}"
-    error = None if stopped else res.get("error")
-    if stage in ("start", "load", "build"):
-        if error:
-            v.set("loads", False, error)
-        return
+        v.set("runs within its limits", False, stopped)
+        v.default = "not checked: its sandbox was stopped"
+        return None
+    try:
+        doc = json.loads(run.output)
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        v.set("runs within its limits", False, "its sandbox returned no readable answer (it wrote over the "
+                                               "grader's answer pipe, or ended early)")
+        return None
+    limits_ok = f"finished in {run.seconds:.1f} s within its limits"
+    failed = doc.get("failed")
+    if isinstance(failed, dict):
+        stage, reason = str(failed.get("stage"))[:20], str(failed.get("reason"))[:600]
+        key = {"load": "loads", "build": "loads", "recipe": "budget", "export": "exports"}.get(stage,
+                                                                                            "runs within its limits")
+        if stage == "memory":
+            reason = f"ran out of its memory limit of {problem.limits.memory_mib} MiB ({reason})"
+        if key != "loads":
+            v.set("loads", True, f"{problem.entry}() returned a model")
+        if key != "runs within its limits":
+            v.set("runs within its limits", True, limits_ok)
+        v.set(key, False, reason)
+        return None
     v.set("loads", True, f"{problem.entry}() returned a model")
-    for key in ("parameters", "hidden_units", "hidden_layers"):
-        if key in res:
-            report[key] = res[key]
-    found = res.get("violations")
-    if stage == "rules" and error:
-        v.set("rules", False, error)
-        return
-    if found is None:
-        return
+    v.set("runs within its limits", True, limits_ok)
+    return doc
+
+
+def _export_step(doc: dict, inputs: Inputs, v: Verdicts):
+    try:
+        net, facts = G.read_graph(doc, inputs.input_shape, inputs.num_classes)
+    except G.GraphError as exc:
+        v.set("exports", False, str(exc))
+        return None
+    v.set("exports", True, f"{len(facts.layers)} layer operation(s) in the training graph, all of kinds the "
+                           "grader runs")
+    return net, facts
+
+
+def _rules_step(problem: Problem, facts: G.Facts, v: Verdicts, report: dict) -> bool:
+    report.update(parameters=facts.parameters, stored=facts.stored, hidden_units=facts.hidden_units,
+                  hidden_layers=facts.hidden_layers, layers=list(dict.fromkeys(facts.layers)))
+    found = G.violations(facts, problem.rules)
     if found:
         v.set("rules", False, "; ".join(found))
-        return
-    facts = [f"{res.get('parameters', 0):,} parameters"]
-    if res.get("hidden_units") is not None:
-        facts.append(f"{res['hidden_units']} hidden units in {res['hidden_layers']} hidden layer(s)")
-    v.set("rules", True, f"{problem.rules.name}: " + ", ".join(facts))
-    if stage == "shape":
-        if error:
-            v.set("outputs", False, error)
-        return
+        return False
+    v.set("rules", True, f"{problem.rules.name}: {facts.parameters:,} parameters, {facts.hidden_units} hidden "
+                         f"units in {facts.hidden_layers} hidden layer(s)")
+    return True
+
+
+def _typed(key: str, value) -> bool:
+    """Does ``value`` have the type ``TrainConfig.key`` takes (no bool for a number)?"""
+    default = getattr(TrainConfig(), key)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(default, str):
+        return isinstance(value, str) and len(value) < 40
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and len(value) < 100 and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in value)
+    return False
+
+
+def _submitted_recipe(problem: Problem, given) -> tuple[TrainConfig | None, str]:
+    if given is None:
+        return problem.budget.recipe, ""
+    if not isinstance(given, dict) or len(given) > len(RECIPE_FIELDS):
+        return None, "recipe() must return a dict of TrainConfig fields"
+    bad = [str(k)[:30] for k, x in given.items() if k not in RECIPE_FIELDS or k == "threads" or not _typed(k, x)]
+    if bad:
+        return None, f"recipe() gave unknown or wrongly typed fields: {', '.join(bad)}"
+    fields = {**problem.budget.recipe.to_dict(), "threads": problem.threads, **given}
+    fields["milestones"] = tuple(fields.get("milestones", ()))
+    try:
+        recipe = TrainConfig(**fields)
+    except (ConfigError, TypeError) as exc:
+        return None, f"recipe() gave no usable training recipe: {exc}"
+    over = problem.budget.recipe_problems(recipe)
+    return (None, "the recipe exceeds the budget: " + "; ".join(over)) if over else (recipe, "")
+
+
+def _describe(recipe: TrainConfig) -> str:
+    return f"{recipe.epochs} epoch(s) at batch size {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}"
+
+
+KEPT_LIMIT = 64  # numbers a fixed or submitted budget lets a submission choose beyond the architecture
+
+
+def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, report: dict):
+    """The recipe the grader will train with (None for weights); False if the budget fails."""
     mode = problem.budget.mode
-    if stage == "recipe":
-        report["recipe"] = res.get("recipe")
-        if error:
-            v.set("budget", False, error)
-        return
     if mode == "weights":
-        if stage == "weights":
-            if error:
-                v.set("budget", False, error)
-            return
-        v.set("budget", True, "trained weights submitted and loaded (no training here)")
-    else:
         try:
-            recipe_d = dict(res.get("recipe") or {})
-            recipe_d["milestones"] = tuple(recipe_d.get("milestones", ()))
-            recipe = TrainConfig(**recipe_d)
-        except (TypeError, ConfigError) as exc:
-            v.set("budget", False, f"the recipe used cannot be read back ({exc})")
-            return
-        report["recipe"] = res.get("recipe")
-        over = problem.budget.recipe_problems(recipe) if mode == "submitted" else []
-        if mode == "fixed" and recipe != problem.budget.recipe:
-            over = ["the recipe used is not the problem's"]
-        if over:
-            v.set("budget", False, "; ".join(over))
-            return
-        v.set("budget", True, ("the problem's recipe: " if mode == "fixed" else "its own recipe: ")
-              + f"{recipe.epochs} epoch(s) at batch size {recipe.batch_size}, {recipe.optimizer} lr {recipe.lr:g}")
-    if stage == "diverged":
-        v.set("runs within its limits", False, res.get("error", "training diverged"))
-        return
-    if stage != "done":
-        if res.get("final") and error:
-            v.set("runs within its limits", False, error)
-        return
-    v.set("runs within its limits", True, "finished within its limits"
-          if mode == "weights" else f"trained {len(problem.seeds)} seed(s) within its limits")
-    seeds = problem.seeds if mode != "weights" else problem.seeds[:1]
-    n, k = len(inputs.test_labels), inputs.num_classes
-    accs, shape_problems, weight_problems = {}, [], []
+            G.load_weights(net, files["weights.safetensors"])
+        except G.GraphError as exc:
+            v.set("budget", False, str(exc))
+            return False
+        v.set("budget", True, "its own trained weights (weights.safetensors, checked against the graph); "
+                              "not trained here")
+        return None
+    recipe, problem_text = _submitted_recipe(problem, doc.get("recipe")) if mode == "submitted" \
+        else (problem.budget.recipe, "")
+    if recipe is None:
+        v.set("budget", False, problem_text)
+        return False
+    kept = G.initialise(net, facts, problem.seeds[0])
+    numbers = sum(net.specs[n].numel for n in kept)
+    if numbers > KEPT_LIMIT:
+        v.set("budget", False, f"not verified: {', '.join(kept[:4])} ({numbers:,} numbers) are no layer's own "
+                               "tensors, so their values would come from the submission; make them layers' "
+                               "parameters or remove them")
+        return False
+    report["recipe"] = {**recipe.to_dict(), "threads": recipe.threads}
+    whose = "the problem's recipe" if mode == "fixed" else "its own recipe, within the limits"
+    v.set("budget", True, f"{whose}, run by the grader from its own initialisation: {_describe(recipe)}")
+    return recipe
+
+
+def _train_seed(problem: Problem, net, facts, recipe: TrainConfig, seed: int, inputs: Inputs) -> dict:
+    from nnlab.train import train
+
+    G.initialise(net, facts, seed)
+    t0 = time.monotonic()
+    res = train(net, recipe, seed, data={"train": inputs.train, "val": inputs.val}, device="cpu", progress=False,
+                stop_after_epoch=lambda epoch: time.monotonic() - t0 > problem.limits.train_seconds)
+    epochs = len(res.history.get("train_loss", []))
+    if epochs < recipe.epochs:
+        raise TimeoutError(f"training with seed {seed} took longer than the problem's train_seconds "
+                           f"({problem.limits.train_seconds} s) after {epochs} of {recipe.epochs} epoch(s)")
+    return {"seconds": time.monotonic() - t0, "epochs": epochs,
+            "train_loss": [float(x) for x in res.history.get("train_loss", [])]}
+
+
+def _scores(net, inputs: Inputs) -> torch.Tensor:
+    net.eval()
+    x = inputs.test[0]
+    with torch.no_grad():
+        return torch.cat([net(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+
+
+def _train_and_score(problem: Problem, net, facts, recipe, inputs: Inputs, v: Verdicts, report: dict) -> None:
+    torch.set_num_threads(problem.threads)
+    seeds = problem.seeds if recipe is not None else problem.seeds[:1]
+    n, k = len(inputs.test[1]), inputs.num_classes
+    accs, runs = {}, {}
     for seed in seeds:
-        lp, wp = run.out / f"logits-seed{seed}.npy", run.out / f"weights-seed{seed}.safetensors"
+        if recipe is not None:
+            try:
+                runs[str(seed)] = _train_seed(problem, net, facts, recipe, seed, inputs)
+            except DivergedError as exc:
+                why = str(exc).strip().removeprefix("training diverged: ").split(";")[0]
+                v.set("trains", False, f"training with seed {seed} diverged: {why}")
+                return
+            except (TimeoutError, RuntimeError, ValueError) as exc:
+                v.set("trains", False, f"training with seed {seed} failed: {str(exc).splitlines()[0][:300]}")
+                return
         try:
-            logits = np.load(lp, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            shape_problems.append(f"seed {seed}: no readable logits ({type(exc).__name__})")
-            continue
-        if logits.shape != (n, k):
-            shape_problems.append(f"seed {seed}: output shape {tuple(logits.shape)}, expected ({n}, {k}): "
-                                  f"one row of {k} class scores per test image")
-            continue
-        if not np.issubdtype(logits.dtype, np.floating) or not np.isfinite(logits).all():
-            bad = int((~np.isfinite(logits)).any(axis=1).sum()) if np.issubdtype(logits.dtype, np.floating) else n
-            shape_problems.append(f"seed {seed}: {bad:,} of {n:,} outputs are not finite (NaN or infinity)")
-            continue
-        accs[seed] = int((logits.argmax(axis=1) == inputs.test_labels).sum()) / n
-        try:
-            sizes = _tensor_sizes(wp)
-            counted = sum(sizes[name] for name in res.get("parameter_names", []))
-        except Exception as exc:  # noqa: BLE001
-            weight_problems.append(f"seed {seed}: the returned weights cannot be read ({type(exc).__name__})")
-            continue
-        if counted != res.get("parameters"):
-            weight_problems.append(f"seed {seed}: the weights hold {counted:,} parameters, the model "
-                                   f"reported {res.get('parameters')}")
-        elif problem.rules.max_parameters is not None and counted >= problem.rules.max_parameters:
-            weight_problems.append(f"seed {seed}: the weights hold {counted:,} parameters, not fewer than "
-                                   f"{problem.rules.max_parameters:,}")
-    if shape_problems:
-        v.set("outputs", False, "; ".join(shape_problems))
-        return
-    v.set("outputs", True, f"({n:,}, {k}) finite logits for every seed")
-    if weight_problems:
-        v.set("weights", False, "; ".join(weight_problems))
+            logits = _scores(net, inputs)
+        except RuntimeError as exc:
+            v.set("outputs", False, f"seed {seed}: the graph fails on the test images: {str(exc).splitlines()[0][:200]}")
+            return
+        if tuple(logits.shape) != (n, k) or not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(dim=1).sum()) if logits.dim() == 2 else n
+            v.set("outputs", False, f"seed {seed}: {bad:,} of {n:,} rows of scores are not finite (NaN or infinity)")
+            return
+        accs[str(seed)] = int((logits.argmax(dim=1) == inputs.test[1]).sum()) / n
+    if recipe is not None:
+        report["epochs_trained"] = recipe.epochs
+        report["train_loss"] = {s: r["train_loss"] for s, r in runs.items()}
+        report["timing"]["training_seconds"] = {s: round(r["seconds"], 3) for s, r in runs.items()}
+        v.set("trains", True, f"{len(seeds)} seed(s), {recipe.epochs} epoch(s) each, by the grader")
     else:
-        v.set("weights", True, f"{res.get('parameters'):,} parameters counted again from the returned weights")
-    mean = statistics.fmean(accs.values())
-    report["accuracy"] = {"per_seed": {str(s): a for s, a in accs.items()}, "mean": mean,
-                          "threshold": problem.threshold, "test_images": n}
-    losses = {s: r.get("train_loss") for s, r in res.get("seeds", {}).items() if r.get("train_loss")}
-    if losses:
-        report["train_loss"] = losses
+        v.set("trains", True, "nothing to train: the submitted weights are evaluated")
+    v.set("outputs", True, f"({n:,}, {k}) finite scores for every seed, computed by the grader")
+    _accuracy(problem, accs, n, v, report)
+
+
+def _accuracy(problem: Problem, accs: dict, n: int, v: Verdicts, report: dict) -> None:
+    mean = float(np.mean(list(accs.values())))
+    report["accuracy"] = {"per_seed": accs, "mean": mean, "threshold": problem.threshold, "test_images": n}
     per = ", ".join(f"{100 * a:.2f}% (seed {s})" for s, a in accs.items())
     verdict = "reaches" if mean >= problem.threshold else "is below"
-    v.set("accuracy", mean >= problem.threshold,
-          f"mean test accuracy {100 * mean:.2f}% {verdict} the threshold {100 * problem.threshold:.2f}%"
-          + (f": {per}" if len(accs) > 1 else ""))
+    v.set("accuracy", mean >= problem.threshold, f"mean test accuracy {100 * mean:.2f}% {verdict} the threshold "
+                                                 f"{100 * problem.threshold:.2f}%" + (f": {per}" if len(accs) > 1 else ""))
 
 
-def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, server: sandbox.Server,
-              name: str | None = None) -> dict:
-    """The report of one submission (a dict, as report.json holds it), graded by ``server``'s
-    child on ``inputs`` (see :func:`grade`, which prepares both)."""
+def grade_one(problem: Problem, path: str | Path, name: str | None = None, *, inputs: Inputs | None = None,
+              stop=None) -> dict:
+    """The report of one submission (a dict, as ``report.json`` holds it). Raises
+    :class:`GradingInterrupted` if ``stop`` (a ``threading.Event``) is set while it runs."""
     path = Path(path)
-    report: dict = {"submission": name or _name(path), "problem": problem.name,
-                    "isolation": sandbox.isolation(problem), "parameters": None, "hidden_units": None,
-                    "hidden_layers": None, "accuracy": None, TIMING_KEY: {}}
-    v = _Verdicts()
+    inputs = inputs or load_inputs(problem)
+    report: dict = {"submission": name or submission_name(path), "problem": problem.name,
+                    "isolation": sandbox.probe().describe(problem.limits), "parameters": None, "stored": None,
+                    "hidden_units": None, "hidden_layers": None, "layers": None, "accuracy": None,
+                    "provenance": _provenance(problem, inputs),
+                    "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "timing": {}}
+    v = Verdicts()
     try:
         files = submission_files(path)
-        stop = static_problems(problem, files)
+        report["provenance"]["submission_sha256"] = _files_sha256(files)
+        stop_reason = static_problems(problem, files)
     except (SubmissionError, OSError) as exc:
-        files, stop = {}, str(exc)
-    if stop:
-        v.set("loads", False, stop)
+        files, stop_reason = {}, str(exc)
+    if stop_reason:
+        v.set("loads", False, stop_reason)
     else:
-        work = sandbox.scratch("nnlab-grade-")
-        try:
-            run = sandbox.run_child(problem, files, inputs, work, server)
-            report[TIMING_KEY]["wall_seconds"] = round(run.seconds, 3)
-            seconds = {s: r["seconds"] for s, r in ((run.result or {}).get("seeds") or {}).items() if "seconds" in r}
-            if seconds:
-                report[TIMING_KEY]["training_seconds"] = {s: round(x, 3) for s, x in seconds.items()}
-            _judge(problem, inputs, run, v, report)
-        except (OSError, ValueError) as exc:
-            v.set("loads", False, f"the submission could not be prepared: {exc}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        _steps(problem, files, inputs, v, report, stop)
     rows = v.rows()
     report["requirements"] = rows
     report["passed"] = all(r["passed"] for r in rows)
@@ -352,148 +426,17 @@ def grade_one(problem: Problem, path: Path, inputs: sandbox.Inputs, server: sand
     return report
 
 
-def failures(report: dict) -> list[dict]:
-    """The requirements a submission failed, leaving out those not checked because of another."""
-    return [r for r in report["requirements"] if not r["passed"] and not r["reason"].startswith("not checked")]
-
-
-def first_failure(report: dict) -> str:
-    """The first requirement failed, with its reason, in plain words ("" when it passed)."""
-    found = failures(report)
-    return f"{found[0]['description']}: {found[0]['reason']}" if found else ""
-
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.2f}%"
-
-
-def report_markdown(report: dict) -> str:
-    """A submission's report as Markdown."""
-    acc = report.get("accuracy") or {}
-    lines = [f"# {report['submission']}: problem {report['problem']}", "",
-             f"**{'Passed' if report['passed'] else 'Not passed'}**, score {report['score']:.2f} "
-             f"({sum(r['passed'] for r in report['requirements'])} of {len(report['requirements'])} requirements met)",
-             "", "| requirement | result | reason |", "|---|---|---|"]
-    for r in report["requirements"]:
-        reason = r["reason"].replace("|", "\\|")
-        result = "pass" if r["passed"] else "not checked" if r["reason"].startswith("not checked") else "FAIL"
-        lines.append(f"| {r['description']} | {result} | {reason} |")
-    lines += ["", "| measure | value |", "|---|---|",
-              f"| parameters | {'–' if report['parameters'] is None else format(report['parameters'], ',')} |",
-              f"| hidden units | {'–' if report['hidden_units'] is None else report['hidden_units']} |",
-              f"| hidden layers | {'–' if report['hidden_layers'] is None else report['hidden_layers']} |"]
-    for s, a in (acc.get("per_seed") or {}).items():
-        lines.append(f"| test accuracy, seed {s} | {_pct(a)} |")
-    if acc:
-        lines.append(f"| mean test accuracy (threshold {_pct(acc['threshold'])}) | {_pct(acc['mean'])} |")
-    t = report.get(TIMING_KEY) or {}
-    for s, x in (t.get("training_seconds") or {}).items():
-        lines.append(f"| training time, seed {s} | {x:.1f} s |")
-    if "wall_seconds" in t:
-        lines.append(f"| grading time | {t['wall_seconds']:.1f} s |")
-    lines += ["", "Isolation in force:", ""] + [f"- {k}: {x}" for k, x in report["isolation"].items()]
-    return "\n".join(lines) + "\n"
-
-
-SUMMARY_COLUMNS = ("submission", "passed", "score", "mean_accuracy", "parameters", "hidden_units",
-                   "first_failure")
-
-
-def summary_rows(reports: list[dict]) -> list[dict]:
-    return [{"submission": r["submission"], "passed": r["passed"], "score": r["score"],
-             "mean_accuracy": (r.get("accuracy") or {}).get("mean"), "parameters": r["parameters"],
-             "hidden_units": r["hidden_units"], "first_failure": first_failure(r)} for r in reports]
-
-
-def summary_csv(reports: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in summary_rows(reports):
-        w.writerow({k: ("" if v is None else (f"{v:.4f}" if k == "mean_accuracy" else v)) for k, v in row.items()})
-    return buf.getvalue()
-
-
-def summary_markdown(problem: Problem, reports: list[dict]) -> str:
-    passed = sum(r["passed"] for r in reports)
-    lines = [f"# Problem {problem.name}: class summary", "",
-             f"{passed} of {len(reports)} submission(s) passed (threshold {_pct(problem.threshold)}).", "",
-             "| submission | passed | score | mean accuracy | parameters | hidden units | first failure |",
-             "|---|---|---|---|---|---|---|"]
-    for row in summary_rows(reports):
-        lines.append(f"| {row['submission']} | {'yes' if row['passed'] else 'no'} | {row['score']:.2f} | "
-                     f"{_pct(row['mean_accuracy'])} | "
-                     f"{'–' if row['parameters'] is None else format(row['parameters'], ',')} | "
-                     f"{'–' if row['hidden_units'] is None else row['hidden_units']} | "
-                     f"{row['first_failure'].replace('|', '/') or '–'} |")
-    return "\n".join(lines) + "\n"
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
-    return out
-
-
-def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *,
-          jobs: int = 1, progress: bool | None = None, server: sandbox.Server | None = None) -> list[dict]:
-    """Grade every submission (folders of a class are expanded, see :func:`expand`) and, when
-    ``out`` is given, write ``out/<name>/report.json`` and ``report.md`` for each and
-    ``out/summary.csv`` and ``out/summary.md``. A submission that fails in any way gets its
-    report; nothing it does stops the others. Returns the reports in order.
-
-    ``jobs`` submissions are graded at once. ``server`` (a :class:`~nnlab.grade.sandbox.Server`
-    for the problem's thread count) can be shared by several calls, which then import torch
-    once; by default each call starts and stops its own.
-    """
-    from tqdm.auto import tqdm
-
-    from nnlab.train import show_progress
-
-    paths = expand([Path(p) for p in submissions])
-    names = _unique([_name(p) for p in paths])
-    data = sandbox.scratch("nnlab-grade-inputs-")
-    own = server is None
-    if server is None:
-        server = sandbox.Server(problem.threads)
-    elif server.threads != problem.threads:
-        raise ValueError(f"the server runs {server.threads} thread(s), problem {problem.name} needs {problem.threads}")
-    try:
-        inputs = sandbox.write_inputs(problem, data)
-        bar = tqdm(total=len(paths), desc=f"grading {problem.name}", unit="submission",
-                   disable=not (show_progress() if progress is None else progress))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(grade_one, problem, p, inputs, server, n) for p, n in zip(paths, names)]
-            reports = []
-            for f in futures:
-                reports.append(f.result())
-                bar.update(1)
-        bar.close()
-    finally:
-        if own:
-            server.close()
-        shutil.rmtree(data, ignore_errors=True)
-    if out is not None:
-        write_reports(problem, reports, Path(out))
-    return reports
-
-
-def write_reports(problem: Problem, reports: list[dict], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for r in reports:
-        atomic_write_json(out / r["submission"] / "report.json", r)
-        atomic_write_bytes(out / r["submission"] / "report.md", report_markdown(r).encode())
-    atomic_write_bytes(out / "summary.csv", summary_csv(reports).encode())
-    atomic_write_bytes(out / "summary.md", summary_markdown(problem, reports).encode())
-
-
-def without_timing(report: dict) -> dict:
-    """The report minus its timings: what two gradings of one submission share exactly."""
-    return {k: v for k, v in report.items() if k != TIMING_KEY}
-
-
-__all__ = ["grade", "grade_one", "failures", "first_failure", "expand", "submission_files", "static_problems", "report_markdown",
-           "summary_csv", "summary_markdown", "without_timing", "write_reports", "SubmissionError"]
+def _steps(problem: Problem, files, inputs: Inputs, v: Verdicts, report: dict, stop) -> None:
+    doc = _sandbox_step(problem, files, inputs, v, report, stop)
+    if doc is None:
+        return
+    exported = _export_step(doc, inputs, v)
+    if exported is None:
+        return
+    net, facts = exported
+    if not _rules_step(problem, facts, v, report):
+        return
+    recipe = _budget_step(problem, doc, net, facts, files, v, report)
+    if recipe is False:
+        return
+    _train_and_score(problem, net, facts, recipe, inputs, v, report)

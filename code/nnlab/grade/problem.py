@@ -19,10 +19,10 @@ A problem is a :class:`Problem` built in Python or read from a small TOML file w
     epochs = 10               # fixed: TrainConfig fields; submitted: the defaults
     batch_size = 32
 
-    [limits]                  # per submission, enforced by the operating system
-    cpu_seconds = 600
+    [limits]                  # per submission's sandbox, enforced by the operating system
+    cpu_seconds = 120
     memory_mib = 2048
-    wall_seconds = 900
+    wall_seconds = 300
 
 Budget modes: ``fixed`` trains every submission with the problem's recipe; ``submitted``
 trains with the recipe the submission's ``recipe()`` returns, within ``max_epochs`` and
@@ -61,12 +61,18 @@ class ProblemError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one submission may use: CPU seconds, memory it may add beyond the grader's own
-    start-up (address space, MiB), and wall-clock seconds for the whole child process."""
+    """What one submission may use. Its sandbox (which imports ``model.py``, builds and
+    exports the model): CPU seconds of all its processes, memory it may add beyond the
+    interpreter and torch (MiB), wall-clock seconds, processes and threads, and the size of
+    its private ``/tmp`` and ``/dev/shm`` (MiB each). The grader's own training of the
+    exported model, per seed: ``train_seconds`` of wall clock."""
 
-    cpu_seconds: int = 600
+    cpu_seconds: int = 120
     memory_mib: int = 2048
-    wall_seconds: int = 900
+    wall_seconds: int = 300
+    max_processes: int = 64
+    tmp_mib: int = 256
+    train_seconds: int = 3600
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -142,6 +148,11 @@ class Problem:
         forbidden_imports: modules ``model.py`` may not import (checked before it runs).
         train_size: use only the first N training images (quick demonstrations); None: all.
         test_size: use only the first N test images (quick demonstrations); None: all.
+        private_test: ``"module:attr"`` naming a :class:`~nnlab.data.DataSource` whose test
+            split is graded instead of ``data``'s (a public test set can be learnt by heart;
+            grading for credit wants one students have never seen). Its shapes must match.
+        base: the folder ``module:attr`` names are also looked up in (a TOML problem's own
+            folder; set by :func:`load_problem`), after the ``[tool.nnlab]`` project root.
     """
 
     name: str
@@ -157,6 +168,8 @@ class Problem:
     forbidden_imports: tuple[str, ...] = DEFAULT_FORBIDDEN
     train_size: int | None = None
     test_size: int | None = None
+    private_test: str | None = None
+    base: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -189,6 +202,8 @@ class Problem:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ProblemError(f"{name} must be a positive integer (or left out for all images), got {value!r}")
+        if self.private_test is not None and not (isinstance(self.private_test, str) and ":" in self.private_test):
+            raise ProblemError(f'private_test must be "module:attr" naming a DataSource, got {self.private_test!r}')
         shown = sorted(n for n in self.rules.allowed | self.rules.required if "." in n)
         if shown:
             raise ProblemError(f"rules name course-defined layer classes ({', '.join(shown)}); grading checks "
@@ -196,19 +211,34 @@ class Problem:
 
     def source(self) -> DataSource:
         """The data source this problem names."""
-        return resolve_data(self.data)
+        return resolve_data(self.data, self.base)
+
+    def test_source(self) -> DataSource:
+        """Where the graded test images come from: ``private_test`` if given, else ``data``."""
+        if self.private_test is None:
+            return self.source()
+        test = resolve_data(self.private_test, self.base)
+        train = self.source()
+        if tuple(test.input_shape) != tuple(train.input_shape) or test.num_classes != train.num_classes:
+            raise ProblemError(f"private_test {self.private_test!r} has inputs {tuple(test.input_shape)} and "
+                               f"{test.num_classes} classes; data has {tuple(train.input_shape)} and "
+                               f"{train.num_classes}: they must match")
+        return test
 
     def to_dict(self) -> dict:
         """Plain data, as the TOML file holds it (defaults left out)."""
         d: dict = {"name": self.name}
         if self.title:
             d["title"] = self.title
-        d["data"] = self.data if isinstance(self.data, str) else repr(self.data)
+        if not isinstance(self.data, str):
+            raise ProblemError(f"problem {self.name}: its data is a {type(self.data).__name__} object, which a "
+                               'TOML file cannot hold; name it instead, e.g. data = "mycourse.data:DIGITS"')
+        d["data"] = self.data
         d["threshold"] = self.threshold
         d["seeds"] = list(self.seeds)
         d["threads"] = self.threads
         for key, default in (("entry", "build"), ("forbidden_imports", DEFAULT_FORBIDDEN),
-                             ("train_size", None), ("test_size", None)):
+                             ("train_size", None), ("test_size", None), ("private_test", None)):
             value = getattr(self, key)
             if value != default:
                 d[key] = list(value) if isinstance(value, tuple) else value
@@ -265,20 +295,39 @@ def _toml_value(value) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def resolve_data(data: str | DataSource) -> DataSource:
-    """A built-in name, or ``"module:attr"`` naming a DataSource or a function returning one."""
+def _search_path(base: str | None) -> list[str]:
+    """Where a course's modules are: the ``[tool.nnlab]`` project root, then ``base``."""
+    from nnlab.project import find_config
+
+    config, _ = find_config()
+    folders = [str(config.parent)] if config else []
+    return folders + ([str(Path(base).resolve())] if base else [])
+
+
+def resolve_data(data: str | DataSource, base: str | None = None) -> DataSource:
+    """A built-in name, or ``"module:attr"`` naming a DataSource or a function returning one,
+    looked up as ``nnlab train`` looks up experiments (the project root), then in ``base``."""
+    import sys
+
     if isinstance(data, DataSource):
         return data
     if data in BUILT_IN_DATA:
         return BUILT_IN_DATA[data]()
     module, _, attr = data.partition(":")
+    extra = [p for p in _search_path(base) if p not in sys.path]
+    sys.path[:0] = extra
     try:
         obj = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ProblemError(f"data {data!r} cannot be found ({type(exc).__name__}: {exc}); name an importable "
-                           "module and attribute, e.g. data = \"mycourse.data:DIGITS\"") from None
+        where = ", ".join(_search_path(base)) or "the current folder"
+        raise ProblemError(f"data {data!r} cannot be found ({type(exc).__name__}: {exc}); looked in {where} and "
+                           "the installed packages: put the module there, or install it") from None
+    finally:
+        for p in extra:
+            if p in sys.path:
+                sys.path.remove(p)
     if callable(obj) and not isinstance(obj, DataSource):
         obj = obj()
     if not isinstance(obj, DataSource):
@@ -287,7 +336,7 @@ def resolve_data(data: str | DataSource) -> DataSource:
 
 
 _TOP = {"name", "title", "data", "threshold", "seeds", "threads", "entry", "forbidden_imports",
-        "train_size", "test_size", "rules", "budget", "limits"}
+        "train_size", "test_size", "private_test", "rules", "budget", "limits"}
 _RULES = {"name", "allowed", "max_hidden_units", "min_hidden_layers", "max_parameters", "required"}
 _BUDGET = {"mode", "max_epochs", "min_batch_size", "max_batch_size", *RECIPE_FIELDS} - {"threads"}
 _LIMITS = {f.name for f in fields(Limits)}
@@ -312,7 +361,7 @@ def problem_from_dict(d: dict, where: str = "the problem") -> Problem:
 
 
 def _from_dict(d: dict, where: str) -> Problem:
-    _unknown(d, _TOP, where)
+    _unknown({k: v for k, v in d.items() if k != "base"}, _TOP, where)
     for key in ("name", "data", "threshold", "rules"):
         if key not in d:
             raise ProblemError(f"{where} has no {key!r}; add it (see `nnlab grade --help`)")
@@ -347,7 +396,7 @@ def _from_dict(d: dict, where: str) -> Problem:
     _unknown(d.get("limits", {}), _LIMITS, f"{where} [limits]")
     budget = Budget(mode=mode, recipe=recipe, **limits_of)
     kwargs = {k: d[k] for k in ("title", "seeds", "threads", "entry", "forbidden_imports",
-                                "train_size", "test_size") if k in d}
+                                "train_size", "test_size", "private_test", "base") if k in d}
     try:
         return Problem(name=d["name"], data=d["data"], rules=rules, threshold=d["threshold"],
                        budget=budget, limits=limits, **kwargs)
@@ -382,4 +431,4 @@ def load_problem(path: str | Path) -> Problem:
         d = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProblemError(f"problem file {p} is not valid TOML ({exc}); fix the line it names") from None
-    return problem_from_dict(d, str(p))
+    return problem_from_dict({**d, "base": str(p.resolve().parent)} if isinstance(d, dict) else d, str(p))

@@ -1,0 +1,535 @@
+"""A submitted model as data: the exported graph a sandbox returns, read without trusting it.
+
+The sandbox (:mod:`nnlab.grade._sandboxed`) writes a JSON document: two graphs of ATen
+operations (training and evaluation mode), as :func:`torch.export.export` traced them, and
+the model's tensors. :func:`read_graph` turns it back into an :class:`ExportedNet`, an
+``nn.Module`` the grader can train and evaluate, without importing or unpickling anything
+the student wrote: every operation must be one of :data:`OPS`, every argument plain data,
+every tensor a declared shape and dtype, and a dry run on the ``meta`` device bounds each
+intermediate result. :func:`facts` reads what the model runs (layer types, hidden units,
+sizes) from the graphs, and :func:`violations` checks a problem's rules on those facts.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import operator
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from nnlab.rules import Rules
+
+FORMAT = "nnlab-graph/1"
+MAX_NODES = 4000
+MAX_TENSORS = 2000
+MAX_ELEMENTS = 1 << 28          # any one tensor, parameters included
+MAX_DATA_ELEMENTS = 1 << 20     # values carried in the document (buffers and constants)
+_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*\Z")
+DTYPES = {n: getattr(torch, n) for n in ("float32", "float64", "float16", "bfloat16", "int64", "int32",
+                                        "int16", "int8", "uint8", "bool")}
+
+
+class GraphError(ValueError):
+    """What a sandbox returned cannot be used as a model; the message is for the student."""
+
+
+# operation -> the torch.nn layer it is (names as Rules.allowed spells them)
+LAYER_OPS = {
+    "aten.linear.default": "Linear",
+    "aten.conv1d.default": "Conv1d", "aten.conv1d.padding": "Conv1d",
+    "aten.conv2d.default": "Conv2d", "aten.conv2d.padding": "Conv2d",
+    "aten.conv3d.default": "Conv3d", "aten.conv3d.padding": "Conv3d",
+    "aten.batch_norm.default": "BatchNorm", "aten.layer_norm.default": "LayerNorm",
+    "aten.group_norm.default": "GroupNorm", "aten.embedding.default": "Embedding",
+    "aten.relu.default": "ReLU", "aten.relu_.default": "ReLU", "aten.sigmoid.default": "Sigmoid",
+    "aten.sigmoid_.default": "Sigmoid", "aten.tanh.default": "Tanh", "aten.tanh_.default": "Tanh",
+    "aten.gelu.default": "GELU", "aten.silu.default": "SiLU", "aten.silu_.default": "SiLU",
+    "aten.elu.default": "ELU", "aten.leaky_relu.default": "LeakyReLU", "aten.leaky_relu_.default": "LeakyReLU",
+    "aten.hardtanh.default": "Hardtanh", "aten.hardtanh_.default": "Hardtanh", "aten.softplus.default": "Softplus",
+    "aten.dropout.default": "Dropout", "aten.dropout_.default": "Dropout",
+    "aten.feature_dropout.default": "Dropout2d", "aten.feature_dropout_.default": "Dropout2d",
+    "aten.max_pool1d.default": "MaxPool1d", "aten.max_pool2d.default": "MaxPool2d",
+    "aten.max_pool2d_with_indices.default": "MaxPool2d", "aten.avg_pool1d.default": "AvgPool1d",
+    "aten.avg_pool2d.default": "AvgPool2d", "aten.adaptive_avg_pool1d.default": "AdaptiveAvgPool1d",
+    "aten.adaptive_avg_pool2d.default": "AdaptiveAvgPool2d",
+    "aten.adaptive_max_pool2d.default": "AdaptiveMaxPool2d",
+    "aten.softmax.int": "Softmax", "aten._softmax.default": "Softmax",
+    "aten.log_softmax.int": "LogSoftmax", "aten._log_softmax.default": "LogSoftmax",
+    "aten.flatten.using_ints": "Flatten", "aten.view.default": "Flatten", "aten.reshape.default": "Flatten",
+    "aten._unsafe_view.default": "Flatten",
+}
+# where a layer reads its own tensors: argument position -> role
+LAYER_TENSORS = {
+    "Linear": {1: "weight", 2: "bias"}, "Conv1d": {1: "weight", 2: "bias"}, "Conv2d": {1: "weight", 2: "bias"},
+    "Conv3d": {1: "weight", 2: "bias"}, "BatchNorm": {1: "weight", 2: "bias", 3: "running_mean", 4: "running_var"},
+    "LayerNorm": {2: "weight", 3: "bias"}, "GroupNorm": {2: "weight", 3: "bias"}, "Embedding": {0: "weight"},
+}
+# shape plumbing and arithmetic: always allowed (the policy of nnlab.rules)
+PLUMBING = {
+    "aten.sym_size.int", "aten.detach.default", "aten.detach_.default", "aten.alias.default",
+    "aten.clone.default", "aten.contiguous.default", "aten.lift_fresh_copy.default", "aten._to_copy.default",
+    "aten.to.dtype", "aten.type_as.default", "aten.squeeze.dim", "aten.squeeze.default", "aten.squeeze.dims",
+    "aten.unsqueeze.default", "aten.transpose.int", "aten.permute.default", "aten.expand.default",
+    "aten.select.int", "aten.slice.Tensor", "aten.cat.default", "aten.stack.default", "aten.split.Tensor",
+    "aten.chunk.default", "aten.unflatten.int",
+    "aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar", "aten.mul.Tensor",
+    "aten.mul.Scalar", "aten.div.Tensor", "aten.div.Scalar", "aten.neg.default", "aten.rsub.Scalar",
+    "aten.add_.Tensor",
+    "_operator.getitem", "_operator.add", "_operator.sub", "_operator.mul", "_operator.floordiv",
+    "_operator.truediv", "_operator.neg",
+}
+# functions that name no layer: run only when a problem allows any layer type
+OTHER_OPS = {
+    "aten.exp.default", "aten.log.default", "aten.sqrt.default", "aten.rsqrt.default", "aten.abs.default",
+    "aten.pow.Tensor_Scalar", "aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default",
+    "aten.mean.dim", "aten.mean.default", "aten.sum.dim_IntList", "aten.sum.default", "aten.amax.default",
+    "aten.maximum.default", "aten.minimum.default", "aten.where.self", "aten.matmul.default",
+    "aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.t.default", "aten.zeros_like.default",
+    "aten.ones_like.default", "aten.cumsum.default", "aten.sign.default", "aten.square.default",
+}
+LINEAR_MAPS = {"aten.matmul.default", "aten.mm.default", "aten.bmm.default", "aten.addmm.default"}
+INPLACE = {"aten.relu_.default", "aten.sigmoid_.default", "aten.tanh_.default", "aten.silu_.default",
+           "aten.leaky_relu_.default", "aten.hardtanh_.default", "aten.dropout_.default",
+           "aten.feature_dropout_.default", "aten.detach_.default", "aten.add_.Tensor"}
+
+
+def _resolve(name: str):
+    if name.startswith("_operator."):
+        return getattr(operator, name.split(".", 1)[1])
+    _, op, overload = name.split(".")
+    return getattr(getattr(torch.ops.aten, op), overload)
+
+
+OPS = {name: _resolve(name) for name in (*LAYER_OPS, *PLUMBING, *OTHER_OPS)}
+
+
+@dataclass
+class TensorSpec:
+    """One tensor of the model: a parameter, a buffer (saved with the weights) or a constant."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    data: np.ndarray | None = None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _want(cond: bool, message: str) -> None:
+    if not cond:
+        raise GraphError(message)
+
+
+def _int(value, what: str, low: int = 0, high: int = 1 << 31) -> int:
+    _want(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+          f"the exported model is malformed: {what} is not an integer in [{low}, {high}]")
+    return value
+
+
+def _tensor_spec(name: str, d) -> TensorSpec:
+    _want(isinstance(name, str) and bool(_NAME.match(name)) and len(name) < 200,
+          f"the exported model names a tensor {str(name)[:60]!r}, which is not a valid attribute path")
+    _want(isinstance(d, dict) and d.get("kind") in ("parameter", "buffer", "constant"),
+          f"the exported model's tensor {name} has no valid kind")
+    shape = d.get("shape")
+    _want(isinstance(shape, list) and len(shape) <= 8, f"the exported model's tensor {name} has no valid shape")
+    shape = tuple(_int(s, f"a dimension of {name}") for s in shape)
+    _want(math.prod(shape) <= MAX_ELEMENTS, f"tensor {name} has {math.prod(shape):,} elements, more than the "
+                                            f"grader accepts ({MAX_ELEMENTS:,})")
+    _want(d.get("dtype") in DTYPES, f"tensor {name} has dtype {str(d.get('dtype'))[:20]!r}, which the grader "
+                                    f"does not accept ({', '.join(DTYPES)})")
+    spec = TensorSpec(name, d["kind"], shape, DTYPES[d["dtype"]])
+    if spec.kind == "parameter":
+        _want(spec.dtype.is_floating_point, f"parameter {name} is not floating point")
+        return spec
+    _want(isinstance(d.get("data"), str), f"the exported model carries no values for {spec.kind} {name}")
+    try:
+        raw = base64.b64decode(d["data"], validate=True)
+    except ValueError:
+        raise GraphError(f"the values of {spec.kind} {name} are not valid base64") from None
+    itemsize = torch.empty((), dtype=spec.dtype).element_size()
+    _want(len(raw) == spec.numel * itemsize, f"the values of {spec.kind} {name} do not match its shape")
+    np_dtype = torch.empty((), dtype=spec.dtype).numpy().dtype if spec.dtype != torch.bfloat16 else np.uint16
+    spec.data = np.frombuffer(raw, dtype=np_dtype).reshape(shape).copy()
+    return spec
+
+
+def _arg(value, env: dict, depth: int = 0):
+    """A JSON argument back as a Python value, nodes looked up in ``env`` (earlier nodes only)."""
+    _want(depth < 6, "the exported model's arguments are nested too deeply")
+    if value is None or isinstance(value, (bool, int, str)):
+        if isinstance(value, str):
+            _want(len(value) <= 40, "the exported model has a string argument that is too long")
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list):
+        _want(len(value) <= 64, "the exported model has an argument list that is too long")
+        return [_arg(v, env, depth + 1) for v in value]
+    _want(isinstance(value, dict) and len(value) == 1, "the exported model has an argument the grader cannot read")
+    (key, v), = value.items()
+    if key == "node":
+        _want(v in env, f"the exported model refers to {str(v)[:40]!r} before it is computed")
+        return env[v]
+    if key == "float":
+        _want(v in ("inf", "-inf", "nan"), "the exported model has a malformed number")
+        return float(v)
+    if key == "dtype":
+        _want(v in DTYPES, f"the exported model converts to dtype {str(v)[:20]!r}")
+        return DTYPES[v]
+    if key == "device":
+        _want(v == "cpu", f"the exported model moves a tensor to {str(v)[:20]!r}; the grader runs it on the CPU")
+        return torch.device("cpu")
+    if key == "memory_format":
+        _want(v in ("contiguous_format", "preserve_format", "channels_last"), "unknown memory format")
+        return getattr(torch, v)
+    if key == "layout":
+        _want(v == "strided", "unknown tensor layout")
+        return torch.strided
+    raise GraphError(f"the exported model has an argument of unknown kind {str(key)[:20]!r}")
+
+
+def _build_graph(nodes, tensors: dict[str, TensorSpec], mode: str) -> tuple[fx.Graph, dict, list[tuple]]:
+    """The fx graph of one mode, with placeholders ``x, *tensors``; also its tensor
+    placeholders (name -> node) and its calls as ``(target, node, args)`` for the rule check."""
+    _want(isinstance(nodes, list) and 2 <= len(nodes) <= MAX_NODES,
+          f"the exported {mode} graph is missing or has more than {MAX_NODES} operations")
+    graph = fx.Graph()
+    env: dict[str, fx.Node] = {}
+    reads = [n.get("target") for n in nodes if isinstance(n, dict) and n.get("op") == "tensor"]
+    _want(all(r in tensors for r in reads), f"the exported {mode} graph reads a tensor it does not declare")
+    x = graph.placeholder("x")
+    placeholders = {name: graph.placeholder(f"t{i}") for i, name in enumerate(dict.fromkeys(reads))}
+    calls, inputs, done = [], 0, False
+    for n in nodes:
+        _want(isinstance(n, dict) and isinstance(n.get("name"), str) and len(n["name"]) < 100
+              and n["name"] not in env and not done, f"the exported {mode} graph is malformed")
+        op = n.get("op")
+        if op == "input":
+            inputs += 1
+            env[n["name"]] = x
+        elif op == "tensor":
+            env[n["name"]] = placeholders[n["target"]]
+        elif op == "call":
+            target = n.get("target")
+            _want(target in OPS, f"the model runs {str(target)[:60]}, an operation the grader does not run "
+                                 "(see nnlab.grade.graph.OPS)")
+            args, kwargs = _arg(n.get("args"), env), n.get("kwargs")
+            _want(isinstance(args, list) and isinstance(kwargs, dict) and len(kwargs) <= 16,
+                  f"the exported {mode} graph is malformed")
+            kwargs = {str(k): _arg(v, env) for k, v in kwargs.items()}
+            node = graph.call_function(OPS[target], tuple(args), kwargs)
+            env[n["name"]] = node
+            calls.append((target, node, args))
+        elif op == "output":
+            out = _arg(n.get("args"), env)
+            while isinstance(out, list) and len(out) == 1:
+                out = out[0]
+            _want(isinstance(out, fx.Node), f"the model's {mode} forward must return one tensor of class scores")
+            graph.output(out)
+            done = True
+        else:
+            raise GraphError(f"the exported {mode} graph has a node of unknown kind")
+    _want(inputs == 1 and done, f"the exported {mode} graph must take one input and return one tensor")
+    return graph, placeholders, calls
+
+
+class ExportedNet(nn.Module):
+    """A submitted model rebuilt from its graphs: its tensors are this module's own, under
+    the names the submission gave them (so ``state_dict`` matches its ``weights.safetensors``);
+    ``forward`` runs the training graph in training mode and the evaluation graph otherwise."""
+
+    def __init__(self, tensors: dict[str, TensorSpec], graphs: dict[str, tuple[fx.Graph, list[str]]]):
+        super().__init__()
+        self.specs = tensors
+        for spec in tensors.values():
+            try:
+                self._declare(spec)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise GraphError(f"the exported model's tensor {spec.name!r} cannot be declared ({exc})") from None
+        self.__dict__["_graphs"] = {mode: (fx.GraphModule(nn.Module(), g), names) for mode, (g, names) in graphs.items()}
+
+    def _declare(self, spec: TensorSpec) -> None:
+        *path, leaf = spec.name.split(".")
+        owner = self
+        for part in path:
+            child = owner._modules.get(part)
+            if child is None:
+                _want(part not in owner._parameters and part not in owner._buffers,
+                      f"the exported model uses {spec.name!r} both as a tensor and as a module")
+                child = nn.Module()
+                owner.add_module(part, child)
+            owner = child
+        _want(leaf not in owner._modules and leaf not in owner._parameters and leaf not in owner._buffers,
+              f"the exported model declares {spec.name!r} twice")
+        empty = torch.empty(spec.shape, dtype=spec.dtype, device="meta")
+        if spec.kind == "parameter":
+            owner.register_parameter(leaf, nn.Parameter(empty))
+        else:
+            owner.register_buffer(leaf, empty, persistent=spec.kind == "buffer")
+
+    def _owner(self, name: str) -> tuple[nn.Module, str]:
+        *path, leaf = name.split(".")
+        owner = self
+        for part in path:
+            owner = owner._modules[part]
+        return owner, leaf
+
+    def tensor(self, name: str) -> torch.Tensor:
+        owner, leaf = self._owner(name)
+        return owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gm, names = self._graphs["train" if self.training else "eval"]
+        return gm(x, *[self.tensor(n) for n in names])
+
+    def materialise(self) -> None:
+        """Real (CPU) storage for every tensor; buffers and constants get their carried values."""
+        self.to_empty(device="cpu")
+        with torch.no_grad():
+            for spec in self.specs.values():
+                if spec.data is not None:
+                    value = torch.from_numpy(spec.data)
+                    self.tensor(spec.name).copy_(value.view(spec.dtype) if spec.dtype == torch.bfloat16 else value)
+
+
+@dataclass
+class Facts:
+    """What the model runs, read from its graphs: the numbers a report certifies."""
+
+    layers: list[str]                      # layer types, in the order the training graph runs them
+    other_ops: list[str]                   # operations that name no layer
+    hidden: list[int]                      # width of each hidden linear layer
+    parameters: int                        # elements of the parameters
+    stored: int                            # elements of buffers and constants
+    loose: list[str] = field(default_factory=list)   # tensors read outside a layer
+    linear_maps: list[str] = field(default_factory=list)  # matrix products outside nn.Linear
+    roles: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # tensor -> (layer, role, weight)
+
+    @property
+    def hidden_units(self) -> int:
+        return sum(self.hidden)
+
+    @property
+    def hidden_layers(self) -> int:
+        return len(self.hidden)
+
+    @property
+    def size(self) -> int:
+        return self.parameters + self.stored
+
+
+def _shapes(net: ExportedNet, mode: str, batch: int, shape: tuple[int, ...]) -> dict[fx.Node, torch.Tensor]:
+    """Run one graph on the meta device (no data, no arithmetic): every node's result."""
+    gm, names = net._graphs[mode]
+    seen: dict[fx.Node, torch.Tensor] = {}
+
+    class Record(fx.Interpreter):
+        def run_node(self, n):
+            result = super().run_node(n)
+            if isinstance(result, torch.Tensor):
+                _want(result.numel() <= MAX_ELEMENTS, f"the model's {mode} graph makes a tensor of "
+                                                      f"{result.numel():,} elements at batch size {batch}")
+                seen[n] = result
+            return result
+
+    args = [torch.empty((batch, *shape), device="meta")] + [net.tensor(n) for n in names]
+    try:
+        out = Record(gm).run(*args)
+    except GraphError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a graph that does not run is the student's problem)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise GraphError(f"the exported {mode} graph does not run on a batch of {batch}: {first}") from None
+    seen[None] = out
+    return seen
+
+
+def read_graph(doc, input_shape: tuple[int, ...], classes: int) -> tuple[ExportedNet, Facts]:
+    """The model a sandbox described, rebuilt and checked: it takes a batch of ``input_shape``
+    and returns ``(batch, classes)`` scores in both modes. Raises :class:`GraphError`."""
+    _want(isinstance(doc, dict) and doc.get("format") == FORMAT, "the sandbox returned no exported model")
+    raw = doc.get("tensors")
+    _want(isinstance(raw, dict) and len(raw) <= MAX_TENSORS, "the exported model's tensor list is malformed")
+    tensors = {name: _tensor_spec(name, d) for name, d in raw.items()}
+    carried = sum(t.numel for t in tensors.values() if t.data is not None)
+    _want(carried <= MAX_DATA_ELEMENTS, f"the model carries {carried:,} numbers in buffers or constants, "
+                                        f"more than the {MAX_DATA_ELEMENTS:,} the grader accepts")
+    graphs = doc.get("graphs")
+    _want(isinstance(graphs, dict) and set(graphs) == {"train", "eval"}, "the exported model lacks its graphs")
+    built = {mode: _build_graph(graphs[mode], tensors, mode) for mode in ("train", "eval")}
+    net = ExportedNet(tensors, {m: (g, list(names)) for m, (g, names, _) in built.items()})
+    seen = {}
+    for mode in ("train", "eval"):
+        seen[mode] = _shapes(net, mode, 3, tuple(input_shape))
+        out = seen[mode][None]
+        _want(isinstance(out, torch.Tensor) and tuple(out.shape) == (3, classes) and out.dtype.is_floating_point,
+              f"for 3 images the model's {mode} graph returns "
+              f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}, not (3, {classes}): "
+              f"one row of {classes} class scores per image")
+    facts = _facts(tensors, built, seen)
+    net.materialise()
+    return net, facts
+
+
+def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
+    layers, other, loose, maps, hidden_all = [], [], [], [], []
+    roles: dict[str, tuple[str, str, str | None]] = {}
+    for mode in ("train", "eval"):
+        _, placeholders, graph_calls = built[mode]
+        names = {node: name for name, node in placeholders.items()}
+        linear_nodes = []
+        for target, node, args in graph_calls:
+            kind = LAYER_OPS.get(target)
+            if kind == "BatchNorm":
+                rank = seen[mode][node].dim() if node in seen[mode] else 4
+                kind = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}.get(rank, "BatchNorm2d")
+            if kind is None:
+                if target in OTHER_OPS:
+                    other.append(target)
+                if target in LINEAR_MAPS:
+                    maps.append(target)
+            elif mode == "train" or kind not in layers:
+                layers.append(kind)
+            if kind == "Linear":
+                linear_nodes.append(node)
+            _tensor_roles(kind, target, args, names, roles, loose)
+        hidden_all.append(_hidden(linear_nodes, seen[mode]))
+    hidden = max(hidden_all, key=sum)
+    return Facts(layers=layers, other_ops=sorted(set(other)), hidden=hidden,
+                 parameters=sum(t.numel for t in tensors.values() if t.kind == "parameter"),
+                 stored=sum(t.numel for t in tensors.values() if t.kind != "parameter"),
+                 loose=sorted(set(loose)), linear_maps=sorted(set(maps)), roles=roles)
+
+
+def _tensor_roles(kind, target, args, names, roles, loose) -> None:
+    """Record which layer reads each tensor, and every tensor read outside one."""
+    slots = LAYER_TENSORS["BatchNorm" if kind and kind.startswith("BatchNorm") else kind] \
+        if kind and (kind.startswith("BatchNorm") or kind in LAYER_TENSORS) else {}
+    weight = names.get(args[1]) if kind in ("Linear", "Conv1d", "Conv2d", "Conv3d") and len(args) > 1 else None
+    for i, a in enumerate(args):
+        for item in (a if isinstance(a, list) else [a]):
+            name = names.get(item) if isinstance(item, fx.Node) else None
+            if name is None:
+                continue
+            if i in slots:
+                roles.setdefault(name, (kind, slots[i], weight))
+            elif target not in ("aten.add_.Tensor",) or not name.endswith("num_batches_tracked"):
+                loose.append(name)
+
+
+def _hidden(linear_nodes: list[fx.Node], seen: dict) -> list[int]:
+    """Widths of the linear layers from which another linear layer is reachable."""
+    hidden = []
+    for node in linear_nodes:
+        frontier, reached, feeds = list(node.users), set(), False
+        while frontier and not feeds:
+            n = frontier.pop()
+            if n in reached:
+                continue
+            reached.add(n)
+            feeds = n in linear_nodes
+            frontier.extend(n.users)
+        if feeds:
+            hidden.append(int(seen[node].shape[-1]) if node in seen else 0)
+    return hidden
+
+
+def violations(facts: Facts, rules: Rules) -> list[str]:
+    """Every way the model's graphs break ``rules``, in the words of :mod:`nnlab.rules`."""
+    found = []
+    if rules.allowed:
+        for kind in dict.fromkeys(facts.layers):
+            if kind not in rules.allowed:
+                found.append(f"runs {kind}, which {rules.name} does not allow "
+                             f"(allowed: {', '.join(sorted(rules.allowed))})")
+        found += [f"runs {op}, which names no allowed layer" for op in facts.other_ops]
+        found += [f"reads {name} outside the layer that owns it" for name in facts.loose]
+    counts = rules.max_hidden_units is not None or rules.min_hidden_layers > 0
+    if counts and facts.linear_maps:
+        found.append(f"computes a linear map outside nn.Linear ({', '.join(facts.linear_maps)}), "
+                     "whose hidden units cannot be counted")
+    if rules.max_hidden_units is not None and facts.hidden_units > rules.max_hidden_units:
+        found.append(f"{facts.hidden_units} hidden units, more than the {rules.max_hidden_units} allowed")
+    if facts.hidden_layers < rules.min_hidden_layers:
+        found.append(f"{facts.hidden_layers} hidden layer(s), fewer than the {rules.min_hidden_layers} required")
+    if rules.max_parameters is not None and facts.size >= rules.max_parameters:
+        extra = f" ({facts.parameters:,} parameters and {facts.stored:,} in buffers and constants)" \
+            if facts.stored else ""
+        found.append(f"{facts.size:,} numbers stored{extra}, not fewer than {rules.max_parameters:,}")
+    for kind in sorted(rules.required - set(facts.layers)):
+        found.append(f"never runs {kind}, which {rules.name} requires")
+    return found
+
+
+def _default_init(tensor: torch.Tensor, layer: str, role: str, weight: torch.Tensor | None) -> bool:
+    """PyTorch's own initialisation of ``layer``'s ``role`` tensor; False if there is none."""
+    if layer in ("Linear", "Conv1d", "Conv2d", "Conv3d"):
+        if role == "weight":
+            nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+        else:
+            fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0] if weight is not None else 0
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(tensor, -bound, bound)
+        return True
+    if layer.startswith("BatchNorm") or layer in ("LayerNorm", "GroupNorm"):
+        {"weight": nn.init.ones_, "bias": nn.init.zeros_, "running_mean": nn.init.zeros_,
+         "running_var": nn.init.ones_}[role](tensor)
+        return True
+    if layer == "Embedding":
+        nn.init.normal_(tensor)
+        return True
+    return False
+
+
+def initialise(net: ExportedNet, facts: Facts, seed: int) -> list[str]:
+    """Start ``net`` afresh, as its layers' constructors would under ``torch.manual_seed(seed)``:
+    nothing the submission computed survives in a parameter or a running statistic. Returns
+    the tensors whose start it cannot vouch for (not a layer's own tensor: their values are
+    the submission's)."""
+    torch.manual_seed(seed)
+    kept = []
+    with torch.no_grad():
+        for name, spec in net.specs.items():
+            tensor = net.tensor(name)
+            layer, role, weight = facts.roles.get(name, ("", "", None))
+            if name.endswith("num_batches_tracked") and spec.kind == "buffer":
+                tensor.zero_()
+            elif not _default_init(tensor, layer, role, net.tensor(weight) if weight else None):
+                if spec.kind == "parameter" or spec.numel > 1:
+                    kept.append(name)
+    return kept
+
+
+def load_weights(net: ExportedNet, path) -> None:
+    """The submission's ``weights.safetensors`` (safetensors only, never pickle) into ``net``:
+    exactly the parameters and saved buffers of its graph, with their shapes and dtypes."""
+    from safetensors import safe_open
+
+    wanted = {n: s for n, s in net.specs.items() if s.kind in ("parameter", "buffer")}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            missing, extra = sorted(set(wanted) - names), sorted(names - set(wanted))
+            _want(not missing and not extra, "weights.safetensors does not fit the model: "
+                  + "; ".join(p for p in (f"missing {', '.join(missing[:5])}" if missing else "",
+                                          f"unexpected {', '.join(extra[:5])}" if extra else "") if p))
+            with torch.no_grad():
+                for name, spec in wanted.items():
+                    value = f.get_tensor(name)
+                    _want(tuple(value.shape) == spec.shape, f"weights.safetensors: {name} has shape "
+                                                            f"{tuple(value.shape)}, the model's is {spec.shape}")
+                    net.tensor(name).copy_(value.to(spec.dtype))
+    except GraphError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (any malformed file)
+        raise GraphError(f"weights.safetensors cannot be read ({type(exc).__name__})") from None

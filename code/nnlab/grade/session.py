@@ -1,0 +1,113 @@
+"""Grading a class: one sandbox per submission, ``jobs`` at a time, reports written as each
+finishes; Ctrl-C or SIGTERM stops within seconds, and ``resume`` grades only what is left."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from nnlab.grade import grader, sandbox
+from nnlab.grade.problem import Problem
+from nnlab.grade.reports import write_report, write_summary
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out
+
+
+def _finished(out: Path | None, problem: Problem, path: Path, name: str) -> dict | None:
+    """A report already written for this submission, as it is now, under this problem."""
+    if out is None:
+        return None
+    try:
+        report = json.loads((out / name / "report.json").read_text())
+        prov = report["provenance"]
+        files = grader.submission_files(path)
+    except (OSError, ValueError, KeyError, TypeError, grader.SubmissionError):
+        return None
+    same = prov.get("submission_sha256") == grader._files_sha256(files) \
+        and prov.get("problem_sha256") == grader.problem_sha256(problem)
+    return report if same else None
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us if needed
+
+
+def _sequential(problem: Problem, todo, stop: threading.Event):
+    for path, name in todo:
+        yield grader.grade_one(problem, path, name, stop=stop)
+
+
+def _pooled(problem: Problem, todo, jobs: int):
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    try:
+        pending = {pool.submit(grader.grade_one, problem, p, n) for p, n in todo}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+    finally:
+        for proc in list((pool._processes or {}).values()):  # a sandbox dies with its worker
+            with contextlib.suppress(Exception):
+                proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *, jobs: int = 1,
+          progress: bool | None = None, resume: bool = False, require_isolation: bool = False) -> list[dict]:
+    """Grade every submission (class folders are expanded, see :func:`~nnlab.grade.grader.expand`)
+    and, when ``out`` is given, write ``out/<name>/report.json`` and ``report.md`` as each
+    finishes, and ``out/summary.csv`` and ``summary.md``. A submission that fails in any way
+    gets its report; nothing it does stops the others. Returns the reports in order.
+
+    ``jobs`` submissions are graded at once, each in its own worker process. ``resume`` keeps
+    the reports in ``out`` whose submission and problem are unchanged (by sha256). On Ctrl-C
+    or SIGTERM every sandbox is killed, the finished reports and the summary are written, and
+    :class:`~nnlab.grade.grader.GradingInterrupted` is raised.
+    """
+    from tqdm.auto import tqdm
+
+    from nnlab.train import show_progress
+
+    sandbox.require(require_isolation)
+    out = None if out is None else Path(out)
+    paths = grader.expand([Path(p) for p in submissions])
+    names = _unique([grader.submission_name(p) for p in paths])
+    reports = {n: r for p, n in zip(paths, names) if (r := _finished(out if resume else None, problem, p, n))}
+    todo = [(p, n) for p, n in zip(paths, names) if n not in reports]
+    grader.load_inputs(problem)  # a data problem is one line here, before any sandbox starts
+    bar = tqdm(total=len(paths), initial=len(reports), desc=f"grading {problem.name}", unit="submission",
+               disable=not (show_progress() if progress is None else progress))
+    stop = threading.Event()
+    stream = _sequential(problem, todo, stop) if jobs <= 1 or len(todo) <= 1 else _pooled(problem, todo, jobs)
+    try:
+        for report in stream:
+            reports[report["submission"]] = report
+            if out is not None:
+                write_report(report, out)
+            bar.update(1)
+    except KeyboardInterrupt:
+        stop.set()
+        with contextlib.suppress(Exception):
+            stream.close()
+        if out is not None:
+            write_summary(problem, [reports[n] for n in names if n in reports], out, len(names) - len(reports))
+        raise grader.GradingInterrupted(f"{len(reports)} of {len(names)} submission(s) graded") from None
+    finally:
+        bar.close()
+    ordered = [reports[n] for n in names]
+    if out is not None:
+        write_summary(problem, ordered, out)
+    return ordered
