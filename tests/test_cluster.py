@@ -16,6 +16,7 @@ import importlib.util
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -254,6 +255,52 @@ def test_every_listening_socket_of_the_cluster_is_on_the_loopback_interface(clus
         if not (mapped or address).is_loopback:
             outside.append((pid, name, ip, port))
     assert not outside, f"listening outside the loopback interface: {outside}"
+
+
+GRADE_PROBLEM = """\
+name = "C"
+data = "mnist"
+threshold = 0.6
+train_size = 1000
+test_size = 500
+
+[rules]
+allowed = ["Flatten", "Linear", "ReLU"]
+max_hidden_units = 100
+
+[budget]
+mode = "fixed"
+epochs = 1
+batch_size = 32
+lr = 0.005
+"""
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading needs bubblewrap")
+def test_grade_on_the_cluster_gives_the_local_reports(cluster, tmp_path):
+    """`nnlab grade --cluster`: each submission is a task that receives its files by value and
+    grades them in a sandbox on the node; the reports are those a local grading writes."""
+    (tmp_path / "problem.toml").write_text(GRADE_PROBLEM)
+    cls = tmp_path / "class"
+    cls.mkdir()
+    mlp = "nn.Sequential(nn.Flatten(), nn.Linear(784, {}), nn.ReLU(), nn.Linear({}, 10))"
+    (cls / "good.py").write_text("from torch import nn\n\ndef build():\n    return " + mlp.format(32, 32) + "\n")
+    (cls / "wide.py").write_text("from torch import nn\n\ndef build():\n    return " + mlp.format(300, 300) + "\n")
+    reports = {}
+    for where, extra in (("cluster", ["--cluster", cluster.address]), ("local", [])):
+        out = tmp_path / where
+        proc = subprocess.run([sys.executable, "-m", "nnlab", "grade", str(tmp_path / "problem.toml"), str(cls),
+                               "--out", str(out), *extra], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "NNLAB_DATA": os.environ["NNLAB_DATA"]})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reports[where] = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/report.json")}
+    assert reports["cluster"]["good"]["passed"] and not reports["cluster"]["wide"]["passed"]
+    assert "graded_on" in reports["cluster"]["good"]
+    for name in ("good", "wide"):
+        same = ("requirements", "accuracy", "parameters", "hidden_units", "layers")
+        assert {k: reports["cluster"][name][k] for k in same} == {k: reports["local"][name][k] for k in same}
 
 
 @needs_ray

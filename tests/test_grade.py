@@ -1,8 +1,8 @@
-"""`nnlab grade`: problems as data, contained submissions, reports, and the book's problems.
+"""`nnlab grade`: problems as data, submissions in sandboxes, reports, and the book's problems.
 
 One class of synthetic submissions (every failure the grader must survive, and legal ones
 that pass and fail the threshold) is graded once through the command line on a slice of
-MNIST; the tests then read its reports.
+MNIST; the tests then read its reports. The hostile submissions are in test_grade_hostile.py.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from nnlab import cli
 from nnlab import grade as G
-from nnlab.data import data_root
 from nnlab.grade import sandbox
 from nnlab.rules import Rules
+
+pytestmark = pytest.mark.skipif(not sandbox.probe().tool, reason="bubblewrap is not installed here")
 
 PROBLEM = """\
 name = "T1"
@@ -44,7 +43,7 @@ max_epochs = 3
 min_batch_size = 16
 
 [limits]
-cpu_seconds = 8
+cpu_seconds = 15
 memory_mib = 768
 wall_seconds = 90
 """
@@ -129,21 +128,6 @@ SUBMISSIONS = {
 }
 
 
-def _snoop(labels: Path) -> str:
-    return textwrap.dedent(f"""
-        from torch import nn
-
-        def build():
-            for attempt in (lambda: open({str(labels)!r}, "rb").read(),
-                            lambda: __import__("so" + "cket").create_connection(("example.com", 80))):
-                try:
-                    attempt()
-                except Exception:
-                    pass  # carry on as if nothing happened
-            return {MLP}
-        """)
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """The class graded once through `nnlab grade`, with its reports."""
@@ -156,14 +140,12 @@ def graded(tmp_path_factory):
             (cls / name / "model.py").write_text(source)
         else:
             (cls / f"{name}.py").write_text(source)
-    labels = next((data_root() / "MNIST").rglob("t10k-labels*"))
-    (cls / "snoop.py").write_text(_snoop(labels))
     (cls / "good_again.py").write_text(SUBMISSIONS["good"])
     (root / "problem.toml").write_text(PROBLEM)
     out = root / "out"
     rc = cli.main(["grade", str(root / "problem.toml"), str(cls), "--out", str(out), "--jobs", "2"])
     reports = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/report.json")}
-    return {"rc": rc, "out": out, "reports": reports, "root": root, "class": cls, "labels": labels}
+    return {"rc": rc, "out": out, "reports": reports, "root": root, "class": cls}
 
 
 def _req(report: dict, key: str) -> dict:
@@ -177,7 +159,7 @@ def _failed(report: dict) -> list[str]:
 
 def test_grading_completes_with_a_report_for_every_submission(graded, capsys):
     assert graded["rc"] == 0
-    assert set(graded["reports"]) == set(SUBMISSIONS) | {"snoop", "good_again"}
+    assert set(graded["reports"]) == set(SUBMISSIONS) | {"good_again"}
     for name in graded["reports"]:
         assert (graded["out"] / name / "report.md").read_text().startswith(f"# {name}: problem T1")
 
@@ -187,7 +169,8 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
     assert good["passed"] and good["score"] == 1.0
     assert good["accuracy"]["mean"] >= 0.6 and good["accuracy"]["test_images"] == 500
     assert good["hidden_units"] == 32 and good["parameters"] == 784 * 32 + 32 + 32 * 10 + 10
-    assert len(good["train_loss"]["0"]) == 2  # the problem's default recipe: 2 epochs
+    assert good["layers"] == ["Flatten", "Linear", "ReLU"] and good["stored"] == 0
+    assert len(good["train_loss"]["0"]) == 2 and good["epochs_trained"] == 2  # the default recipe: 2 epochs
     assert _failed(weak) == ["accuracy"]
     assert "is below the threshold 60.00%" in _req(weak, "accuracy")["reason"]
 
@@ -196,14 +179,14 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
     ("syntax", "loads", "syntax error in model.py, line 3"),
     ("forbidden", "loads", "imports subprocess, which this problem forbids"),
     ("missing", "loads", "model.py imports not_a_real_module, which is not installed where submissions are graded"),
-    ("loop", "runs within its limits", "CPU-time limit of 8 s (an endless loop or a very slow model?), during build()"),
+    ("loop", "runs within its limits", "CPU-time limit of 15 s, during build()"),
     ("memory", "runs within its limits", "ran out of its memory limit of 768 MiB"),
-    ("shape", "outputs", "the model outputs (2, 7), not (2, 10)"),
-    ("nonfinite", "outputs", "500 of 500 outputs are not finite"),
-    ("illegal", "rules", "Sigmoid not allowed"),
+    ("shape", "exports", "returns (3, 7), not (3, 10): one row of 10 class scores per image"),
+    ("nonfinite", "outputs", "500 of 500 rows of scores are not finite"),
+    ("illegal", "rules", "runs Sigmoid, which T1: at most 100 hidden units does not allow"),
     ("sneaky_order", "rules", "200 hidden units, more than the 100 allowed"),
-    ("sneaky_function", "rules", "called in forward as torch.sigmoid"),
-    ("diverges", "runs within its limits", "training with seed 0 diverged: non-finite training loss at epoch 1"),
+    ("sneaky_function", "rules", "runs Sigmoid"),
+    ("diverges", "trains", "training with seed 0 diverged"),
     ("too_long", "budget", "50 epochs, more than the 3 allowed"),
 ])
 def test_each_bad_submission_gets_a_clear_line(graded, name, requirement, words):
@@ -214,46 +197,31 @@ def test_each_bad_submission_gets_a_clear_line(graded, name, requirement, words)
     assert report["score"] < 1
 
 
-def test_reading_the_test_labels_or_the_network_is_refused_and_reported(graded):
-    report = graded["reports"]["snoop"]
-    reason = _req(report, "stays in its folder")["reason"]
-    assert not report["passed"] and f"reading {graded['labels'].resolve()}" in reason
-    assert "a network name lookup" in reason
-    assert _req(report, "accuracy")["passed"]  # it carried on; the refusal still fails it
-
-
 def test_class_summary_lists_everyone(graded):
     rows = list(csv.DictReader((graded["out"] / "summary.csv").open()))
     assert [r["submission"] for r in rows] == sorted(graded["reports"])
     passed = {r["submission"] for r in rows if r["passed"] == "True"}
     assert passed == {"good", "good_again"}
     md = (graded["out"] / "summary.md").read_text()
-    assert "2 of 16 submission(s) passed" in md and "| sneaky_order | no |" in md
+    assert "2 of 15 submission(s) passed" in md and "| sneaky_order | no |" in md
 
 
 def test_grading_is_deterministic(graded):
-    """The same submission graded twice (by two children) gives the same report, timings apart."""
+    """The same submission graded twice (two sandboxes, two trainings) gives the same report,
+    timings and date apart."""
     good, again = graded["reports"]["good"], dict(graded["reports"]["good_again"], submission="good")
     assert G.without_timing(again) == G.without_timing(good)
     assert good["timing"]["training_seconds"]["0"] > 0
 
 
-def test_the_child_never_receives_test_labels(tmp_path):
-    path = tmp_path / "p.toml"
-    path.write_text(PROBLEM)
-    problem = G.load_problem(path)
-    inputs = sandbox.write_inputs(problem, tmp_path / "inputs")
-    names = sorted(p.name for p in (tmp_path / "inputs").iterdir())
-    assert names == ["test_x.npy", "train_x.npy", "train_y.npy", "val_x.npy", "val_y.npy"]
-    assert len(inputs.test_labels) == 500
-    for p in (tmp_path / "inputs").iterdir():
-        a = np.load(p)
-        assert a.shape[0] != 500 or a.dtype != np.int64  # no array of 500 labels
-    assert np.load(tmp_path / "inputs" / "test_x.npy").shape == (500, 1, 28, 28)
-    env = sandbox.child_env(1, tmp_path)
-    assert "NNLAB_DATA" not in env and set(env) <= {
-        "PATH", "PYTHONHASHSEED", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE", "HOME", "TMPDIR",
-        "LANG", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "NNLAB_RESULTS"}
+def test_the_sandbox_sees_no_data_and_the_report_says_what_contained_it(graded):
+    good = graded["reports"]["good"]
+    iso = good["isolation"]
+    assert iso["sandbox"].startswith("bubblewrap") and "network" in iso["sandbox"]
+    assert iso["data"].startswith("none") and "computed by the grader" in iso["trust"]
+    prov = good["provenance"]
+    assert len(prov["submission_sha256"]) == 64 and len(prov["problem_sha256"]) == 64
+    assert "t10k-labels" in prov["data fingerprint"] and prov["torch"] and prov["python"]
 
 
 def test_problem_round_trips_through_toml(tmp_path):
@@ -261,7 +229,7 @@ def test_problem_round_trips_through_toml(tmp_path):
     path.write_text(PROBLEM)
     problem = G.load_problem(path)
     assert problem.budget.mode == "submitted" and problem.budget.max_epochs == 3
-    assert problem.rules.max_hidden_units == 100 and problem.limits.cpu_seconds == 8
+    assert problem.rules.max_hidden_units == 100 and problem.limits.cpu_seconds == 15
     again = tmp_path / "again.toml"
     again.write_text(problem.to_toml())
     assert G.load_problem(again) == problem
@@ -274,7 +242,7 @@ def test_problem_round_trips_through_toml(tmp_path):
     (('allowed = ["Flatten"', 'allowed = ["Flaten"'), "'Flaten' is not a layer class in torch.nn"),
     (('mode = "submitted"', 'mode = "trained"'), "[budget] mode must be one of fixed, submitted, weights"),
     (("lr = 0.005", "lr = -1"), "lr must be a positive finite number"),
-    (("cpu_seconds = 8", "cpu_seconds = 0"), "[limits] cpu_seconds must be a positive integer"),
+    (("cpu_seconds = 15", "cpu_seconds = 0"), "[limits] cpu_seconds must be a positive integer"),
     (('data = "mnist"', 'data = "mnsit"'), "fix the data field"),
     (("seeds = [0]", "seeds = [0, 0]"), "seeds must be a list of distinct integers"),
     (("[rules]", "[rules"), "is not valid TOML"),
@@ -302,16 +270,36 @@ def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     assert "holds no submissions" in capsys.readouterr().err
 
 
-def test_a_weights_problem_refuses_a_pickle_before_running_anything(tmp_path):
+def test_a_weights_problem_reads_no_pickle(tmp_path):
     import torch
 
     sub = tmp_path / "pickled"
     sub.mkdir()
     (sub / "model.py").write_text(f"from torch import nn\n\ndef build():\n    return {MLP}\n")
     torch.save({"w": torch.zeros(2)}, sub / "weights.safetensors")  # a pickle in disguise
-    problem = G.Problem("W", "mnist", Rules("any", frozenset()), 0.5, budget=G.Budget("weights"))
-    files = G.grader.submission_files(sub)
-    assert "not a readable safetensors file" in G.grader.static_problems(problem, files)
+    problem = G.Problem("W", "mnist", Rules("any", frozenset()), 0.5, budget=G.Budget("weights"), test_size=100)
+    report = G.grade(problem, [sub])[0]
+    assert _failed(report) == ["budget"]
+    assert "weights.safetensors cannot be read" in _req(report, "budget")["reason"]
+
+
+def test_a_data_source_object_is_refused_by_to_toml_and_modules_are_found_beside_the_problem(tmp_path):
+    from nnlab.data import ArrayData
+
+    import torch
+
+    problem = G.Problem("D", ArrayData("tiny", train=(torch.zeros(40, 1, 2, 2), torch.zeros(40).long())),
+                        Rules("any", frozenset()), 0.5)
+    with pytest.raises(G.ProblemError, match="name it instead"):
+        problem.to_toml()
+    (tmp_path / "course_data.py").write_text(
+        "from nnlab.data import MNIST\nSOURCE = MNIST\n")
+    (tmp_path / "p.toml").write_text(PROBLEM.replace('data = "mnist"', 'data = "course_data:SOURCE"'))
+    loaded = G.load_problem(tmp_path / "p.toml")
+    assert loaded.source().num_classes == 10  # found in the problem file's folder, no PYTHONPATH
+    (tmp_path / "q.toml").write_text(PROBLEM.replace('data = "mnist"', 'data = "nowhere_data:SOURCE"'))
+    with pytest.raises(G.ProblemError, match="looked in"):
+        G.load_problem(tmp_path / "q.toml").source()
 
 
 # --- the book's problems -----------------------------------------------------------------
@@ -330,28 +318,20 @@ def test_book_definitions_agree_with_the_book():
         assert G.load_problem(f"nnlab.book.grading:PROBLEMS.{target.problem}") is grading.PROBLEMS[target.problem]
 
 
-@pytest.fixture(scope="module")
-def server():
-    """One grading server (torch imported once) for the tests that call `grade` directly."""
-    srv = sandbox.Server(threads=1)
-    yield srv
-    srv.close()
-
-
-def test_a_sleeping_submission_is_stopped_at_the_wall_clock_limit(tmp_path, server):
+def test_a_sleeping_submission_is_stopped_at_the_wall_clock_limit(tmp_path):
     from dataclasses import replace
 
     path = tmp_path / "p.toml"
     path.write_text(PROBLEM)
-    problem = replace(G.load_problem(path), limits=G.Limits(cpu_seconds=8, memory_mib=768, wall_seconds=3))
+    problem = replace(G.load_problem(path), limits=G.Limits(cpu_seconds=15, memory_mib=768, wall_seconds=6))
     (tmp_path / "sleeper.py").write_text("import time\n\ndef build():\n    time.sleep(600)\n")
-    report = G.grade(problem, [tmp_path / "sleeper.py"], server=server)[0]
+    report = G.grade(problem, [tmp_path / "sleeper.py"])[0]
     assert _failed(report) == ["runs within its limits"]
-    assert "wall-clock limit of 3 s" in _req(report, "runs within its limits")["reason"]
-    assert report["timing"]["wall_seconds"] < 60
+    assert "wall-clock limit of 6 s, during build()" in _req(report, "runs within its limits")["reason"]
+    assert report["timing"]["sandbox_seconds"] < 60
 
 
-def test_the_books_own_models_pass_their_problems(tmp_path, server):
+def test_the_books_own_models_pass_their_problems(tmp_path):
     """Evaluation only: the MLPs on the whole test set; the CNN, whose 10,000 forward passes
     take minutes on one thread, on its first 1,000 images."""
     from concurrent.futures import ThreadPoolExecutor
@@ -365,13 +345,65 @@ def test_the_books_own_models_pass_their_problems(tmp_path, server):
         problem = grading.PROBLEMS[target.problem]
         if problem.rules.max_parameters is not None:  # the CNN
             problem = replace(problem, test_size=1000)
-        return G.grade(problem, [folder], server=server)[0]
+        return G.grade(problem, [folder])[0]
 
     folders = [grading.export_submission(t.experiment, tmp_path / t.problem) for t in P.TARGETS]
-    with ThreadPoolExecutor(2) as pool:  # one server: torch imported once for the four problems
+    with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(one, P.TARGETS, folders))
     for target, report in zip(P.TARGETS, reports):
         assert report["passed"], (target.problem, report["requirements"])
         assert report["accuracy"]["mean"] >= target.required
         assert report["accuracy"]["test_images"] == (1000 if target.problem == "3G" else 10_000)
-        assert report["isolation"]["test labels"].startswith("never given")
+        assert report["isolation"]["data"].startswith("none")
+
+
+def test_sigterm_stops_grading_within_seconds_and_resume_grades_the_rest(tmp_path):
+    """Stopped while one submission's sandbox runs, grading writes what it finished and says
+    how to go on; `--resume` then grades only what has no report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "p.toml").write_text(PROBLEM.replace("wall_seconds = 90", "wall_seconds = 600"))
+    cls = tmp_path / "class"
+    cls.mkdir()
+    good = SUBMISSIONS["good"]
+    (cls / "a.py").write_text(good)
+    (cls / "b.py").write_text("import time\n\ndef build():\n    time.sleep(600)\n")
+    (cls / "c.py").write_text(good)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "nnlab", "grade", str(tmp_path / "p.toml"), str(cls), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+
+    def sandboxes() -> list[psutil.Process]:
+        try:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        return [k for k in kids if "nnlab.grade._sandboxed" in " ".join(k.cmdline())]
+
+    deadline = time.monotonic() + 300  # a failure guard only: the test acts on the events below
+    while time.monotonic() < deadline and not ((out / "a" / "report.json").exists() and sandboxes()):
+        time.sleep(0.2)
+    running = sandboxes()
+    assert running, "b's sandbox never started"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15 and proc.returncode == 130, err[-2000:]
+    assert "--resume" in err and "Traceback" not in err
+    assert not [p for p in running if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert (out / "a" / "report.json").exists() and not (out / "b").exists()
+    assert "2 submission(s) not graded yet" in (out / "summary.md").read_text()
+    first = json.loads((out / "a" / "report.json").read_text())
+
+    (cls / "b.py").write_text(good)
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=os.environ, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "a" / "report.json").read_text())["graded_at"] == first["graded_at"]
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["submission"], r["passed"]) for r in rows] == [("a", "True"), ("b", "True"), ("c", "True")]

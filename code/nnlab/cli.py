@@ -96,14 +96,20 @@ def _parser() -> argparse.ArgumentParser:
     k = rsub.add_parser("clean", parents=[common],
                         help="remove leftover temporary files and weights that no stored run points at")
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
-    g = sub.add_parser("grade", help="grade students' submissions for a problem, each in a contained child "
-                                     "process, and write per-submission and class reports")
+    g = sub.add_parser("grade", help="grade students' submissions for a problem, each in its own bubblewrap "
+                                     "sandbox, and write per-submission and class reports")
     g.add_argument("problem", metavar="PROBLEM", help="the problem: a .toml definition, or module:attr naming an nnlab.grade.Problem")
     g.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="a folder holding model.py (and weights.safetensors), a .py file, or a class "
                         "folder of such submissions")
     g.add_argument("--out", default="grades", help="folder for the reports (default: ./grades)")
     g.add_argument("--jobs", type=_positive, default=1, help="submissions graded at once (default: 1)")
+    g.add_argument("--resume", action="store_true",
+                   help="keep the reports in --out whose submission and problem are unchanged; grade the rest")
+    g.add_argument("--cluster", metavar="ADDRESS",
+                   help="grade on a Ray cluster (as `nnlab train --cluster`); each node needs bubblewrap and the data")
+    g.add_argument("--require-isolation", action="store_true",
+                   help="refuse to grade unless every protection (bubblewrap and a cgroup) is in force here")
     return p
 
 
@@ -113,10 +119,19 @@ def _grade(args) -> int:
 
     try:
         problem = G.load_problem(args.problem)
-        reports = G.grade(problem, args.submissions, args.out, jobs=args.jobs)
+        reports = G.grade(problem, args.submissions, args.out, jobs=args.jobs, resume=args.resume,
+                          require_isolation=args.require_isolation, cluster=args.cluster)
     except (G.ProblemError, G.SubmissionError) as exc:
         print(f"nnlab: error: {exc}", file=sys.stderr)
         return 2
+    except G.SandboxUnavailable as exc:
+        print(f"nnlab: error: {exc}", file=sys.stderr)
+        return 1
+    except G.GradingInterrupted as exc:
+        again = " ".join(["nnlab grade", args.problem, *args.submissions, "--out", args.out, "--resume"])
+        print(f"nnlab: grading interrupted: {exc}; their reports and the summary are in {args.out}. "
+              f"Continue with: {again}", file=sys.stderr)
+        return 130
     for r in reports:
         acc = (r.get("accuracy") or {}).get("mean")
         shown = "" if acc is None else f", accuracy {100 * acc:.2f}%"

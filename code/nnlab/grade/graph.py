@@ -16,7 +16,6 @@ import base64
 import math
 import operator
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -314,6 +313,7 @@ class Facts:
     loose: list[str] = field(default_factory=list)   # tensors read outside a layer
     linear_maps: list[str] = field(default_factory=list)  # matrix products outside nn.Linear
     roles: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # tensor -> (layer, role, weight)
+    unused: set[str] = field(default_factory=set)    # tensors no operation reads
 
     @property
     def hidden_units(self) -> int:
@@ -405,7 +405,8 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
             _tensor_roles(kind, target, args, names, roles, loose)
         hidden_all.append(_hidden(linear_nodes, seen[mode]))
     hidden = max(hidden_all, key=sum)
-    return Facts(layers=layers, other_ops=sorted(set(other)), hidden=hidden,
+    read = {name for mode in ("train", "eval") for name, node in built[mode][1].items() if node.users}
+    return Facts(unused=set(tensors) - read, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
                  parameters=sum(t.numel for t in tensors.values() if t.kind == "parameter"),
                  stored=sum(t.numel for t in tensors.values() if t.kind != "parameter"),
                  loose=sorted(set(loose)), linear_maps=sorted(set(maps)), roles=roles)
@@ -502,6 +503,8 @@ def initialise(net: ExportedNet, facts: Facts, seed: int) -> list[str]:
         for name, spec in net.specs.items():
             tensor = net.tensor(name)
             layer, role, weight = facts.roles.get(name, ("", "", None))
+            if name in facts.unused:
+                continue  # never read: its values cannot matter
             if name.endswith("num_batches_tracked") and spec.kind == "buffer":
                 tensor.zero_()
             elif not _default_init(tensor, layer, role, net.tensor(weight) if weight else None):

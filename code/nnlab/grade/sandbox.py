@@ -320,6 +320,21 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+def clean_up_after(pids: list[int]) -> None:
+    """What killed grading processes left: their sandboxes' cgroups and folders."""
+    for pid in pids:
+        for d in Path("/sys/fs/cgroup").glob(f"*/nnlab-grade-{pid}-*"):
+            c = Cgroup.__new__(Cgroup)
+            c.kind, c.dirs = "", [d]
+            c.remove()
+        for d in Path("/sys/fs/cgroup").glob(f"nnlab-grade-{pid}-*"):
+            c = Cgroup.__new__(Cgroup)
+            c.kind, c.dirs = "", [d]
+            c.remove()
+        for d in Path(tempfile.gettempdir()).glob(f"nnlab-sandbox-{pid}-*"):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 @dataclass
 class SandboxRun:
     """How a sandbox ended and what it returned (still untrusted)."""
@@ -377,7 +392,7 @@ def run(files: dict[str, Path], task: dict, limits, stop: threading.Event | None
     ``stop`` (set by the grader on Ctrl-C) kills it at once."""
     iso = probe()
     root = os.geteuid() == 0
-    work = Path(tempfile.mkdtemp(prefix="nnlab-sandbox-"))
+    work = Path(tempfile.mkdtemp(prefix=f"nnlab-sandbox-{os.getpid()}-"))
     work.chmod(0o711)
     cgroup = Cgroup(iso.cgroup, limits)
     try:

@@ -59,20 +59,59 @@ def _pooled(problem: Problem, todo, jobs: int):
             for f in done:
                 yield f.result()
     finally:
-        for proc in list((pool._processes or {}).values()):  # a sandbox dies with its worker
+        workers = list((pool._processes or {}).values())
+        for proc in workers:  # a sandbox dies with its worker
             with contextlib.suppress(Exception):
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
+        sandbox.clean_up_after([p.pid for p in workers])
+
+
+def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str) -> dict:
+    """On a cluster node: the submission's files, received by value, graded there."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="nnlab-grade-node-")) / name
+    try:
+        folder.mkdir()
+        for fname, data in files.items():
+            (folder / Path(fname).name).write_bytes(data)
+        return grader.grade_one(problem, folder, name)
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def _clustered(problem: Problem, todo, address: str):
+    """One Ray task per submission, on the cluster ``nnlab train --cluster`` uses; each node
+    needs bubblewrap and the problem's data. A task Ray gives up on fails its submission only."""
+    from nnlab import cluster
+
+    calls = []
+    for path, name in todo:
+        try:
+            files = {n: p.read_bytes() for n, p in grader.submission_files(path).items()}
+        except (OSError, grader.SubmissionError):
+            files = {}
+        calls.append((name, (files, name), 1, 0))
+    for name, node, report, error in cluster.run(address, _grade_on_node, problem, calls):
+        if error is not None:
+            report = grader.grade_one(problem, Path("/nonexistent") / name, name)
+            report["requirements"][0]["reason"] = f"the cluster could not grade it: {error}"
+        report["graded_on"] = node
+        yield report
 
 
 def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *, jobs: int = 1,
-          progress: bool | None = None, resume: bool = False, require_isolation: bool = False) -> list[dict]:
+          progress: bool | None = None, resume: bool = False, require_isolation: bool = False,
+          cluster: str | None = None) -> list[dict]:
     """Grade every submission (class folders are expanded, see :func:`~nnlab.grade.grader.expand`)
     and, when ``out`` is given, write ``out/<name>/report.json`` and ``report.md`` as each
     finishes, and ``out/summary.csv`` and ``summary.md``. A submission that fails in any way
     gets its report; nothing it does stops the others. Returns the reports in order.
 
-    ``jobs`` submissions are graded at once, each in its own worker process. ``resume`` keeps
+    ``jobs`` submissions are graded at once, each in its own worker process; with ``cluster``
+    (a Ray address), each is one task on that cluster instead. ``resume`` keeps
     the reports in ``out`` whose submission and problem are unchanged (by sha256). On Ctrl-C
     or SIGTERM every sandbox is killed, the finished reports and the summary are written, and
     :class:`~nnlab.grade.grader.GradingInterrupted` is raised.
@@ -81,17 +120,24 @@ def grade(problem: Problem, submissions: list[str | Path], out: str | Path | Non
 
     from nnlab.train import show_progress
 
-    sandbox.require(require_isolation)
+    if cluster is None:
+        sandbox.require(require_isolation)
     out = None if out is None else Path(out)
     paths = grader.expand([Path(p) for p in submissions])
     names = _unique([grader.submission_name(p) for p in paths])
     reports = {n: r for p, n in zip(paths, names) if (r := _finished(out if resume else None, problem, p, n))}
     todo = [(p, n) for p, n in zip(paths, names) if n not in reports]
-    grader.load_inputs(problem)  # a data problem is one line here, before any sandbox starts
+    if cluster is None:
+        grader.load_inputs(problem)  # a data problem is one line here, before any sandbox starts
     bar = tqdm(total=len(paths), initial=len(reports), desc=f"grading {problem.name}", unit="submission",
                disable=not (show_progress() if progress is None else progress))
     stop = threading.Event()
-    stream = _sequential(problem, todo, stop) if jobs <= 1 or len(todo) <= 1 else _pooled(problem, todo, jobs)
+    if cluster is not None:
+        stream = _clustered(problem, todo, cluster)
+    elif jobs <= 1 or len(todo) <= 1:
+        stream = _sequential(problem, todo, stop)
+    else:
+        stream = _pooled(problem, todo, jobs)
     try:
         for report in stream:
             reports[report["submission"]] = report
