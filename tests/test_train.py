@@ -124,6 +124,72 @@ def test_divergence_in_a_later_epoch_names_it_and_leaves_no_checkpoint(results_d
     assert store_files(results_dir) == []
 
 
+def test_a_run_blown_up_from_its_first_steps_is_refused_whatever_its_length():
+    # Adam at lr 1e6: finite losses, but ~1e12 from the first window on, so never ten times
+    # the first window; 2 x 64 steps, fewer than CHANCE_STEPS
+    config = TrainConfig(epochs=2, batch_size=32, lr=1e6)
+    with pytest.raises(DivergedError, match=r"at epoch 1, step 50 .* more than 20 times that of a uniform guess "
+                                            r"over 10 classes \(ln 10 = 2.3\)"):
+        fit(mlp([16]), config)
+
+
+class Stuck(nn.Module):
+    """A model that never learns: confident logits for class 0, whatever its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(1, 1)
+        self.register_buffer("logits", torch.tensor([3.0] + [0.0] * 9))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1) + 0 * self.inner(x[:, :1, 0, 0])
+
+
+class Blind(nn.Module):
+    """A model that never looks at its input: it can learn only how often each class comes."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(10))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), -1)
+
+
+def test_a_short_run_is_judged_at_its_end_on_accuracy_and_loss():
+    config = TrainConfig(epochs=2, batch_size=64, lr=1e-3)  # 64 steps
+    with pytest.raises(DivergedError, match=r"validation accuracy after epoch 2 is 0\.\d+, at chance for 10 "
+                                            r"classes, and its loss 3\.\d+ is above a uniform guess's \(2.3\)"):
+        train(Stuck(), config, data=T.synthetic_data(), device="cpu")
+    # at chance but with the loss of a guess: it may still be warming up (a grader marks it down)
+    result = train(Blind(), config, data=T.synthetic_data(), device="cpu")
+    assert result.val_acc < 0.15 and result.val_loss < 1.05 * CHANCE_LOSS
+    # a longer run at chance is refused on its accuracy alone
+    with pytest.raises(DivergedError, match="accuracy after epoch 7 is .*, at chance for 10 classes where it "
+                                            "started; lower"):
+        train(Blind(), replace(config, epochs=8), data=T.synthetic_data(), device="cpu")
+
+
+@pytest.mark.parametrize("optimizer, lr, accuracy", [("adam", 1e-3, 0.8), ("sgd", 1e-4, 0.0)])
+def test_short_honest_runs_on_digits_are_kept(optimizer, lr, accuracy, results_dir, register_experiment):
+    """Five epochs on scikit-learn's digits, 22 steps each: a sane rate learns, a very slow
+    one is still warming up; neither is refused."""
+    from sklearn.datasets import load_digits
+
+    from nnlab.data import ArrayData
+    from nnlab.results import load
+
+    x, y = load_digits(return_X_y=True)
+    digits = ArrayData("sklearn-digits", train=(x[:1500].reshape(-1, 8, 8), y[:1500]),
+                       test=(x[1500:].reshape(-1, 8, 8), y[1500:]))
+    exp = register_experiment(E.Experiment(
+        name="test-digits", purpose="short runs", chapter="tests", variants=(E.Variant("mlp", tuple(mlp([32]))),),
+        train=TrainConfig(epochs=5, batch_size=64, optimizer=optimizer, lr=lr), seeds=(0,), data=digits))
+    runner.run_experiment(exp, device="cpu", log=lambda line: None)
+    (run,) = load(exp)["runs"].values()
+    assert run["val_acc"] >= accuracy and "failed" not in run
+
+
 @pytest.mark.parametrize("field, value, words", [
     ("batch_size", 0, "batch_size must be a positive integer, got 0"),
     ("batch_size", 2.5, "batch_size must be a positive integer"),
@@ -305,7 +371,7 @@ def test_epoch_loss_and_accuracy_weigh_a_ragged_last_batch_correctly():
     model = T.seeded_model(mlp([32]), 0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = train(model, TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=1e-30, momentum=0.0),
-                data={"train": (x, y), "val": data["val"]}, device="cpu")
+                data={"train": (x, y), "val": data["val"]}, device="cpu", keep_failed=True)  # learns nothing
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     loss, acc = evaluate(model, x, y)
     assert res.history["train_acc"][0] == acc

@@ -41,12 +41,18 @@ class DivergedError(RuntimeError):
     """Training produced no usable model: see :func:`train` for what counts as divergence."""
 
 
-# Thresholds of divergence (see train): a window of steps whose mean loss exceeds this many
-# times the mean loss of the run's first window; training accuracy less than CHANCE_MARGIN
-# above chance (1/K for K classes), having started there too, once the run has taken
-# CHANCE_STEPS steps, and at its end (a shorter run is never judged on its accuracy).
+# Thresholds of divergence (see train): a window of steps whose mean loss exceeds
+# BLOWUP_FACTOR times the mean loss of the run's first window, or CHANCE_LOSS_FACTOR times
+# the loss of a uniform guess (ln K for K classes; honest runs on unnormalised pixels started
+# at up to 7 times it, runs blown up from their first steps at 30 to 1e14 times); training
+# accuracy less than CHANCE_MARGIN above chance (1/K), having started there too, once the
+# run has taken CHANCE_STEPS steps, and at its end. A run shorter than that may still be
+# warming up: at its end its final model is refused when at chance in accuracy (validation,
+# else training) and also more than CHANCE_LOSS_MARGIN (relative) above ln K in loss.
 BLOWUP_FACTOR = 10.0
+CHANCE_LOSS_FACTOR = 20.0
 CHANCE_MARGIN = 0.05
+CHANCE_LOSS_MARGIN = 0.05
 CHANCE_STEPS = 200
 
 
@@ -408,15 +414,36 @@ class _Watch:
     def window(self, mean_loss: float, accuracy: float, classes: int, where: str, bar) -> None:
         if self.start_loss is None:
             self.start_loss, self.start_acc, self.classes = mean_loss, accuracy, classes
+        guess = math.log(classes)  # the loss of a uniform guess
+        if mean_loss > CHANCE_LOSS_FACTOR * guess:
+            self.fail(f"the training loss is {mean_loss:.3g} at {where}, more than {CHANCE_LOSS_FACTOR:g} times "
+                      f"that of a uniform guess over {classes} classes (ln {classes} = {guess:.3g})", bar=bar)
         elif mean_loss > BLOWUP_FACTOR * self.start_loss:
             self.fail(f"the training loss rose to {mean_loss:.3g} at {where}, more than {BLOWUP_FACTOR:g} times "
                       f"its starting value {self.start_loss:.3g}", bar=bar)
 
-    def learned(self, train_acc: float, epoch: int, bar) -> None:
+    def at_chance(self, accuracy: float) -> bool:
+        """Whether ``accuracy`` is at chance, as the run's first window was."""
         chance = 1 / self.classes + CHANCE_MARGIN
-        if self.start_acc < chance and train_acc < chance:
-            self.fail(f"training accuracy after epoch {epoch} is {train_acc:.3f}, at chance for {self.classes} "
-                      "classes where it started", bar=bar)
+        return self.start_acc < chance and accuracy < chance
+
+    def judge(self, history: dict, epoch: int, steps_per_epoch: int, epochs: int, bar) -> None:
+        """After an epoch: whether the run has learned anything, in the epoch in which it
+        passes ``CHANCE_STEPS`` steps and after its last (see :func:`train`)."""
+        steps = epoch * steps_per_epoch
+        if not (steps - steps_per_epoch < CHANCE_STEPS <= steps or epoch == epochs):
+            return
+        if steps_per_epoch * epochs >= CHANCE_STEPS:
+            if self.at_chance(history["train_acc"][-1]):
+                self.fail(f"training accuracy after epoch {epoch} is {history['train_acc'][-1]:.3f}, at chance for "
+                          f"{self.classes} classes where it started", bar=bar)
+            return
+        # a short run may still be warming up: judge its final model, on accuracy and loss
+        split, key = ("validation", "val") if history["val_acc"] else ("training", "train")
+        accuracy, loss, guess = history[f"{key}_acc"][-1], history[f"{key}_loss"][-1], math.log(self.classes)
+        if self.at_chance(accuracy) and loss > (1 + CHANCE_LOSS_MARGIN) * guess:
+            self.fail(f"{split} accuracy after epoch {epoch} is {accuracy:.3f}, at chance for {self.classes} "
+                      f"classes, and its loss {loss:.3g} is above a uniform guess's ({guess:.3g})", bar=bar)
 
 
 def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
@@ -457,13 +484,16 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     Raises:
         DivergedError: the run cannot be a result, naming the epoch and step; nothing is
             saved (the run's checkpoint is removed). A run diverges when (checked every 50
-            steps) its training loss is not finite; or a window's mean loss exceeds
-            ``BLOWUP_FACTOR`` (10) times the mean loss of the run's first window; or its
-            training accuracy is less than ``CHANCE_MARGIN`` (5 points) above chance (1/K for
-            K classes), when its first window was there too, after the epoch in which the
-            run passes ``CHANCE_STEPS`` (200) steps (the first epoch of any MNIST run) and
-            after the last epoch. A run of fewer steps is not judged on its accuracy: it may
-            still be warming up.
+            steps, from the first) its training loss is not finite; or a window's mean loss
+            exceeds ``CHANCE_LOSS_FACTOR`` (20) times the loss of a uniform guess (ln K for K
+            classes), or ``BLOWUP_FACTOR`` (10) times the mean loss of the run's first window;
+            or its training accuracy is less than ``CHANCE_MARGIN`` (5 points) above chance
+            (1/K), when its first window was there too, after the epoch in which the run
+            passes ``CHANCE_STEPS`` (200) steps (the first epoch of any MNIST run) and after
+            the last epoch. A run of fewer steps may still be warming up: after its last
+            epoch it fails when its final model's accuracy (on the validation split, else
+            the training one) is at chance and its loss is more than ``CHANCE_LOSS_MARGIN``
+            (5%) above ln K too.
     """
     tqdm = progress_class()
 
@@ -572,9 +602,6 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                 last_checked = i + 1
         history["train_loss"].append(float((step_losses.double() * batch_sizes).sum()) / n)
         history["train_acc"].append(int((predicted == y_epoch).sum()) / n)
-        steps_done = (epoch + 1) * steps_per_epoch
-        if steps_done >= CHANCE_STEPS and (steps_done - steps_per_epoch < CHANCE_STEPS or epoch + 1 == config.epochs):
-            watch.learned(history["train_acc"][-1], epoch + 1, bar)
         if x_val is not None:
             val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch, config.memory_format)
             history["val_loss"].append(val_loss)
@@ -582,6 +609,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_acc:.4f}")
         else:
             bar.set_postfix(epoch=epoch + 1, train_acc=f"{history['train_acc'][-1]:.4f}")
+        watch.judge(history, epoch + 1, steps_per_epoch, config.epochs, bar)
         history["lr"].append(lr)
         history["seconds"].append(time.perf_counter() - t0)
         if ckpt_path:
