@@ -293,7 +293,7 @@ def test_grade_on_the_cluster_gives_the_local_reports(cluster, tmp_path):
         out = tmp_path / where
         proc = subprocess.run([sys.executable, "-m", "nnlab", "grade", str(tmp_path / "problem.toml"), str(cls),
                                "--out", str(out), *extra], capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "NNLAB_DATA": os.environ["NNLAB_DATA"]})
+                              env={**os.environ, **(cluster.env if where == "cluster" else {})})
         assert proc.returncode == 0, proc.stderr[-3000:]
         reports[where] = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/report.json")}
     assert reports["cluster"]["good"]["passed"] and not reports["cluster"]["wide"]["passed"]
