@@ -19,6 +19,7 @@ from nnlab import results as store
 from nnlab import runner
 from nnlab.book import problems as P
 from nnlab.models import mlp
+from nnlab.train import TrainConfig
 
 HELPER = Path(T.__file__)
 NAME = T.TINY.name
@@ -105,6 +106,40 @@ def test_changed_config_makes_the_result_stale(tiny_experiment, register_experim
         register_experiment(changed)
         assert store.status(NAME).state == "stale"
         assert "main" in store.status(NAME).detail
+
+
+def course_source(shift: float):
+    """A course's own DataSource, as its module defines it: each call is the module's code
+    as it stands in a new process; ``shift`` is an edit of ``load`` that leaves
+    ``describe`` as it was."""
+    from nnlab.data import SPLITS, DataSource
+
+    class Blobs(DataSource):
+        name, input_shape, num_classes = "course-blobs", (4,), 2
+
+        def describe(self) -> dict:
+            return {"dataset": "course-blobs"}
+
+        def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.randn(64, 4, generator=torch.Generator().manual_seed(SPLITS.index(split)))
+            return x + shift, (x[:, 0] > 0).long()
+
+    return Blobs()
+
+
+def test_a_course_source_whose_data_changed_makes_its_runs_stale(results_dir, register_experiment):
+    assert course_source(0.0).fingerprint() == course_source(0.0).fingerprint() != course_source(0.5).fingerprint()
+    exp = register_experiment(E.Experiment(
+        name="test-course", purpose="a course's source", chapter="tests", variants=(
+            E.Variant("mlp", ("linear 8", "relu", "linear 2")),), train=TrainConfig(epochs=5, batch_size=16, lr=1e-2),
+        seeds=(0,), data=course_source(0.0)))
+    runner.run_experiment(exp, device="cpu", log=lambda line: None)
+    assert store.status(register_experiment(replace(exp, data=course_source(0.0)))).state == "ok"
+    edited = register_experiment(replace(exp, data=course_source(0.5)))
+    assert edited.variant_hashes() == exp.variant_hashes()  # its description did not change
+    status = store.status(edited)
+    assert status.state == "stale" and "variant(s) mlp or the data (its fingerprint differs) changed" in status.detail
+    assert store.stored_current_runs(edited) == {}
 
 
 def test_a_new_seed_or_variant_keeps_the_stored_runs(tiny_experiment, register_experiment):

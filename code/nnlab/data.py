@@ -91,9 +91,15 @@ class DataSource:
         return split in SPLITS
 
     def fingerprint(self) -> str:
-        """A checksum of the data actually read (stored with every run; not part of the hash,
-        so that results stay comparable when a file is re-encoded without changing a pixel)."""
-        return json_hash(self.describe(), 64)
+        """A checksum of the data itself, stored with every run: a stored run whose data's
+        fingerprint has changed since is stale, even where :meth:`describe` has not (the
+        source's code changed). Not part of the hash, so a source may compute it as it likes
+        (MNIST's is its files' checksums). By default, the sha256 of the tensors :meth:`load`
+        returns for every split, computed once per process."""
+        key = (type(self), json_hash(self.describe(), 64))
+        if key not in _FINGERPRINTS:
+            _FINGERPRINTS[key] = tensors_sha256(self.splits())
+        return _FINGERPRINTS[key]
 
     def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Every split this source has, as the trainer takes them."""
@@ -107,6 +113,20 @@ class DataSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+_FINGERPRINTS: dict[tuple[type, str], str] = {}  # (source class, description) -> its default fingerprint
+
+
+def tensors_sha256(splits: dict[str, tuple[torch.Tensor, ...]]) -> str:
+    """sha256 of the tensors of every split: their split, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for split in sorted(splits):
+        for t in splits[split]:
+            t = t.detach().cpu().contiguous()
+            h.update(f"{split}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def _check_split(split: str) -> None:
@@ -378,6 +398,7 @@ def clear_cache() -> None:
     """Forget loaded data (after changing ``NNLAB_DATA``)."""
     for fn in (_idx_paths, _idx_read, _raw_split, _normalisation, _normalised):
         fn.cache_clear()
+    _FINGERPRINTS.clear()
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from torch import nn
 import nnlab
 from nnlab import experiments as E
 from nnlab import project
+from nnlab.data import DataError
 from nnlab.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, sha256_file
 from nnlab.models import build
 from nnlab.rules import check
@@ -173,17 +174,31 @@ class Status:
     detail: str = ""
 
 
+def same_data(exp: E.Experiment, run: dict) -> bool:
+    """Whether a stored run was trained on the data its experiment has now, by the data's
+    fingerprint. A run stored without one, or data that cannot be read here, counts as the
+    same: its hash, which covers the data's description, still holds."""
+    stored = run.get("data_fingerprint")
+    if stored is None:
+        return True
+    try:
+        return stored == exp.data.fingerprint()
+    except (DataError, OSError):
+        return True
+
+
 def current_runs(name: str | E.Experiment, data: dict) -> tuple[dict, list[str]]:
     """Split the runs of a stored result (as :func:`read_raw` returns it) by the experiment:
     the runs that are still current, keyed as stored, and the names of the variants whose
-    config changed since their runs were trained. Runs of variants no longer in the
+    config or data changed since their runs were trained. Runs of variants no longer in the
     experiment are in neither."""
-    now = E.get(name).variant_hashes()
+    exp = E.get(name)
+    now = exp.variant_hashes()
     stored = E.variant_hashes(data["config"])
     current, changed = {}, set()
     for key, run in data["runs"].items():
         v = run["variant"]
-        if v in now and stored.get(v) == now[v]:
+        if v in now and stored.get(v) == now[v] and same_data(exp, run):
             current[key] = run
         elif v in now:
             changed.add(v)
@@ -204,7 +219,9 @@ def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
     current, changed = current_runs(exp, data)
     if changed:
         listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
-        return Status(name, "stale", f"variant(s) {listed} changed since their runs were trained; "
+        what = "changed" if all(same_data(exp, run) for run in data["runs"].values()) else (
+            "or the data (its fingerprint differs) changed")
+        return Status(name, "stale", f"variant(s) {listed} {what} since their runs were trained; "
                                      f"run `{retrain_command(name)}`"), data, current
     missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in current]
     if missing:
