@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
               "sandbox_over_training": round(statistics.median(sandbox) / statistics.median(training), 2),
               "isolation": reports[0]["isolation"]["sandbox"]}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grade_class.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.out / "grade_class-cpu.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{record['passed']} of {args.students} passed; {wall:.1f} s with --jobs {args.jobs}: "
           f"{record['seconds_per_submission']:.2f} s per submission")
     print(f"per submission (medians): sandbox {record['sandbox_median_s']:.2f} s, grader's training "

@@ -284,9 +284,9 @@ def test_a_weights_problem_reads_no_pickle(tmp_path):
 
 
 def test_a_data_source_object_is_refused_by_to_toml_and_modules_are_found_beside_the_problem(tmp_path):
-    from nnlab.data import ArrayData
-
     import torch
+
+    from nnlab.data import ArrayData
 
     problem = G.Problem("D", ArrayData("tiny", train=(torch.zeros(40, 1, 2, 2), torch.zeros(40).long())),
                         Rules("any", frozenset()), 0.5)
@@ -407,3 +407,23 @@ def test_sigterm_stops_grading_within_seconds_and_resume_grades_the_rest(tmp_pat
     assert json.loads((out / "a" / "report.json").read_text())["graded_at"] == first["graded_at"]
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [(r["submission"], r["passed"]) for r in rows] == [("a", "True"), ("b", "True"), ("c", "True")]
+
+
+def test_a_private_test_split_is_graded_instead_of_the_public_one(tmp_path):
+    """`private_test` names a source whose test split is graded: here 100 images of noise with
+    random labels, so an honest model is at chance, and the report names its fingerprint."""
+    (tmp_path / "private_data.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from nnlab.data import ArrayData
+
+        rng = np.random.default_rng(0)
+        PRIVATE = ArrayData("private", train=(rng.random((50, 1, 28, 28)), rng.integers(0, 10, 50)),
+                            test=(rng.random((100, 1, 28, 28)), rng.integers(0, 10, 100)), num_classes=10)
+        """))
+    (tmp_path / "p.toml").write_text(PROBLEM.replace("test_size = 500\n", 'private_test = "private_data:PRIVATE"\n'))
+    problem = G.load_problem(tmp_path / "p.toml")
+    (tmp_path / "good.py").write_text(SUBMISSIONS["good"])
+    report = G.grade(problem, [tmp_path / "good.py"])[0]
+    assert report["accuracy"]["test_images"] == 100 and report["accuracy"]["mean"] < 0.35
+    assert _failed(report) == ["accuracy"]
+    assert "test data fingerprint" in report["provenance"]

@@ -18,6 +18,7 @@ sandbox never saw.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 
 import nnlab
+from nnlab.grade import checks, sandbox
 from nnlab.grade import graph as G
-from nnlab.grade import sandbox
 from nnlab.grade.problem import RECIPE_FIELDS, Problem
 from nnlab.grade.reports import Verdicts
 from nnlab.train import ConfigError, DivergedError, TrainConfig
@@ -129,7 +130,13 @@ _INPUTS: dict[str, Inputs] = {}
 
 
 def problem_sha256(problem: Problem) -> str:
-    return hashlib.sha256(json.dumps(problem.to_dict(), sort_keys=True).encode()).hexdigest()
+    """What identifies a problem: its definition, with a data source object by its fingerprint."""
+    if isinstance(problem.data, str):
+        d = problem.to_dict()
+    else:
+        d = dataclasses.replace(problem, data="mnist").to_dict()
+        d["data"] = {"name": problem.data.name, "fingerprint": problem.data.fingerprint()}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def load_inputs(problem: Problem) -> Inputs:
@@ -247,7 +254,7 @@ def _export_step(doc: dict, inputs: Inputs, v: Verdicts):
 def _rules_step(problem: Problem, facts: G.Facts, v: Verdicts, report: dict) -> bool:
     report.update(parameters=facts.parameters, stored=facts.stored, hidden_units=facts.hidden_units,
                   hidden_layers=facts.hidden_layers, layers=list(dict.fromkeys(facts.layers)))
-    found = G.violations(facts, problem.rules)
+    found = checks.violations(facts, problem.rules)
     if found:
         v.set("rules", False, "; ".join(found))
         return False
@@ -303,7 +310,7 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
     mode = problem.budget.mode
     if mode == "weights":
         try:
-            G.load_weights(net, files["weights.safetensors"])
+            checks.load_weights(net, files["weights.safetensors"])
         except G.GraphError as exc:
             v.set("budget", False, str(exc))
             return False
@@ -315,7 +322,7 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
     if recipe is None:
         v.set("budget", False, problem_text)
         return False
-    kept = G.initialise(net, facts, problem.seeds[0])
+    kept = checks.initialise(net, facts, problem.seeds[0])
     numbers = sum(net.specs[n].numel for n in kept)
     if numbers > KEPT_LIMIT:
         v.set("budget", False, f"not verified: {', '.join(kept[:4])} ({numbers:,} numbers) are no layer's own "
@@ -331,7 +338,7 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
 def _train_seed(problem: Problem, net, facts, recipe: TrainConfig, seed: int, inputs: Inputs) -> dict:
     from nnlab.train import train
 
-    G.initialise(net, facts, seed)
+    checks.initialise(net, facts, seed)
     t0 = time.monotonic()
     res = train(net, recipe, seed, data={"train": inputs.train, "val": inputs.val}, device="cpu", progress=False,
                 stop_after_epoch=lambda epoch: time.monotonic() - t0 > problem.limits.train_seconds)

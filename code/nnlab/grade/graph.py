@@ -7,14 +7,13 @@ the model's tensors. :func:`read_graph` turns it back into an :class:`ExportedNe
 the student wrote: every operation must be one of :data:`OPS`, every argument plain data,
 every tensor a declared shape and dtype, and a dry run on the ``meta`` device bounds each
 intermediate result. :func:`facts` reads what the model runs (layer types, hidden units,
-sizes) from the graphs, and :func:`violations` checks a problem's rules on those facts.
+sizes) from the graphs; :mod:`nnlab.grade.checks` checks a problem's rules on those facts.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-import operator
 import re
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from nnlab.rules import Rules
+from nnlab.grade.ops import LAYER_OPS, LAYER_TENSORS, LINEAR_MAPS, OPS, OTHER_OPS
 
 FORMAT = "nnlab-graph/1"
 MAX_NODES = 4000
@@ -36,76 +35,6 @@ DTYPES = {n: getattr(torch, n) for n in ("float32", "float64", "float16", "bfloa
 
 class GraphError(ValueError):
     """What a sandbox returned cannot be used as a model; the message is for the student."""
-
-
-# operation -> the torch.nn layer it is (names as Rules.allowed spells them)
-LAYER_OPS = {
-    "aten.linear.default": "Linear",
-    "aten.conv1d.default": "Conv1d", "aten.conv1d.padding": "Conv1d",
-    "aten.conv2d.default": "Conv2d", "aten.conv2d.padding": "Conv2d",
-    "aten.conv3d.default": "Conv3d", "aten.conv3d.padding": "Conv3d",
-    "aten.batch_norm.default": "BatchNorm", "aten.layer_norm.default": "LayerNorm",
-    "aten.group_norm.default": "GroupNorm", "aten.embedding.default": "Embedding",
-    "aten.relu.default": "ReLU", "aten.relu_.default": "ReLU", "aten.sigmoid.default": "Sigmoid",
-    "aten.sigmoid_.default": "Sigmoid", "aten.tanh.default": "Tanh", "aten.tanh_.default": "Tanh",
-    "aten.gelu.default": "GELU", "aten.silu.default": "SiLU", "aten.silu_.default": "SiLU",
-    "aten.elu.default": "ELU", "aten.leaky_relu.default": "LeakyReLU", "aten.leaky_relu_.default": "LeakyReLU",
-    "aten.hardtanh.default": "Hardtanh", "aten.hardtanh_.default": "Hardtanh", "aten.softplus.default": "Softplus",
-    "aten.dropout.default": "Dropout", "aten.dropout_.default": "Dropout",
-    "aten.feature_dropout.default": "Dropout2d", "aten.feature_dropout_.default": "Dropout2d",
-    "aten.max_pool1d.default": "MaxPool1d", "aten.max_pool2d.default": "MaxPool2d",
-    "aten.max_pool2d_with_indices.default": "MaxPool2d", "aten.avg_pool1d.default": "AvgPool1d",
-    "aten.avg_pool2d.default": "AvgPool2d", "aten.adaptive_avg_pool1d.default": "AdaptiveAvgPool1d",
-    "aten.adaptive_avg_pool2d.default": "AdaptiveAvgPool2d",
-    "aten.adaptive_max_pool2d.default": "AdaptiveMaxPool2d",
-    "aten.softmax.int": "Softmax", "aten._softmax.default": "Softmax",
-    "aten.log_softmax.int": "LogSoftmax", "aten._log_softmax.default": "LogSoftmax",
-    "aten.flatten.using_ints": "Flatten", "aten.view.default": "Flatten", "aten.reshape.default": "Flatten",
-    "aten._unsafe_view.default": "Flatten",
-}
-# where a layer reads its own tensors: argument position -> role
-LAYER_TENSORS = {
-    "Linear": {1: "weight", 2: "bias"}, "Conv1d": {1: "weight", 2: "bias"}, "Conv2d": {1: "weight", 2: "bias"},
-    "Conv3d": {1: "weight", 2: "bias"}, "BatchNorm": {1: "weight", 2: "bias", 3: "running_mean", 4: "running_var"},
-    "LayerNorm": {2: "weight", 3: "bias"}, "GroupNorm": {2: "weight", 3: "bias"}, "Embedding": {0: "weight"},
-}
-# shape plumbing and arithmetic: always allowed (the policy of nnlab.rules)
-PLUMBING = {
-    "aten.sym_size.int", "aten.detach.default", "aten.detach_.default", "aten.alias.default",
-    "aten.clone.default", "aten.contiguous.default", "aten.lift_fresh_copy.default", "aten._to_copy.default",
-    "aten.to.dtype", "aten.type_as.default", "aten.squeeze.dim", "aten.squeeze.default", "aten.squeeze.dims",
-    "aten.unsqueeze.default", "aten.transpose.int", "aten.permute.default", "aten.expand.default",
-    "aten.select.int", "aten.slice.Tensor", "aten.cat.default", "aten.stack.default", "aten.split.Tensor",
-    "aten.chunk.default", "aten.unflatten.int",
-    "aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar", "aten.mul.Tensor",
-    "aten.mul.Scalar", "aten.div.Tensor", "aten.div.Scalar", "aten.neg.default", "aten.rsub.Scalar",
-    "aten.add_.Tensor",
-    "_operator.getitem", "_operator.add", "_operator.sub", "_operator.mul", "_operator.floordiv",
-    "_operator.truediv", "_operator.neg",
-}
-# functions that name no layer: run only when a problem allows any layer type
-OTHER_OPS = {
-    "aten.exp.default", "aten.log.default", "aten.sqrt.default", "aten.rsqrt.default", "aten.abs.default",
-    "aten.pow.Tensor_Scalar", "aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default",
-    "aten.mean.dim", "aten.mean.default", "aten.sum.dim_IntList", "aten.sum.default", "aten.amax.default",
-    "aten.maximum.default", "aten.minimum.default", "aten.where.self", "aten.matmul.default",
-    "aten.mm.default", "aten.bmm.default", "aten.addmm.default", "aten.t.default", "aten.zeros_like.default",
-    "aten.ones_like.default", "aten.cumsum.default", "aten.sign.default", "aten.square.default",
-}
-LINEAR_MAPS = {"aten.matmul.default", "aten.mm.default", "aten.bmm.default", "aten.addmm.default"}
-INPLACE = {"aten.relu_.default", "aten.sigmoid_.default", "aten.tanh_.default", "aten.silu_.default",
-           "aten.leaky_relu_.default", "aten.hardtanh_.default", "aten.dropout_.default",
-           "aten.feature_dropout_.default", "aten.detach_.default", "aten.add_.Tensor"}
-
-
-def _resolve(name: str):
-    if name.startswith("_operator."):
-        return getattr(operator, name.split(".", 1)[1])
-    _, op, overload = name.split(".")
-    return getattr(getattr(torch.ops.aten, op), overload)
-
-
-OPS = {name: _resolve(name) for name in (*LAYER_OPS, *PLUMBING, *OTHER_OPS)}
 
 
 @dataclass
@@ -221,7 +150,7 @@ def _build_graph(nodes, tensors: dict[str, TensorSpec], mode: str) -> tuple[fx.G
         elif op == "call":
             target = n.get("target")
             _want(target in OPS, f"the model runs {str(target)[:60]}, an operation the grader does not run "
-                                 "(see nnlab.grade.graph.OPS)")
+                                 "(see nnlab.grade.ops)")
             args, kwargs = _arg(n.get("args"), env), n.get("kwargs")
             _want(isinstance(args, list) and isinstance(kwargs, dict) and len(kwargs) <= 16,
                   f"the exported {mode} graph is malformed")
@@ -443,96 +372,3 @@ def _hidden(linear_nodes: list[fx.Node], seen: dict) -> list[int]:
         if feeds:
             hidden.append(int(seen[node].shape[-1]) if node in seen else 0)
     return hidden
-
-
-def violations(facts: Facts, rules: Rules) -> list[str]:
-    """Every way the model's graphs break ``rules``, in the words of :mod:`nnlab.rules`."""
-    found = []
-    if rules.allowed:
-        for kind in dict.fromkeys(facts.layers):
-            if kind not in rules.allowed:
-                found.append(f"runs {kind}, which {rules.name} does not allow "
-                             f"(allowed: {', '.join(sorted(rules.allowed))})")
-        found += [f"runs {op}, which names no allowed layer" for op in facts.other_ops]
-        found += [f"reads {name} outside the layer that owns it" for name in facts.loose]
-    counts = rules.max_hidden_units is not None or rules.min_hidden_layers > 0
-    if counts and facts.linear_maps:
-        found.append(f"computes a linear map outside nn.Linear ({', '.join(facts.linear_maps)}), "
-                     "whose hidden units cannot be counted")
-    if rules.max_hidden_units is not None and facts.hidden_units > rules.max_hidden_units:
-        found.append(f"{facts.hidden_units} hidden units, more than the {rules.max_hidden_units} allowed")
-    if facts.hidden_layers < rules.min_hidden_layers:
-        found.append(f"{facts.hidden_layers} hidden layer(s), fewer than the {rules.min_hidden_layers} required")
-    if rules.max_parameters is not None and facts.size >= rules.max_parameters:
-        extra = f" ({facts.parameters:,} parameters and {facts.stored:,} in buffers and constants)" \
-            if facts.stored else ""
-        found.append(f"{facts.size:,} numbers stored{extra}, not fewer than {rules.max_parameters:,}")
-    for kind in sorted(rules.required - set(facts.layers)):
-        found.append(f"never runs {kind}, which {rules.name} requires")
-    return found
-
-
-def _default_init(tensor: torch.Tensor, layer: str, role: str, weight: torch.Tensor | None) -> bool:
-    """PyTorch's own initialisation of ``layer``'s ``role`` tensor; False if there is none."""
-    if layer in ("Linear", "Conv1d", "Conv2d", "Conv3d"):
-        if role == "weight":
-            nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
-        else:
-            fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0] if weight is not None else 0
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(tensor, -bound, bound)
-        return True
-    if layer.startswith("BatchNorm") or layer in ("LayerNorm", "GroupNorm"):
-        {"weight": nn.init.ones_, "bias": nn.init.zeros_, "running_mean": nn.init.zeros_,
-         "running_var": nn.init.ones_}[role](tensor)
-        return True
-    if layer == "Embedding":
-        nn.init.normal_(tensor)
-        return True
-    return False
-
-
-def initialise(net: ExportedNet, facts: Facts, seed: int) -> list[str]:
-    """Start ``net`` afresh, as its layers' constructors would under ``torch.manual_seed(seed)``:
-    nothing the submission computed survives in a parameter or a running statistic. Returns
-    the tensors whose start it cannot vouch for (not a layer's own tensor: their values are
-    the submission's)."""
-    torch.manual_seed(seed)
-    kept = []
-    with torch.no_grad():
-        for name, spec in net.specs.items():
-            tensor = net.tensor(name)
-            layer, role, weight = facts.roles.get(name, ("", "", None))
-            if name in facts.unused:
-                continue  # never read: its values cannot matter
-            if name.endswith("num_batches_tracked") and spec.kind == "buffer":
-                tensor.zero_()
-            elif not _default_init(tensor, layer, role, net.tensor(weight) if weight else None):
-                if spec.kind == "parameter" or spec.numel > 1:
-                    kept.append(name)
-    return kept
-
-
-def load_weights(net: ExportedNet, path) -> None:
-    """The submission's ``weights.safetensors`` (safetensors only, never pickle) into ``net``:
-    exactly the parameters and saved buffers of its graph, with their shapes and dtypes."""
-    from safetensors import safe_open
-
-    wanted = {n: s for n, s in net.specs.items() if s.kind in ("parameter", "buffer")}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            names = set(f.keys())
-            missing, extra = sorted(set(wanted) - names), sorted(names - set(wanted))
-            _want(not missing and not extra, "weights.safetensors does not fit the model: "
-                  + "; ".join(p for p in (f"missing {', '.join(missing[:5])}" if missing else "",
-                                          f"unexpected {', '.join(extra[:5])}" if extra else "") if p))
-            with torch.no_grad():
-                for name, spec in wanted.items():
-                    value = f.get_tensor(name)
-                    _want(tuple(value.shape) == spec.shape, f"weights.safetensors: {name} has shape "
-                                                            f"{tuple(value.shape)}, the model's is {spec.shape}")
-                    net.tensor(name).copy_(value.to(spec.dtype))
-    except GraphError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (any malformed file)
-        raise GraphError(f"weights.safetensors cannot be read ({type(exc).__name__})") from None

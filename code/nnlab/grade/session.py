@@ -58,48 +58,15 @@ def _pooled(problem: Problem, todo, jobs: int):
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 yield f.result()
-    finally:
+    except BaseException:  # interrupted: a sandbox dies with its worker
         workers = list((pool._processes or {}).values())
-        for proc in workers:  # a sandbox dies with its worker
+        for proc in workers:
             with contextlib.suppress(Exception):
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
         sandbox.clean_up_after([p.pid for p in workers])
-
-
-def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str) -> dict:
-    """On a cluster node: the submission's files, received by value, graded there."""
-    import shutil
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="nnlab-grade-node-")) / name
-    try:
-        folder.mkdir()
-        for fname, data in files.items():
-            (folder / Path(fname).name).write_bytes(data)
-        return grader.grade_one(problem, folder, name)
-    finally:
-        shutil.rmtree(folder.parent, ignore_errors=True)
-
-
-def _clustered(problem: Problem, todo, address: str):
-    """One Ray task per submission, on the cluster ``nnlab train --cluster`` uses; each node
-    needs bubblewrap and the problem's data. A task Ray gives up on fails its submission only."""
-    from nnlab import cluster
-
-    calls = []
-    for path, name in todo:
-        try:
-            files = {n: p.read_bytes() for n, p in grader.submission_files(path).items()}
-        except (OSError, grader.SubmissionError):
-            files = {}
-        calls.append((name, (files, name), 1, 0))
-    for name, node, report, error in cluster.run(address, _grade_on_node, problem, calls):
-        if error is not None:
-            report = grader.grade_one(problem, Path("/nonexistent") / name, name)
-            report["requirements"][0]["reason"] = f"the cluster could not grade it: {error}"
-        report["graded_on"] = node
-        yield report
+        raise
+    pool.shutdown(wait=True)
 
 
 def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *, jobs: int = 1,
