@@ -35,6 +35,17 @@ def build():
 '''
 
 
+def markdown_table(record: dict) -> str:
+    """The README's table of one record."""
+    return "\n".join([
+        "| measurement | result |", "|---|---|",
+        f"| class of {record['students']}, `--jobs {record['jobs']}`: wall time / per submission | "
+        f"{record['wall_seconds']:.0f} s / **{record['seconds_per_submission']:.1f} s** |",
+        f"| one submission's sandbox (median) | {record['sandbox_median_s']:.1f} s |",
+        f"| the grader's training of it, {record['epochs']} epochs (median) | {record['training_median_s']:.2f} s |",
+        f"| sandbox / training | {record['sandbox_over_training']:.0f}× |"])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--students", type=int, default=40)
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "grade_class-cpu.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{record['passed']} of {args.students} passed; {wall:.1f} s with --jobs {args.jobs}: "
           f"{record['seconds_per_submission']:.2f} s per submission")
+    print(markdown_table(record))
     print(f"per submission (medians): sandbox {record['sandbox_median_s']:.2f} s, grader's training "
           f"{record['training_median_s']:.2f} s; ratio sandbox/training {record['sandbox_over_training']:.2f}")
     return record

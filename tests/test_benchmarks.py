@@ -9,6 +9,7 @@ independent count from the convolution arithmetic.
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import subprocess
 import sys
@@ -194,11 +195,25 @@ def test_parallel_runs_reports_a_ratio(tmp_path):
     assert last.startswith("mlp-100: parallel runs are ") and f"{rec['ratio_a_over_b']:.2f}x" in last
 
 
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading needs bubblewrap")
+def test_grade_class_benchmark_grades_and_records(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "grade_class.py"), "--students", "2", "--jobs", "1",
+                           "--epochs", "1", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "grade_class-cpu.json").read_text())
+    assert record["students"] == 2 and record["passed"] == 2 and record["sandbox_median_s"] > 0
+    assert record["sandbox_over_training"] == pytest.approx(
+        record["sandbox_median_s"] / record["training_median_s"], rel=0.05)
+    assert "sandbox / training" in proc.stdout
+
+
 def test_readme_quotes_the_committed_records():
     """The Speed section's tables are the records in benchmarks/records/, rendered by the
     benchmarks' own functions: no figure there is typed by hand."""
     sys.path.insert(0, str(BENCH))
     try:
+        import grade_class
         import precision
         import train_speed
     finally:
@@ -208,6 +223,7 @@ def test_readme_quotes_the_committed_records():
     for name in ("train_speed-cpu-avx2.json", "train_speed-h200.json"):
         assert train_speed.markdown_table(json.loads((records / name).read_text())) in readme, name
     assert precision.markdown_table(json.loads((records / "precision-h200.json").read_text())) in readme
+    assert grade_class.markdown_table(json.loads((records / "grade_class-cpu.json").read_text())) in readme
     classic = json.loads((records / "classic_example-cpu-avx2.json").read_text())
     assert f"| **{classic['ratio']:.2f}×** |" in readme
     assert f"| {classic['median_seconds']['example']:.1f} |" in readme

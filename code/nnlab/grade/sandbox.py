@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -109,6 +110,7 @@ def probe() -> Isolation:
         ok = False
     if not ok:
         return Isolation("", "", _cgroup_kind(), ("bubblewrap cannot create namespaces on this system",))
+    clean_up_stale()
     cgroup = _cgroup_kind()
     missing = () if cgroup else ("a cgroup: memory, processes and CPU are bounded per process only",)
     return Isolation(version, uid, cgroup, missing)
@@ -318,6 +320,15 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def clean_up_stale() -> None:
+    """Sandbox folders and cgroups of grading processes that no longer exist (killed with
+    SIGKILL, say, which no handler sees)."""
+    found = {int(m.group(1)) for p in [*Path(tempfile.gettempdir()).glob("nnlab-sandbox-*-*"),
+                                        *Path("/sys/fs/cgroup").glob("*/nnlab-grade-*-*")]
+             if (m := re.match(r"nnlab-(?:sandbox|grade)-(\d+)-", p.name))}
+    clean_up_after([pid for pid in found if not Path(f"/proc/{pid}").exists()])
 
 
 def clean_up_after(pids: list[int]) -> None:

@@ -69,6 +69,41 @@ def _pooled(problem: Problem, todo, jobs: int):
     pool.shutdown(wait=True)
 
 
+def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str) -> dict:
+    """On a cluster node: the submission's files, received by value, graded there."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="nnlab-grade-node-")) / name
+    try:
+        folder.mkdir()
+        for fname, data in files.items():
+            (folder / Path(fname).name).write_bytes(data)
+        return grader.grade_one(problem, folder, name)
+    finally:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def _clustered(problem: Problem, todo, address: str):
+    """One Ray task per submission, on the cluster ``nnlab train --cluster`` uses; each node
+    needs bubblewrap and the problem's data. A task Ray gives up on fails its submission only."""
+    from nnlab import cluster
+
+    calls = []
+    for path, name in todo:
+        try:
+            files = {n: p.read_bytes() for n, p in grader.submission_files(path).items()}
+        except (OSError, grader.SubmissionError):
+            files = {}
+        calls.append((name, (files, name), 1, 0))
+    for name, node, report, error in cluster.run(address, _grade_on_node, problem, calls):
+        if error is not None:
+            report = grader.grade_one(problem, Path("/nonexistent") / name, name)
+            report["requirements"][0]["reason"] = f"the cluster could not grade it: {error}"
+        report["graded_on"] = node
+        yield report
+
+
 def grade(problem: Problem, submissions: list[str | Path], out: str | Path | None = None, *, jobs: int = 1,
           progress: bool | None = None, resume: bool = False, require_isolation: bool = False,
           cluster: str | None = None) -> list[dict]:
