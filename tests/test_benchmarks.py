@@ -198,7 +198,7 @@ def test_parallel_runs_reports_a_ratio(tmp_path):
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="grading needs bubblewrap")
 def test_grade_class_benchmark_grades_and_records(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "grade_class.py"), "--students", "2", "--jobs", "1",
-                           "--epochs", "1", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                           "--epochs", "2", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((tmp_path / "grade_class-cpu.json").read_text())

@@ -134,7 +134,7 @@ def _namespaces(root: bool) -> list[str]:
     common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
               "--die-with-parent", "--new-session"]
     if root:  # no user namespace: the sandbox gives up root itself (see _sandboxed._drop_root)
-        return [*common, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        return [*common, "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     return [*common, "--unshare-user", "--uid", "65534", "--gid", "65534"]
 
 
