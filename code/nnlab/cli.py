@@ -18,6 +18,7 @@ import time
 import nnlab
 from nnlab import experiments as E
 from nnlab import project
+from nnlab import reproduction
 from nnlab import results as store
 from nnlab.runner import default_jobs, reproduce, run_experiment
 
@@ -87,12 +88,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="list missing, stale or damaged results and weights (exit 1 if any), and leftover files")
     c.add_argument("names", nargs="*", metavar="NAME", help="experiments to check (default: all)")
     v = rsub.add_parser("reproduce", parents=[common],
-                        help="train stored runs again, alone, in a scratch store, and compare their metrics "
-                             "with the stored ones; exit 1 if any differs")
+                        help="train stored runs again, alone, in a scratch store, and judge each against "
+                             "its stored metrics: identical, equal to rounding, within seed noise or different; "
+                             "exit 1 if any is worse than --tolerance")
     v.add_argument("name", help="experiment name")
     v.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: every stored seed)")
     v.add_argument("--variants", type=_modules, metavar="VARIANT[,VARIANT]", help="variants (default: all)")
     v.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    v.add_argument("--tolerance", choices=reproduction.LEVELS[:-1], default="rounding",
+                   help="the worst verdict that counts as reproduced for the exit status: identical (every "
+                        "bit), rounding (default: accuracies equal, losses within "
+                        f"{reproduction.ROUNDING:g} relative) or noise (within {reproduction.NOISE_STDS:g} "
+                        "std of the variant's stored seeds)")
     k = rsub.add_parser("clean", parents=[common],
                         help="remove leftover temporary files and weights that no stored run points at")
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
@@ -205,18 +212,38 @@ def _check(names: list[str]) -> int:
     return 1 if bad else 0
 
 
+def _verdict(r: dict) -> str:
+    """One run's verdict in words: the level, and the numbers that decided it."""
+    seeds = f"{r['spread_seeds']} stored seed{'s' if r['spread_seeds'] != 1 else ''}"
+
+    def differences() -> str:
+        return ", ".join(f"{m} stored {a!r}, now {b!r}"
+                         + ("" if r["in_stds"][m] is None else f" ({r['in_stds'][m]:.2g} std of the {seeds})")
+                         for m, (a, b) in r["differences"].items())
+
+    if r["verdict"] == "identical":
+        return "identical"
+    if r["verdict"] == "rounding":
+        metric, rel = r["largest_relative"]
+        return f"equal to floating-point rounding (largest relative difference {rel:.1e}, {metric})"
+    if r["verdict"] == "noise":
+        return f"within seed noise: {differences()}"
+    no_spread = "" if r["spread_seeds"] > 1 else "; one stored seed, so no seed spread to compare with"
+    return f"DIFFERENT: {differences()}{no_spread}"
+
+
 def _reproduce(args) -> int:
     rows = reproduce(args.name, seeds=args.seeds, variants=args.variants, device=args.device)
     for r in rows:
-        what = "same metrics" if r["same"] else "DIFFERENT: " + ", ".join(
-            f"{m} stored {a!r}, now {b!r}" for m, (a, b) in r["differences"].items())
         cpu = r["cpu_capability"]
         was = r["stored_cpu_capability"] or "not recorded"
         note = "" if r["same"] or was == cpu else f" (stored run trained with CPU kernels {was}, this one {cpu})"
-        print(f"{args.name} {r['variant']} seed={r['seed']} ({r['threads']} thread(s), {cpu}): {what}{note}")
-    same = sum(r["same"] for r in rows)
-    print(f"{same} of {len(rows)} run(s) reproduced their stored metrics exactly")
-    return 0 if same == len(rows) else 1
+        print(f"{args.name} {r['variant']} seed={r['seed']} ({r['threads']} thread(s), {cpu}): {_verdict(r)}{note}")
+    ok = sum(reproduction.reproduced(r["verdict"], args.tolerance) for r in rows)
+    counts = ", ".join(f"{sum(r['verdict'] == level for r in rows)} {words}" for level, words in zip(
+        reproduction.LEVELS, ("identical", "equal to rounding", "within seed noise", "different")))
+    print(f"{ok} of {len(rows)} run(s) reproduced at tolerance {args.tolerance} ({counts})")
+    return 0 if ok == len(rows) else 1
 
 
 def _clean(names: list[str]) -> int:
@@ -288,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             return {"check": lambda: _check(args.names), "clean": lambda: _clean(args.names),
                     "reproduce": lambda: _reproduce(args)}[args.action]()
         return _train(args)
+    except E.UnknownVariant as exc:  # a misspelt --variants: a usage error
+        print(f"nnlab: error: {exc}", file=sys.stderr)
+        return 2
     except (store.ResultError, E.UnknownExperiment, project.ProjectError, ValueError, RuntimeError) as exc:
         print(f"nnlab: error: {exc}", file=sys.stderr)
         return 1

@@ -109,8 +109,10 @@ class Experiment:
         for v in self.variants:
             if v.name == name:
                 return v
-        raise KeyError(f"experiment {self.name!r} has no variant {name!r}; "
-                       f"it has {', '.join(v.name for v in self.variants)}")
+        known = [v.name for v in self.variants]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        raise UnknownVariant(f"experiment {self.name!r} has no variant {name!r}; its variants: "
+                             f"{', '.join(known)}" + (f". Did you mean {' or '.join(close)}?" if close else ""))
 
     def runs(self) -> list[tuple[Variant, int]]:
         return [(v, s) for v in self.variants for s in self.seeds]
@@ -173,6 +175,13 @@ def register(exp: Experiment, *, replace: bool = False) -> Experiment:
 def unregister(name: str) -> None:
     """Remove an experiment from the registry (no error if it is not there)."""
     REGISTRY.pop(name, None)
+
+
+class UnknownVariant(KeyError):
+    """An experiment has no variant of that name; the message names the ones it has."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; a reader wants plain text
+        return str(self.args[0])
 
 
 class UnknownExperiment(KeyError):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from nnlab import experiments as E
+from nnlab import reproduction
 from nnlab import results as store
 from nnlab.models import ModelDataMismatch, SpecError, build, check_fits, count_parameters
 from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units
@@ -366,21 +367,30 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     return time.perf_counter() - t0
 
 
-REPRODUCED = ("val_acc", "val_loss", "test_acc", "test_loss")
+REPRODUCED = reproduction.METRICS
 
 
 def reproduce(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
               variants: Sequence[str] | None = None, device: str | None = "cpu") -> list[dict]:
     """Train stored runs again, alone, in a scratch store, and compare their metrics with
-    the stored ones: one row per run with ``variant``, ``seed``, ``same`` (every metric in
-    :data:`REPRODUCED` equal to the last bit), ``differences`` (``{metric: (stored, now)}``),
-    and the thread count and CPU kernel level (``torch.backends.cpu.get_cpu_capability()``)
-    of both trainings. The store itself is not touched.
+    the stored ones. One row per run with ``variant``, ``seed``, ``verdict`` (identical,
+    rounding, noise or different; see :mod:`nnlab.reproduction`), ``same`` (identical),
+    ``differences`` (``{metric: (stored, now)}``), ``largest_relative`` (``(metric,
+    relative difference)`` or None), ``in_stds`` (each difference in standard deviations of
+    the variant's stored seeds), ``spread_seeds`` (how many stored seeds that spread is
+    of), and the thread count and CPU kernel level
+    (``torch.backends.cpu.get_cpu_capability()``) of both trainings. The store itself is not
+    touched.
 
     Bit-identical numbers need the same thread count (part of the recipe) and the same CPU
     kernels: oneDNN and MKL pick their kernels by instruction set (AVX2, AVX-512, ...), so a
     run trained on another kind of CPU gives other last bits, and after thousands of steps
-    slightly different accuracies."""
+    slightly different accuracies.
+
+    Raises:
+        UnknownVariant: a name in ``variants`` is not a variant of the experiment.
+        MissingResult: no stored run of those variants and seeds.
+    """
     import tempfile
 
     exp = E.get(experiment)
@@ -390,24 +400,19 @@ def reproduce(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = N
     if not keys:
         raise store.MissingResult(f"experiment {exp.name!r} has no stored run of those variants and seeds to "
                                   f"reproduce; run `{store.retrain_command(exp)}` first")
+    of_variant = {v: [r for r in stored.values() if r["variant"] == v] for v in wanted}
     rows = []
-    before = os.environ.get("NNLAB_RESULTS")
-    with tempfile.TemporaryDirectory(prefix="nnlab-reproduce-") as scratch:
-        os.environ["NNLAB_RESULTS"] = scratch  # checkpoints of the new runs go there, not into the store
-        try:
-            for key in keys:
-                run = stored[key]
-                record, _ = train_one(exp, exp.variant(run["variant"]), run["seed"], device=device, progress=False)
-                diff = {m: (run.get(m), record.get(m)) for m in REPRODUCED if run.get(m) != record.get(m)}
-                rows.append({"variant": run["variant"], "seed": run["seed"], "same": not diff, "differences": diff,
-                             "threads": record["threads"], "stored_threads": run.get("threads"),
-                             "cpu_capability": record["cpu_capability"],
-                             "stored_cpu_capability": run.get("cpu_capability")})
-        finally:
-            if before is None:
-                os.environ.pop("NNLAB_RESULTS", None)
-            else:
-                os.environ["NNLAB_RESULTS"] = before
+    with tempfile.TemporaryDirectory(prefix="nnlab-reproduce-") as scratch, _results_in(scratch):
+        for key in keys:  # checkpoints of the new runs go to the scratch store
+            run = stored[key]
+            record, _ = train_one(exp, exp.variant(run["variant"]), run["seed"], device=device, progress=False)
+            verdict = reproduction.compare(run, record, reproduction.seed_spread(of_variant[run["variant"]]))
+            rows.append({"variant": run["variant"], "seed": run["seed"], **verdict,
+                         "same": verdict["verdict"] == "identical",
+                         "spread_seeds": len(of_variant[run["variant"]]),
+                         "threads": record["threads"], "stored_threads": run.get("threads"),
+                         "cpu_capability": record["cpu_capability"],
+                         "stored_cpu_capability": run.get("cpu_capability")})
     return rows
 
 
