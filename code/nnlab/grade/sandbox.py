@@ -68,7 +68,7 @@ class Isolation:
             "limits": bounds + (f", by {self.cgroup} and rlimits" if self.cgroup else ", by rlimits per process"),
             "data": "none: the sandbox only builds and exports the model; training and test images stay outside",
             "trust": "every certified number is computed by the grader from the exported graph, outside the sandbox",
-            "missing": ", ".join(self.missing) or "nothing",
+            "not in force": ", ".join(self.missing) or "nothing: every protection above is in force",
         }
 
 
