@@ -427,3 +427,26 @@ def test_a_private_test_split_is_graded_instead_of_the_public_one(tmp_path):
     assert report["accuracy"]["test_images"] == 100 and report["accuracy"]["mean"] < 0.35
     assert _failed(report) == ["accuracy"]
     assert "test data fingerprint" in report["provenance"]
+
+
+WIDE_CONV = ("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(1, 2048, 3, padding=1), "
+             "nn.ReLU(), nn.Flatten(), nn.Linear(2048 * 28 * 28, 10))\n")
+
+
+@pytest.mark.parametrize("limits, words", [
+    (G.Limits(cpu_seconds=30, memory_mib=512, wall_seconds=120), "would need about"),
+    (G.Limits(cpu_seconds=30, memory_mib=8192, wall_seconds=120, train_seconds=1),
+     "took longer than the problem's train_seconds (1 s)"),
+])
+def test_the_graders_own_training_is_bounded_in_memory_and_time(tmp_path, limits, words):
+    """What the grader trains is the student's choice, so its memory is estimated from the
+    graph before training, and its time is checked at every forward pass."""
+    from dataclasses import replace
+
+    path = tmp_path / "p.toml"
+    path.write_text(PROBLEM)
+    problem = replace(G.load_problem(path), rules=Rules("any", frozenset()), limits=limits)
+    (tmp_path / "wide.py").write_text(WIDE_CONV)
+    report = G.grade(problem, [tmp_path / "wide.py"])[0]
+    assert _failed(report) == ["trains"], G.first_failure(report)
+    assert words in _req(report, "trains")["reason"]

@@ -335,13 +335,26 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
     return recipe
 
 
+def memory_needed_mib(facts: G.Facts, recipe: TrainConfig) -> float:
+    """About what training takes: every activation of a batch kept for the backward pass and
+    its gradient, and each parameter with its gradient and two optimiser moments."""
+    return (facts.activations * recipe.batch_size * 2 * 4 + facts.size * 4 * 4) / 2**20
+
+
 def _train_seed(problem: Problem, net, facts, recipe: TrainConfig, seed: int, inputs: Inputs) -> dict:
     from nnlab.train import train
 
     checks.initialise(net, facts, seed)
     t0 = time.monotonic()
-    res = train(net, recipe, seed, data={"train": inputs.train, "val": inputs.val}, device="cpu", progress=False,
-                stop_after_epoch=lambda epoch: time.monotonic() - t0 > problem.limits.train_seconds)
+    net.deadline = t0 + problem.limits.train_seconds
+    try:
+        res = train(net, recipe, seed, data={"train": inputs.train, "val": inputs.val}, device="cpu",
+                    progress=False, stop_after_epoch=lambda epoch: time.monotonic() > net.deadline)
+    except TimeoutError:
+        raise TimeoutError(f"training with seed {seed} took longer than the problem's train_seconds "
+                           f"({problem.limits.train_seconds} s)") from None
+    finally:
+        net.deadline = None
     epochs = len(res.history.get("train_loss", []))
     if epochs < recipe.epochs:
         raise TimeoutError(f"training with seed {seed} took longer than the problem's train_seconds "
@@ -359,6 +372,11 @@ def _scores(net, inputs: Inputs) -> torch.Tensor:
 
 def _train_and_score(problem: Problem, net, facts, recipe, inputs: Inputs, v: Verdicts, report: dict) -> None:
     torch.set_num_threads(problem.threads)
+    if recipe is not None and memory_needed_mib(facts, recipe) > problem.limits.memory_mib:
+        v.set("trains", False, f"training it at batch size {recipe.batch_size} would need about "
+                               f"{memory_needed_mib(facts, recipe):,.0f} MiB, more than the problem's memory limit "
+                               f"of {problem.limits.memory_mib} MiB")
+        return
     seeds = problem.seeds if recipe is not None else problem.seeds[:1]
     n, k = len(inputs.test[1]), inputs.num_classes
     accs, runs = {}, {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,7 +217,11 @@ class ExportedNet(nn.Module):
         owner, leaf = self._owner(name)
         return owner._parameters[leaf] if leaf in owner._parameters else owner._buffers[leaf]
 
+    deadline: float | None = None  # time.monotonic() past which forward refuses to run
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError("the time allowed for training has run out")
         gm, names = self._graphs["train" if self.training else "eval"]
         return gm(x, *[self.tensor(n) for n in names])
 
@@ -243,6 +248,7 @@ class Facts:
     linear_maps: list[str] = field(default_factory=list)  # matrix products outside nn.Linear
     roles: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # tensor -> (layer, role, weight)
     unused: set[str] = field(default_factory=set)    # tensors no operation reads
+    activations: int = 0                             # elements the training graph computes per example
 
     @property
     def hidden_units(self) -> int:
@@ -335,7 +341,8 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
         hidden_all.append(_hidden(linear_nodes, seen[mode]))
     hidden = max(hidden_all, key=sum)
     read = {name for mode in ("train", "eval") for name, node in built[mode][1].items() if node.users}
-    return Facts(unused=set(tensors) - read, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
+    per_example = sum(t.numel() for n, t in seen["train"].items() if n is not None and n.op == "call_function") // 3
+    return Facts(unused=set(tensors) - read, activations=per_example, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
                  parameters=sum(t.numel for t in tensors.values() if t.kind == "parameter"),
                  stored=sum(t.numel for t in tensors.values() if t.kind != "parameter"),
                  loose=sorted(set(loose)), linear_maps=sorted(set(maps)), roles=roles)
