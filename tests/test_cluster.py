@@ -168,7 +168,8 @@ def _same_runs(local: dict, remote: dict) -> None:
 def test_runs_train_on_the_cluster_as_they_do_locally(trained, local):
     results, _, err = trained
     _same_runs(_runs(local(), T.TINY.name), _runs(results, T.TINY.name))
-    lines = [line for line in err.splitlines() if line.startswith(f"[{T.TINY.name}]")]
+    *lines, again = [line for line in err.splitlines() if line.startswith(f"[{T.TINY.name}]")]
+    assert again == f"[{T.TINY.name}] all 2 run(s) stored and current, nothing to train (retrain them with --fresh)"
     assert len(lines) == 2 and all(line.endswith(f"s on cpu) from node {NODE}") for line in lines), err[-3000:]
     assert sorted(line.split(":")[0].split()[-1] for line in lines) == ["seed=0", "seed=1"]
     # the driver wrote the store; no worker wrote a checkpoint or anything else into it
@@ -185,7 +186,9 @@ def test_a_run_that_fails_on_a_node_is_reported_with_it_and_the_others_are_store
     (failed,) = [line for line in err.splitlines() if "FAILED" in line]
     assert failed.startswith("[test-tiny-diverges] ") and "blows-up seed=0: FAILED on node " in failed
     assert f"FAILED on node {NODE}, not stored: training diverged: non-finite training loss" in failed
-    assert err.strip().splitlines()[-1].startswith("nnlab: error: training diverged: non-finite training loss")
+    *_, error, again = err.strip().splitlines()  # then the tiny one again, with nothing to train
+    assert error.startswith("nnlab: error: training diverged: non-finite training loss")
+    assert again.endswith("nothing to train (retrain them with --fresh)")
     assert list(_runs(results, "test-tiny-diverges")) == ["main/seed=0"]
 
 

@@ -18,6 +18,7 @@ from nnlab import experiments as E
 from nnlab import results as store
 from nnlab import runner
 from nnlab.book import problems as P
+from nnlab.data import ArrayData
 from nnlab.models import mlp
 from nnlab.train import TrainConfig
 
@@ -78,7 +79,9 @@ def test_training_run_round_trips_through_the_store(tiny_experiment):
         assert run["hidden_units"] == 16 and run["hidden_layers"] == 1
         assert len(run["history"]["val_acc"]) == T.TINY.train.epochs
     # finished runs are not trained again
-    runner.run_experiment(NAME, device="cpu", log=lambda msg: pytest.fail(msg))
+    said = []
+    runner.run_experiment(NAME, device="cpu", log=said.append)
+    assert said == [f"[{NAME}] all 2 run(s) stored and current, nothing to train (retrain them with --fresh)"]
     # no checkpoints are left behind
     assert not list((store.experiment_dir(NAME) / ".checkpoints").glob("*"))
 
@@ -100,12 +103,22 @@ def test_changed_config_makes_the_result_stale(tiny_experiment, register_experim
         assert repr(NAME) in str(info.value)
         assert f"`nnlab train {NAME}`" in str(info.value)
     assert store.status(NAME).state == "stale"
-    # a changed spec or rule is a changed config too
-    for changed in (replace(T.TINY, variants=(E.Variant("main", ("flatten", "linear 17", "relu", "linear 10")),)),
-                    replace(T.TINY, rules=P.MLP_200)):
+    assert "variant(s) main changed since their runs were trained (main: recipe)" in store.status(NAME).detail
+    # a changed spec, rule or data is a changed config too, and the status says which
+    other_data = ArrayData("synthetic-10", train=T.synthetic_mnist("train"), val=T.synthetic_mnist("val"),
+                           test=T.synthetic_mnist("test"), normalise=False, description="another description")
+    spec = ("flatten", "linear 17", "relu", "linear 10")
+    for changed, what in ((replace(T.TINY, variants=(E.Variant("main", spec),)), "model"),
+                          (replace(T.TINY, rules=P.MLP_200), "rules"),
+                          (replace(T.TINY, data=other_data), "data"),
+                          (replace(T.TINY, rules=P.MLP_200, variants=(E.Variant("main", spec, train=replace(
+                              T.TINY.train, epochs=3)),)), "model, recipe, rules")):
         register_experiment(changed)
         assert store.status(NAME).state == "stale"
-        assert "main" in store.status(NAME).detail
+        assert f"variant(s) main changed since their runs were trained (main: {what});" in store.status(NAME).detail
+        assert store.changes(NAME) == f"variant(s) main changed since their runs were trained (main: {what})"
+    register_experiment(T.TINY)
+    assert store.changes(NAME) is None
 
 
 def course_source(shift: float):
@@ -138,7 +151,8 @@ def test_a_course_source_whose_data_changed_makes_its_runs_stale(results_dir, re
     edited = register_experiment(replace(exp, data=course_source(0.5)))
     assert edited.variant_hashes() == exp.variant_hashes()  # its description did not change
     status = store.status(edited)
-    assert status.state == "stale" and "variant(s) mlp or the data (its fingerprint differs) changed" in status.detail
+    assert status.state == "stale" and ("variant(s) mlp changed since their runs were trained "
+                                        "(mlp: data (its fingerprint differs))") in status.detail
     assert store.stored_current_runs(edited) == {}
 
 
@@ -178,6 +192,9 @@ def test_changing_one_variant_retrains_only_its_runs(tiny_experiment, register_e
         store.load(NAME)
     trained = []
     runner.run_experiment(NAME, device="cpu", log=trained.append)
+    said, *trained = trained
+    assert said == (f"[{NAME}] stale: variant(s) wide changed since their runs were trained (wide: model); "
+                    "training their runs again")
     assert len(trained) == 2 and all(" wide " in m for m in trained)
     after = store.load(NAME)["runs"]
     assert all(after[k] == before[k] for k in before if k.startswith("main/"))

@@ -21,7 +21,7 @@ EXP = T.RESUMABLE
 
 
 def without_time(run: dict) -> dict:
-    drop = {"seconds", "finished", "weights"}
+    drop = {"seconds", "finished", "weights", "resumed_from_epoch"}
     run = {k: v for k, v in run.items() if k not in drop}
     run["history"] = {k: v for k, v in run["history"].items() if k != "seconds"}
     return run
@@ -61,6 +61,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(results_dir, synthetic_d
     monkeypatch.setenv("NNLAB_RESULTS", str(tmp_path / "uninterrupted"))
     runner.run_experiment(EXP.name, device="cpu", log=lambda msg: None)
     reference = store.load(EXP.name)["runs"]["main/seed=0"]
+    assert resumed["resumed_from_epoch"] == done and "resumed_from_epoch" not in reference
     assert without_time(resumed) == without_time(reference)
     assert resumed["weights"]["sha256"] == reference["weights"]["sha256"]
     for a, b in zip(resumed_model.state_dict().values(), store.load_model(EXP.name, seed=0).state_dict().values()):

@@ -67,6 +67,7 @@ def test_interrupted_and_resumed_training_is_bit_identical(tmp_path):
         fit(spec, cfg, seed=3, checkpoint=ckpt, stop_after_epoch=lambda e: e == 2)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     model, res = fit(spec, cfg, seed=3, checkpoint=ckpt, resume=True)
+    assert res.extra["resumed_from_epoch"] == 2 and "resumed_from_epoch" not in ref.extra
     assert without_time(res.history) == without_time(ref.history)
     assert (res.val_loss, res.test_acc) == (ref.val_loss, ref.test_acc)
     for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
@@ -81,6 +82,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
         fit(spec, replace(cfg, lr=1e-2), seed=0, checkpoint=ckpt, stop_after_epoch=lambda e: e == 1)
     _, ref = fit(spec, cfg, seed=0)
     _, res = fit(spec, cfg, seed=0, checkpoint=ckpt, resume=True)
+    assert "resumed_from_epoch" not in res.extra  # it started afresh
     assert without_time(res.history) == without_time(ref.history)
 
 

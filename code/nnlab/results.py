@@ -205,6 +205,49 @@ def current_runs(name: str | E.Experiment, data: dict) -> tuple[dict, list[str]]
     return current, sorted(changed)
 
 
+def what_changed(name: str | E.Experiment, data: dict, variant: str) -> list[str]:
+    """Which parts of a variant's config differ between a stored result (as :func:`read_raw`
+    returns it) and the experiment now: some of ``model`` (spec and info), ``recipe`` (the
+    training config it uses), ``rules`` and ``data`` (its description, or the fingerprint of
+    what it loads); ``other`` if none of those (the experiment's name)."""
+    exp = E.get(name)
+    now, then = exp.config(), data["config"]
+    v_now = next(v for v in now["variants"] if v["name"] == variant)
+    v_then = next((v for v in then["variants"] if v["name"] == variant), None)
+    if v_then is None:
+        return ["model"]
+    parts = []
+    if {k: x for k, x in v_now.items() if k != "train"} != {k: x for k, x in v_then.items() if k != "train"}:
+        parts.append("model")
+    if (v_now["train"] or now["train"]) != (v_then["train"] or then["train"]):
+        parts.append("recipe")
+    if now["rules"] != then["rules"]:
+        parts.append("rules")
+    if now["data"] != then["data"]:
+        parts.append("data")
+    elif not all(same_data(exp, r) for r in data["runs"].values() if r["variant"] == variant):
+        parts.append("data (its fingerprint differs)")
+    return parts or ["other"]
+
+
+def _changes(exp: E.Experiment, data: dict, changed: list[str]) -> str:
+    listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
+    what = "; ".join(f"{v}: {', '.join(what_changed(exp, data, v))}" for v in changed[:3])
+    return f"variant(s) {listed} changed since their runs were trained ({what})"
+
+
+def changes(name: str | E.Experiment) -> str | None:
+    """What made a stored result stale, in words (which variants, and which of their model,
+    recipe, rules and data changed); None if no stored variant changed."""
+    exp = E.get(name)
+    try:
+        data = read_raw(exp.name)
+    except DamagedResult:
+        return None
+    changed = current_runs(exp, data)[1] if data is not None else []
+    return _changes(exp, data, changed) if changed else None
+
+
 def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
     """The status of a stored result, its raw data and its current runs, from one read."""
     exp = E.get(name)
@@ -218,11 +261,7 @@ def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
                                        f"run `{retrain_command(name)}`"), None, {}
     current, changed = current_runs(exp, data)
     if changed:
-        listed = ", ".join(changed[:3]) + (f", ... ({len(changed)} in all)" if len(changed) > 3 else "")
-        what = "changed" if all(same_data(exp, run) for run in data["runs"].values()) else (
-            "or the data (its fingerprint differs) changed")
-        return Status(name, "stale", f"variant(s) {listed} {what} since their runs were trained; "
-                                     f"run `{retrain_command(name)}`"), data, current
+        return Status(name, "stale", f"{_changes(exp, data, changed)}; run `{retrain_command(name)}`"), data, current
     missing = [run_key(v.name, s) for v, s in exp.runs() if run_key(v.name, s) not in current]
     if missing:
         detail = (f"{len(missing)} run(s) missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "

@@ -286,6 +286,26 @@ def _here(exp, todo, dev, resume, progress):
         yield v, s, record, model
 
 
+def _say_what_is_done(exp: E.Experiment, seeds, variants, fresh: bool, todo: list, say) -> None:
+    """Before training: that nothing is left to train, or which stored runs are stale and why."""
+    wanted = len(variants or exp.variants) * len(seeds or exp.seeds)
+    if not todo:
+        which = "all" if wanted == len(exp.runs()) else "the requested"
+        say(f"[{exp.name}] {which} {wanted} run(s) stored and current, nothing to train "
+            f"(retrain them with --fresh)")
+        return
+    changed = None if fresh else store.changes(exp)
+    if changed:
+        say(f"[{exp.name}] stale: {changed}; training their runs again")
+
+
+def _resumed(record: dict, epochs: int) -> str:
+    """How a run trained with --resume started: from its checkpoint, or from the start."""
+    if "resumed_from_epoch" in record:
+        return f" [resumed from its checkpoint after epoch {record['resumed_from_epoch']} of {epochs}]"
+    return " [no checkpoint to resume: trained from the start]"
+
+
 def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
                    variants: Sequence[str] | None = None, device: str | None = None, resume: bool = False,
                    fresh: bool = False, progress: bool | None = None, log=None, jobs: int = 1,
@@ -325,6 +345,7 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
         dev = pick_device(device)
     todo = _runs_to_train(exp, seeds, variants, fresh)
     say = log or _stderr
+    _say_what_is_done(exp, seeds, variants, fresh, todo, say)
     t0 = time.perf_counter()
     show = show_progress() if progress is None else progress
     if cluster:
@@ -348,7 +369,8 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
             accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
             failed = f" [kept, learned nothing: {record['failed']}]" if record.get("failed") else ""
             node = f" from node {record['node']}" if record.get("node") else ""
-            say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){node}{failed}")
+            say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){node}{failed}"
+                f"{_resumed(record, exp.train_config(v).epochs) if resume else ''}")
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI turns it into one
         if cluster:
             say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the runs still on "

@@ -479,7 +479,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
 
     Returns:
         :class:`RunResult` with per-epoch history (train/val loss and accuracy, learning rate,
-        seconds) and the final validation and test metrics.
+        seconds) and the final validation and test metrics; a run that went on from its
+        checkpoint has ``extra["resumed_from_epoch"]``, the epochs that checkpoint held.
 
     Raises:
         DivergedError: the run cannot be a result, naming the epoch and step; nothing is
@@ -633,4 +634,5 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
     return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
                      test_loss=test_loss, test_acc=test_acc, seconds=seconds_before + time.perf_counter() - t_run,
                      device=str(dev), extra={"memory_format": "channels_last" if layout == torch.channels_last
-                                             else "contiguous", **({"failed": watch.failed} if watch.failed else {})})
+                                             else "contiguous", **({"failed": watch.failed} if watch.failed else {}),
+                                             **({"resumed_from_epoch": start_epoch} if start_epoch else {})})
