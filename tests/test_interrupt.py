@@ -7,6 +7,7 @@ command; only then are they let go."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,7 +90,64 @@ def test_sigterm_stops_running_runs_cancels_queued_ones_and_reports(tmp_path):
     assert proc.returncode == 130
     assert f"[{T.HELD.name}] stopped: 0 of 6 run(s) finished and stored" in err
     assert "interrupted; finished runs are stored" in err and "Traceback" not in err
+    assert "leaked semaphore" not in err  # the pool was stopped cleanly
     assert _gone(workers, within=60)
     T.open_gate(gate, "running")
     assert _session_ends(proc.pid, within=60)
     assert not (results / T.HELD.name / "result.json").exists()
+
+
+def test_a_killed_worker_fails_nothing_but_its_run_is_tried_again(tmp_path):
+    """SIGKILL one of two workers mid-run (as the out-of-memory killer would): its run is
+    tried again in a fresh pool, the run the broken pool took with it goes on from its
+    checkpoint, the queued runs train, and every run ends stored."""
+    results, gate = tmp_path / "results", tmp_path / "gate"
+    gate.mkdir()
+    proc, workers = _start(results, gate, "running")
+    killed, spared = workers
+    killed.kill()
+    # the two runs that were held go on in a fresh pool, and reach the gate again there
+    again = [pid for pid in T.await_arrivals(gate, "running", 4, proc) if pid not in (killed.pid, spared.pid)]
+    assert len(again) == 2 and _gone([spared], within=60)  # the broken pool stopped its other worker
+    T.open_gate(gate, "running")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "terminated abruptly" not in err and "FAILED" not in err
+    retried = [line for line in err.splitlines() if "trying again" in line]
+    assert len(retried) == 1, err
+    assert retried[0].startswith(f"[{T.HELD.name}] main seed=")
+    assert retried[0].endswith(": its worker process died (killed by SIGKILL); trying again (attempt 2 of 3)")
+    assert int(retried[0].split("seed=")[1].split(":")[0]) in (0, 1)  # the first two runs were held
+    assert err.strip().splitlines()[-1] == (f"[{T.HELD.name}] 6 of 6 run(s) stored, after 1 retry(-ies) of a run "
+                                            "whose worker process died")
+    stored = json.loads((results / T.HELD.name / "result.json").read_text())["runs"]
+    assert sorted(stored) == [f"main/seed={s}" for s in range(6)]
+    # the two held runs went on from their checkpoints (one epoch trained), the others started afresh
+    assert {k: r.get("resumed_from_epoch") for k, r in stored.items()} == {
+        f"main/seed={s}": 1 if s < 2 else None for s in range(6)}
+    assert _session_ends(proc.pid, within=60)
+
+
+def test_a_run_whose_worker_always_dies_fails_alone(results_dir, tmp_path):
+    """A run that kills its worker every time is tried 1 + MAX_RETRIES times, then fails
+    alone; the other run is stored, and the messages count what was stored."""
+    from dataclasses import replace
+
+    from nnlab import results as store
+    from nnlab.runner import MAX_RETRIES, WorkerDied, run_experiment
+
+    main = T.TINY.variants[0]
+    exp = replace(T.TINY, name="test-tiny-doomed", seeds=(0,), data=T.DoomedData(T.SYNTHETIC), variants=(
+        main, replace(main, name="doomed", train=replace(T.TINY.train, lr=T.DOOMED_LR))))
+    said = []
+    with pytest.raises(WorkerDied) as info:
+        run_experiment(exp, jobs=2, device="cpu", log=said.append)
+    assert str(info.value) == f"its worker process died (killed by SIGKILL), {MAX_RETRIES + 1} times; not tried again"
+    retries = [line for line in said if "trying again" in line]
+    assert retries == [f"[{exp.name}] doomed seed=0: its worker process died (killed by SIGKILL); trying again "
+                       f"(attempt {n} of {MAX_RETRIES + 1})" for n in range(2, MAX_RETRIES + 2)]
+    assert [line for line in said if "FAILED" in line] == [
+        f"[{exp.name}] 2/2 doomed seed=0: FAILED, not stored: {info.value}"]
+    assert said[-1] == f"[{exp.name}] 1 of 2 run(s) stored, after {MAX_RETRIES} retry(-ies) of a run whose worker " \
+                       "process died"
+    assert sorted(store.read_raw(exp.name)["runs"]) == ["main/seed=0"]

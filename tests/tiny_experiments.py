@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -141,6 +142,29 @@ class GatedData(ArrayData):
             if not _HELD:
                 nnlab.train.lr_at = functools.partial(_gated_lr_at, nnlab.train.lr_at)
             _HELD.update(folder=self.folder, at_step=self.at_step, passed=False)
+        return super().load(split)
+
+
+DOOMED_LR = 0.00123  # a run with this learning rate kills its own process at its first step
+
+
+def _doomed_lr_at(lr_at, config, *args, **kwargs):
+    if config.lr == DOOMED_LR:  # as the out-of-memory killer would
+        os.kill(os.getpid(), signal.SIGKILL)
+    return lr_at(config, *args, **kwargs)
+
+
+class DoomedData(ArrayData):
+    """``source`` on which a run whose recipe has :data:`DOOMED_LR` dies by SIGKILL, every
+    time it is tried; other runs train as on ``source``."""
+
+    def __init__(self, source: ArrayData):
+        self.__setstate__(source.__getstate__())
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "train" and not getattr(nnlab.train.lr_at, "doomed", False):
+            nnlab.train.lr_at = functools.partial(_doomed_lr_at, nnlab.train.lr_at)
+            nnlab.train.lr_at.doomed = True
         return super().load(split)
 
 

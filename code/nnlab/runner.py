@@ -122,6 +122,11 @@ def _worker_init(driver: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm would otherwise make a multiprocessing lock here, a named semaphore that a killed
+    # worker never releases ("leaked semaphore objects" at exit); a worker shows no bars
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     if sys.platform.startswith("linux"):  # the kernel kills this process when its parent dies
         import ctypes
 
@@ -186,37 +191,131 @@ def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tupl
     return [(v, s) for v in wanted_variants for s in (seeds or exp.seeds) if store.run_key(v.name, s) not in done]
 
 
+MAX_RETRIES = 2  # a run whose worker process dies (killed, out of memory) is tried at most 3 times
+
+
+class WorkerDied(RuntimeError):
+    """A run's worker process died (killed, e.g. by the out-of-memory killer) every time it
+    was tried."""
+
+
+class Retrying:
+    """A notice from :func:`_in_pool`: a run's worker died; the run is tried again."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+
+def _train_in_pool_worker(whereabouts: str, exp: E.Experiment, variant: str, seed: int, device,
+                          resume: bool) -> tuple[dict, dict]:
+    """:func:`_train_in_worker`, leaving word in the folder ``whereabouts`` of which run this
+    process trains (a file named by its pid), so that the driver knows whose worker died."""
+    note = os.path.join(whereabouts, str(os.getpid()))
+    with open(note, "w") as f:
+        f.write(f"{variant}\n{seed}")
+    try:
+        return _train_in_worker(exp, variant, seed, device, resume)
+    finally:
+        os.unlink(note)
+
+
+def _killed(processes: dict, whereabouts: str) -> tuple[set[tuple[str, int]], str]:
+    """The runs whose worker died of something other than the pool's own SIGTERM to the
+    workers of a broken pool (after ``shutdown`` joined them), and how that worker died."""
+    import signal
+
+    runs, how = set(), ""
+    for pid, process in processes.items():
+        code = process.exitcode
+        if code in (None, 0, -signal.SIGTERM):
+            continue
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        try:
+            with open(os.path.join(whereabouts, str(pid))) as f:
+                variant, seed = f.read().split("\n")
+            runs.add((variant, int(seed)))
+        except (OSError, ValueError):  # it died between runs, or before it wrote its note
+            continue
+    return runs, how
+
+
 def _in_pool(exp, todo, dev, resume, jobs, show):
-    """Yield ``(variant, seed, record, weights or exception)`` as runs end in worker processes.
+    """Yield ``(variant, seed, record, weights or exception)`` as runs end in worker processes,
+    in the order they end, and a :class:`Retrying` notice for a run whose worker died.
+
+    A worker that dies (SIGKILL from the out-of-memory killer, say) breaks its pool: every
+    run not yet ended there is submitted again to a fresh pool and goes on from its last
+    checkpoint. The run whose worker died is tried at most :data:`MAX_RETRIES` more times, then
+    it fails alone (:class:`WorkerDied`); the runs whose workers the broken pool took with it
+    are not charged (if the dead worker's run is unknown, every run in the pool is).
 
     On any interruption (Ctrl-C, SIGTERM, an error in the driver) the queued runs are
     cancelled and the workers are killed at once: nothing more is trained or stored. The
     workers also die with the driver if it is killed outright (see ``_worker_init``).
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    import tempfile
+    from concurrent.futures.process import BrokenProcessPool
 
     tqdm = progress_class()
+    pending, deaths = [(v, s, resume) for v, s in todo], {}
+    with tempfile.TemporaryDirectory(prefix="nnlab-pool-") as whereabouts, \
+            tqdm(total=len(todo), desc=f"{exp.name} ({jobs} parallel runs)", unit="run", disable=not show,
+                 leave=False, dynamic_ncols=True) as bar:
+        while pending:
+            lost, processes = [], {}
+            with contextlib.closing(_one_pool(exp, pending, dev, jobs, whereabouts, processes)) as ending:
+                for v, s, outcome in ending:
+                    if isinstance(outcome, BrokenProcessPool):
+                        lost.append((v, s))
+                        continue
+                    bar.update()
+                    yield v, s, *outcome
+            pending = []
+            killed, how = _killed(processes, whereabouts)
+            charged = {(v.name, s) for v, s in lost} & killed or {(v.name, s) for v, s in lost}
+            for v, s in lost:
+                if (v.name, s) in charged:
+                    deaths[v.name, s] = tries = deaths.get((v.name, s), 0) + 1
+                    why = f"its worker process died ({how or 'cause unknown'})"
+                    if tries > MAX_RETRIES:
+                        bar.update()
+                        yield v, s, None, WorkerDied(f"{why}, {tries} times; not tried again")
+                        continue
+                    yield v, s, None, Retrying(f"{why}; trying again (attempt {tries + 1} of {MAX_RETRIES + 1})")
+                pending.append((v, s, True))  # each goes on from its last checkpoint
+
+
+def _one_pool(exp, runs, dev, jobs, whereabouts, processes: dict):
+    """Yield ``(variant, seed, (record, weights or exception) or BrokenProcessPool)`` for
+    ``runs`` (``(variant, seed, resume)``) in one pool of worker processes, as they end;
+    ``processes`` is filled with the pool's worker processes by pid."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                initargs=(os.getpid(),))
-    futures = []
+    futures = {}
     try:
-        with tqdm(total=len(todo), desc=f"{exp.name} ({jobs} parallel runs)", unit="run", disable=not show,
-                  leave=False, dynamic_ncols=True) as bar:
-            with _spawnable_main():  # the workers start as the runs are submitted
-                futures = [(v, s, pool.submit(_train_in_worker, exp, v.name, s, str(dev), resume)) for v, s in todo]
-            for v, s, fut in futures:
-                try:
-                    record, weights = fut.result()
-                except Exception as exc:  # this run failed; the others go on
-                    record, weights = None, exc
-                bar.update()
-                yield v, s, record, weights
+        with _spawnable_main():  # the workers start as the runs are submitted
+            for v, s, resume in runs:
+                futures[pool.submit(_train_in_pool_worker, whereabouts, exp, v.name, s, str(dev), resume)] = v, s
+        processes.update(getattr(pool, "_processes", None) or {})  # every worker it will have (spawn)
+        for fut in as_completed(futures):
+            v, s = futures[fut]
+            try:
+                yield v, s, fut.result()
+            except BrokenProcessPool as exc:  # a worker died: this run did not end
+                yield v, s, exc
+            except Exception as exc:  # this run failed; the others go on
+                yield v, s, (None, exc)
     except BaseException:
-        for *_, fut in futures:
+        for fut in futures:
             fut.cancel()
-        for process in list(getattr(pool, "_processes", {}).values()):  # stop what is running now
+        for process in list((getattr(pool, "_processes", None) or {}).values()):  # stop what is running now
             process.kill()
         raise
     finally:
@@ -299,11 +398,12 @@ def _say_what_is_done(exp: E.Experiment, seeds, variants, fresh: bool, todo: lis
         say(f"[{exp.name}] stale: {changed}; training their runs again")
 
 
-def _resumed(record: dict, epochs: int) -> str:
-    """How a run trained with --resume started: from its checkpoint, or from the start."""
+def _resumed(record: dict, epochs: int, asked: bool) -> str:
+    """Whether a run went on from its checkpoint (asked with --resume, or tried again after
+    its worker died) or, when asked to, found none and trained from the start."""
     if "resumed_from_epoch" in record:
         return f" [resumed from its checkpoint after epoch {record['resumed_from_epoch']} of {epochs}]"
-    return " [no checkpoint to resume: trained from the start]"
+    return " [no checkpoint to resume: trained from the start]" if asked else ""
 
 
 def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = None,
@@ -333,6 +433,8 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
         DamagedResult: the stored result cannot be read and ``fresh`` is not set (before
             anything trains).
         DivergedError: a run diverged (after the other runs were stored).
+        WorkerDied: a run's worker process died (killed, out of memory) each of the
+            ``1 + MAX_RETRIES`` times the run was tried (after the other runs were stored).
         nnlab.cluster.ClusterError: ``cluster`` given but Ray is not installed, or the cluster cannot be
             reached or cannot run the runs (before anything trains).
     """
@@ -354,9 +456,14 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
         runs = _in_pool(exp, todo, dev, resume, jobs, show)
     else:
         runs = _here(exp, todo, dev, resume, progress)
-    failures, done = [], 0
+    failures, done, i, retried = [], 0, 0, 0
     try:
-        for i, (v, s, record, weights) in enumerate(runs, 1):
+        for v, s, record, weights in runs:
+            if isinstance(weights, Retrying):
+                retried += 1
+                say(f"[{exp.name}] {v.name} seed={s}: {weights}")
+                continue
+            i += 1
             where = f"[{exp.name}] {i}/{len(todo)} {v.name} seed={s}:"
             if isinstance(weights, BaseException):
                 failures.append(weights)
@@ -370,7 +477,7 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
             failed = f" [kept, learned nothing: {record['failed']}]" if record.get("failed") else ""
             node = f" from node {record['node']}" if record.get("node") else ""
             say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){node}{failed}"
-                f"{_resumed(record, exp.train_config(v).epochs) if resume else ''}")
+                f"{_resumed(record, exp.train_config(v).epochs, resume)}")
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI turns it into one
         if cluster:
             say(f"[{exp.name}] stopped: {done} of {len(todo)} run(s) finished and stored; the runs still on "
@@ -381,11 +488,14 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
         raise
     finally:
         runs.close()  # an interrupted pool cancels its queue and kills its workers now, not at GC
+    if retried:
+        say(f"[{exp.name}] {done} of {len(todo)} run(s) stored, after {retried} retry(-ies) of a run whose "
+            "worker process died")
     if len(failures) == 1:
         raise failures[0]
     if failures:
-        raise type(failures[0])(f"{len(failures)} of {len(todo)} runs of {exp.name!r} failed (each named above; "
-                                f"the others are stored); the first: {failures[0]}")
+        raise type(failures[0])(f"{len(failures)} of {len(todo)} runs of {exp.name!r} failed (each named above), "
+                                f"{done} stored; the first: {failures[0]}")
     return time.perf_counter() - t0
 
 
