@@ -8,8 +8,6 @@ chaotic training run.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -84,16 +82,33 @@ def test_equal_epoch_run_changes_only_the_augmentation():
 
 
 def test_equal_epoch_verdict_matches_the_numbers():
-    """The sentence on the 1000-unit comparison is the one its numbers call for."""
+    """The sentence on the 1000-unit comparison is the one its paired test calls for."""
     _ready("mlp-1000-shift-40")
     c = mlp_budget.equal_epoch_comparison()
-    se = math.sqrt((c["elastic"]["val_std"] ** 2 + c["shift40"]["val_std"] ** 2) / c["elastic"]["n"])
+    test = mlp_budget.equal_epoch_test()
+    assert test.paired and test.n == c["shift40"]["n"] == c["elastic"]["n"] >= 3
+    assert test.difference == pytest.approx(c["val_gap_40"])
     verdict = mlp_budget.equal_epoch_verdict()
-    if abs(c["val_gap_40"]) < 2 * se:
-        assert "cannot be told apart" in verdict
+    if test.detected:
+        assert test.verdict() in verdict and "cannot be told apart" not in verdict
     else:
-        assert "still score higher" in verdict
-    assert c["shift40"]["n"] == c["elastic"]["n"] >= 3
+        assert "no detectable difference at three seeds" in verdict and "cannot be told apart" in verdict
+        assert test.p >= 0.05
+
+
+def test_the_augmentations_cannot_be_told_apart_at_any_budget():
+    """'The same holds at every budget ... The reported recipe is the elastic one by the rule
+    that picks the higher mean': at equal length and paired by seed, no test detects a
+    difference, and every budget reports the elastic candidate."""
+    tests = mlp_budget.augmentation_tests()
+    assert sorted(tests) == sorted(mlp_budget.BUDGETS)
+    text = mlp_budget.augmentation_verdict()
+    for c in tests.values():
+        assert c.paired and not c.detected and c.report() in text
+    for name in mlp_budget.BUDGET_EXPERIMENTS:
+        assert store.chosen_variant(name) == "elastic"
+        exp = E.get(name)
+        assert len({exp.train_config(v).epochs for v in exp.variants}) == 1 or name in mlp_budget.EQUAL_EPOCHS
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,21 +141,61 @@ def test_one_hidden_layer_is_best_by_validation_at_every_budget():
         assert v["best_depth"] == 1, b
 
 
-def test_no_deeper_network_beats_one_layer_by_more_than_noise():
-    """'no deeper network is better by more than seed noise' (validation and test)."""
-    for b, v in mlp_budget.depth_width_verdicts().items():
-        for m in ("val", "test"):
-            assert v[f"{m}_gap_pts"] <= 0 or v[f"{m}_gap_noise"], (b, m)
+def test_no_deeper_network_is_ahead_of_one_layer():
+    """'No deeper network is ahead of one layer at any budget' (the paired test, validation and test)."""
+    for suffix in ("", "-long"):
+        for b, v in mlp_budget.depth_width_verdicts(suffix).items():
+            for m in ("val", "test"):
+                assert not (v[f"{m}_detected"] and v[f"{m}_gap_pts"] > 0), (suffix, b, m)
+        assert mlp_budget.depth_verdict_by_budget(suffix)["deeper_ahead"] == []
+        assert "No deeper network is ahead of one layer at any budget." in mlp_budget.depth_verdict_sentence(suffix)
 
 
-def test_the_1000_unit_test_edge_is_noise():
+def test_depth_verdicts_are_paired_t_tests_on_the_stored_seeds():
+    """Each verdict phrase is the one scipy's paired t-test calls for, on the runs' own numbers."""
+    from scipy import stats as scipy_stats
+
+    for suffix in ("", "-long"):
+        for b, v in mlp_budget.depth_width_verdicts(suffix).items():
+            name = f"depth-width-{b}{suffix}"
+            for m in ("val", "test"):
+                deep = mlp_budget.per_seed(name, v["best_deep"], f"{m}_acc")
+                one = mlp_budget.per_seed(name, "equal-1", f"{m}_acc")
+                assert deep.keys() == one.keys() and len(one) == 3
+                seeds = sorted(one)
+                p = scipy_stats.ttest_rel([deep[s] for s in seeds], [one[s] for s in seeds]).pvalue
+                assert v[f"{m}_p"] == pytest.approx(p) and v[f"{m}_detected"] == (p < 0.05)
+                if p < 0.05:
+                    winner, loser = (v["best_deep"], "equal-1") if v[f"{m}_gap_pts"] > 0 else ("equal-1", v["best_deep"])
+                    assert v[f"{m}_verdict"].startswith(f"{winner} ahead of {loser} by ")
+                else:
+                    assert v[f"{m}_verdict"] == "no detectable difference at three seeds"
+                assert v[f"{m}_report"] in mlp_budget.depth_width_sentence(b, suffix)
+
+
+def test_the_1000_unit_test_edge_is_not_detectable():
     v = mlp_budget.depth_width_verdicts()[1000]
-    assert v["test_gap_noise"] and abs(v["test_gap_pts"]) < 0.1
+    assert not v["test_detected"] and abs(v["test_gap_pts"]) < 0.1
 
 
-def test_noise_rule_is_two_standard_errors():
-    assert mlp_budget._gap_is_noise(0.001, 0.001, 0.001, 3)
-    assert not mlp_budget._gap_is_noise(0.01, 0.001, 0.001, 3)
+def test_one_layer_is_ahead_only_at_100_units_and_tied_elsewhere():
+    """The chapter's verdict sentences and summary (review M1, M3): at 100 units one layer is
+    ahead of the best deeper network on validation after 4 and after 12 epochs; at 200 and
+    1000 units the paired test cannot tell them apart at either length."""
+    _ready(*(f"depth-width-{b}-long" for b in mlp_budget.LONG_BUDGETS))
+    for suffix in ("", "-long"):
+        groups = mlp_budget.depth_verdict_by_budget(suffix)
+        assert groups == {"one_layer_ahead": [100], "deeper_ahead": [], "tied": [200, 1000]}
+        text = mlp_budget.depth_verdict_sentence(suffix)
+        assert "one layer is ahead at 100 units" in text and "cannot be told apart at 200 and 1000 units" in text
+    conclusion = mlp_budget.depth_width_conclusion()
+    assert "only at 100 units, after 4 and after 12 epochs" in conclusion
+    assert "at 200 and 1000 units the paired test cannot tell the two apart at either length" in conclusion
+    verdict = mlp_budget.long_sweep_verdict()
+    assert "With 100 units, one wide layer stays ahead" in verdict
+    for b in (200, 1000):
+        assert f"With {b} units, one layer and the best deeper network" in verdict
+        assert "cannot be told apart" in verdict.split(f"With {b} units")[1].split("With")[0]
 
 
 def test_long_sweeps_are_the_short_ones_trained_longer():
@@ -306,9 +361,12 @@ def test_long_sweep_verdict_agrees_with_every_budget():
     same = sum(mlp_budget.depth_order(b) == mlp_budget.depth_order(b, "-long") for b in mlp_budget.LONG_BUDGETS)
     shallow = sum(mlp_budget.depth_order(b, "-long")[0] == 1 for b in mlp_budget.LONG_BUDGETS)
     words = {k: f"all {n}" if k == n else f"{k} of {n}" for k in range(n + 1)}
+    ahead = len(mlp_budget.depth_verdict_by_budget("-long")["one_layer_ahead"])
     assert f"after 4 at {words[same]} budgets" in text
-    assert f"best by validation at {words[shallow]}." in text
-    assert ("without changing the verdict" in text) == (same == shallow == n)
+    assert f"highest mean validation accuracy at {words[shallow]}." in text
+    assert ("without changing the verdict" in text) == (same == ahead == n)
+    for v in mlp_budget.depth_width_verdicts("-long").values():
+        assert v["val_verdict"] in text
 
 
 def test_every_budget_has_a_long_sweep():
@@ -319,18 +377,19 @@ def test_every_budget_has_a_long_sweep():
 
 
 def test_at_1000_units_deeper_networks_catch_up_when_trained_longer():
-    """The summary: one layer is best by validation at 100 and 200 units after 12 epochs; at
-    1000 units the best deeper network is within noise on validation, not behind on test, and
-    has fewer parameters; the depths' best networks lie within seed noise of each other, so
-    the chapter calls their order undetermined."""
+    """The summary: one layer has the top mean at 100 and 200 units after 12 epochs; at 1000
+    units the best deeper network has the higher mean with fewer parameters, though not
+    detectably; the depths' best networks cannot be told apart, so the chapter calls their
+    order undetermined."""
     _ready(*(f"depth-width-{b}-long" for b in mlp_budget.LONG_BUDGETS))
     for b in (100, 200):
         assert mlp_budget.depth_order(b, "-long")[0] == 1
     v = mlp_budget.depth_width_verdicts("-long")[1000]
-    assert v["val_gap_noise"] or v["val_gap_pts"] > 0
-    assert v["test_gap_pts"] > 0
+    assert v["val_gap_pts"] > 0 and v["test_gap_pts"] > 0
+    assert not v["val_detected"] and not v["test_detected"]
     params = mlp_budget.depth_width_table(1000, "-long")["parameters"]
     assert params[v["best_deep"]] < params["equal-1"]
-    assert mlp_budget.depth_spread(1000)["noise"]
+    spread = mlp_budget.depth_spread(1000)
+    assert not spread["detected"] and spread["report"] in mlp_budget.long_sweep_sentence(1000)
     assert "not determined by these runs" in mlp_budget.long_sweep_sentence(1000)
     assert "not determined" not in mlp_budget.long_sweep_sentence(100)

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.slow
 
 # import name -> distribution name, for the third-party modules nnlab may import
 DISTRIBUTION = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "safetensors": "safetensors",
-                "tqdm": "tqdm", "matplotlib": "matplotlib", "pandas": "pandas", "filelock": "filelock",
-                "tomli": "tomli", "IPython": "ipython", "sklearn": "scikit-learn", "myst_nb": "myst-nb",
-                "PIL": "pillow", "ray": "ray"}
+                "tqdm": "tqdm", "matplotlib": "matplotlib", "pandas": "pandas", "scipy": "scipy",
+                "filelock": "filelock", "tomli": "tomli", "IPython": "ipython", "sklearn": "scikit-learn",
+                "myst_nb": "myst-nb", "PIL": "pillow", "ray": "ray"}
 PROVIDED_BY = {"pillow": "matplotlib"}  # matplotlib requires pillow
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from nnlab import experiments as E
-from nnlab import plots
+from nnlab import plots, stats
 from nnlab import results as store
 from nnlab.book.report import candidate_rows, fmt_pm, pct
 from nnlab.data import mnist, raw_split
@@ -233,6 +233,7 @@ def final_summary() -> dict:
     s = store.summary(FINAL)
     seeds, before, after = _final_pairs()
     paired = [after[seed] - before[seed] for seed in seeds]
+    test = final_test()
     sizes = _fit_sizes()
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "pm": fmt_pm(s["mean"], s["std"]), "errors_mean": (1 - s["mean"]) * 10000,
@@ -240,22 +241,27 @@ def final_summary() -> dict:
             "val_images": sizes["val"], "change_pts": 100 * statistics.fmean(paired),
             "change_se_pts": 100 * statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else float("nan"),
             "seeds_better": sum(d > 0 for d in paired), "seeds_worse": sum(d < 0 for d in paired),
-            "paired": len(paired)}
+            "paired": len(paired), "p": test.p, "detected": test.detected, "verdict": test.verdict(),
+            "report": test.report()}
+
+
+def final_test() -> stats.Comparison:
+    """The refit against the fit on the training split alone, test accuracy, paired by seed."""
+    seeds, before, after = _final_pairs()
+    return stats.compare({s: after[s] for s in seeds}, {s: before[s] for s in seeds},
+                         names=("the refit", "the fit on the training split"))
 
 
 def final_note(summary: dict | None = None) -> str:
-    """Markdown: what the refit on the validation images changed, seed for seed, and whether
-    that change stands out from the noise (more than two standard errors of the paired mean).
-    ``summary`` is :func:`final_summary`'s result, if the caller has it already."""
+    """Markdown: what the refit on the validation images changed, seed for seed, and the
+    verdict of the paired test (:func:`final_test`). ``summary`` is :func:`final_summary`'s
+    result, if the caller has it already."""
     f = summary or final_summary()
     direction = "raised" if f["change_pts"] > 0 else "lowered" if f["change_pts"] < 0 else "left"
-    verdict = ("more than two standard errors, a change the seeds agree on"
-               if abs(f["change_pts"]) > 2 * f["change_se_pts"] else
-               "less than two standard errors: three seeds cannot tell this change from noise")
     return (f"Fitting the extra {f['val_images']:,} images {direction} mean test accuracy by "
             f"{abs(f['change_pts']):.2f} points, seed for seed (better on {f['seeds_better']} of "
-            f"{f['paired']} seeds, worse on {f['seeds_worse']}); the standard error of that paired "
-            f"mean is {f['change_se_pts']:.2f} points, so the change is {verdict}.")
+            f"{f['paired']} seeds, worse on {f['seeds_worse']}); the paired test over the seeds finds "
+            f"{f['report']}.")
 
 
 def final_table() -> pd.DataFrame:
@@ -307,10 +313,18 @@ def candidate_note(name: str = "cnn") -> str:
             "selection on the test set whose bias is measured below.")
 
 
+# How the verdicts call the two sides of each pair: (the changed candidate, the one it changes).
+PAIR_WORDS = {"width48": ("48 filters", "32 filters"), "head256": ("a hidden layer of 256", "one linear layer"),
+              "elastic_w32": ("affine + field", "affine alone"), "elastic_w48": ("affine + field", "affine alone"),
+              "shift_w32": ("shifts", "affine distortions"), "shift_w48": ("shifts", "affine distortions")}
+
+
 def candidate_pairs_in_images(name: str = "cnn") -> dict:
     """Each one-change pair of :data:`CANDIDATE_PAIRS` on the validation split, in images:
     ``mean`` (the changed candidate's validation errors saved, mean over seeds of the paired
-    difference), ``better``/``worse`` (seeds on which it saved/cost images). ``seed_sd`` is the
+    difference), ``better``/``worse`` (seeds on which it saved/cost images), and the paired
+    test over seeds (:func:`nnlab.stats.compare`): ``p``, ``detected``, ``verdict`` and
+    ``report`` (in validation images, sides named by :data:`PAIR_WORDS`). ``seed_sd`` is the
     median over candidates of the standard deviation of validation errors over seeds, the
     noise a one-change difference must be compared with."""
     n_val = E.get(name).config()["data"]["val_size"]
@@ -318,8 +332,10 @@ def candidate_pairs_in_images(name: str = "cnn") -> dict:
     out = {}
     for key, (changed, base) in CANDIDATE_PAIRS.items():
         d = np.array([acc[changed][s] - acc[base][s] for s in sorted(acc[base])]) * n_val
+        test = stats.compare(acc[changed], acc[base], names=PAIR_WORDS[key], scale=n_val, unit="validation images")
         out[key] = {"mean": float(d.mean()), "better": int((d > 0.5).sum()), "worse": int((d < -0.5).sum()),
-                    "seeds": len(d)}
+                    "seeds": len(d), "p": test.p, "detected": test.detected, "verdict": test.verdict(1),
+                    "report": test.report(1)}
     out["seed_sd"] = float(np.median([np.std(list(a.values()), ddof=1) * n_val for a in acc.values()]))
     out["val_images"] = n_val
     return out
@@ -443,17 +459,14 @@ def study_report(study: pd.DataFrame | None = None) -> pd.DataFrame:
         "test accuracy after 10 epochs (%)": [pct(v) for v in df["test (epoch 10)"]]})
 
 
-def _spearman(a, b) -> float:
-    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
-
-
 def study_rank_interval(trials: int = 4000, seed: int = 0) -> dict:
     """How firmly the study pins down the rank correlation between one-epoch and ten-epoch
     validation accuracy.
 
     The study has one seed per configuration, so the interval resamples configurations:
     ``low``/``high`` is a 95% percentile bootstrap interval for Spearman's correlation over
-    configurations drawn with replacement (draws with a constant column are skipped).
+    configurations drawn with replacement (:func:`nnlab.stats.rank_correlation_interval`;
+    draws with a constant column have no correlation and are left out).
     ``seed_sd_images`` is the seed-to-seed standard deviation of ten-epoch validation errors
     of the study's small CNNs, pooled over the configurations of :data:`REGULARISERS` (three
     seeds each: the square root of the mean of their variances), and ``within_gap`` counts
@@ -461,19 +474,13 @@ def study_rank_interval(trials: int = 4000, seed: int = 0) -> dict:
     """
     df = study_table()
     first, last = df.epoch1.to_numpy(), df.epoch10.to_numpy()
-    rng = np.random.default_rng(seed)
-    k = len(df)
-    boot = []
-    for _ in range(trials):
-        pick = rng.integers(k, size=k)
-        if np.ptp(first[pick]) > 0 and np.ptp(last[pick]) > 0:
-            boot.append(_spearman(first[pick], last[pick]))
+    interval = stats.rank_correlation_interval(first, last, resamples=trials, seed=seed)
     n_val = E.get(STUDY).config()["data"]["val_size"]
     sd_images = seed_sd(REGULARISERS) * n_val
     errors = (1 - last) * n_val
-    return {"rho": _spearman(first, last), "low": float(np.percentile(boot, 2.5)),
-            "high": float(np.percentile(boot, 97.5)), "configurations": k, "seed_sd_images": sd_images,
-            "image_gap": 2 * sd_images, "within_gap": int((errors <= errors.min() + 2 * sd_images).sum())}
+    return {"rho": interval.estimate, "low": interval.low, "high": interval.high, "configurations": len(df),
+            "seed_sd_images": sd_images, "image_gap": 2 * sd_images,
+            "within_gap": int((errors <= errors.min() + 2 * sd_images).sum())}
 
 
 def seed_sd(name: str) -> float:
@@ -494,36 +501,71 @@ STUDY_CHANGES = {"no_bn": ("no-batch-norm", "batch norm removed"),
                  "l2": ("l2=5e-4", "L2 regularisation added (λ = 5·10⁻⁴)")}
 
 
+EARLY_EPOCHS = 3  # the regularisers' effects are also read off after this many epochs
+
+
+# How the verdicts call each configuration of :data:`REGULARISERS`.
+STUDY_WORDS = {"reference": "the reference", "no_bn": "the CNN without batch norm",
+               "no_dropout": "the CNN without dropout", "l2": "the CNN with L2"}
+
+
+def _study_accuracy(epoch: int | None) -> dict[str, dict[int, float]]:
+    """Validation accuracy per seed of every variant of :data:`REGULARISERS`, after ``epoch``."""
+    def val(r: dict) -> float:
+        return r["val_acc"] if epoch is None else r["history"]["val_acc"][epoch - 1]
+
+    return {v.name: {r["seed"]: val(r) for r in store.runs(REGULARISERS, v.name)}
+            for v in E.get(REGULARISERS).variants}
+
+
 def study_effects(epoch: int | None = None) -> dict:
     """Per one-change variant of :data:`REGULARISERS` (:data:`STUDY_CHANGES`): its validation
     accuracy minus the reference's on the same seed, as ``mean``, ``std`` over seeds, the
     standard error ``se``, and ``better``/``worse``: on how many seeds the change helped or
-    hurt. ``epoch``: after that epoch of the runs (their learning rate is constant, so epoch
-    *k* of a run is a complete *k*-epoch run); the last epoch by default."""
-    def val(r: dict) -> float:
-        return r["val_acc"] if epoch is None else r["history"]["val_acc"][epoch - 1]
-
-    acc = {v.name: {r["seed"]: val(r) for r in store.runs(REGULARISERS, v.name)}
-           for v in E.get(REGULARISERS).variants}
+    hurt; and the paired test against the reference (:func:`nnlab.stats.compare`): ``p``,
+    ``detected``, ``verdict``, ``report``. ``epoch``: after that epoch of the runs (their
+    learning rate is constant, so epoch *k* of a run is a complete *k*-epoch run); the last
+    epoch by default."""
+    acc = _study_accuracy(epoch)
     ref = acc["reference"]
     out = {}
     for key, (variant, _) in STUDY_CHANGES.items():
         d = np.array([acc[variant][s] - ref[s] for s in sorted(ref)])
         mean, std = float(d.mean()), float(d.std(ddof=1))
-        se = std / len(d) ** 0.5
-        out[key] = {"mean": mean, "std": std, "se": se, "better": int((d > 0).sum()),
-                    "worse": int((d < 0).sum()), "seeds": len(d), "clear": abs(mean) > 2 * se}
+        test = stats.compare(acc[variant], ref, names=(STUDY_WORDS[key], STUDY_WORDS["reference"]))
+        out[key] = {"mean": mean, "std": std, "se": std / len(d) ** 0.5, "better": int((d > 0).sum()),
+                    "worse": int((d < 0).sum()), "seeds": len(d), "p": test.p, "detected": test.detected,
+                    "verdict": test.verdict(), "report": test.report()}
     return out
 
 
-EARLY_EPOCHS = 3  # the regularisers' effects are also read off after this many epochs
+def study_effect_pairs(epoch: int | None = None) -> dict[tuple[str, str], stats.Comparison]:
+    """The one-change variants of :data:`REGULARISERS` against each other, paired by seed:
+    whether one change costs more than another (keys are pairs of :data:`STUDY_CHANGES` keys)."""
+    from itertools import combinations
+
+    acc = _study_accuracy(epoch)
+    return {(a, b): stats.compare(acc[STUDY_CHANGES[a][0]], acc[STUDY_CHANGES[b][0]],
+                                  names=(STUDY_WORDS[a], STUDY_WORDS[b]))
+            for a, b in combinations(STUDY_CHANGES, 2)}
+
+
+def study_tests_summary(early: dict | None = None, late: dict | None = None, alpha: float = 0.05) -> dict:
+    """How many of the effects table's tests find a difference, and how often that many tests
+    of changes without any effect would find at least one: ``tests``, ``detected``,
+    ``false_alarm`` (``1 - (1 - alpha) ** tests``, the tests taken as independent)."""
+    early = study_effects(EARLY_EPOCHS) if early is None else early
+    late = study_effects() if late is None else late
+    results = [*early.values(), *late.values()]
+    return {"tests": len(results), "detected": sum(e["detected"] for e in results),
+            "false_alarm": 1 - (1 - alpha) ** len(results)}
 
 
 def study_effects_report(early: dict | None = None, late: dict | None = None) -> pd.DataFrame:
     """:func:`study_effects` in readers' words, after :data:`EARLY_EPOCHS` epochs and after
     the last: per change, the mean ± std over seeds of the paired difference in validation
-    accuracy (points), marked † where the mean is more than two standard errors from zero,
-    and seeds better/worse."""
+    accuracy (points) with the paired test's p-value, marked † where the test detects a
+    difference (p < 0.05), and seeds better/worse."""
     early = study_effects(EARLY_EPOCHS) if early is None else early
     late = study_effects() if late is None else late
     epochs = E.get(REGULARISERS).train.epochs
@@ -532,8 +574,9 @@ def study_effects_report(early: dict | None = None, late: dict | None = None) ->
         row = {"change from the reference": words}
         for n, eff in ((EARLY_EPOCHS, early), (epochs, late)):
             e = eff[key]
-            mark = " †" if e["clear"] else ""
-            row[f"after {n} epochs (points)"] = f"{100 * e['mean']:+.2f} ± {100 * e['std']:.2f}{mark}"
+            mark = " †" if e["detected"] else ""
+            row[f"after {n} epochs (points)"] = (f"{100 * e['mean']:+.2f} ± {100 * e['std']:.2f} "
+                                                 f"({stats.format_p(e['p'])}){mark}")
             row[f"after {n}: seeds better / worse"] = f"{e['better']} / {e['worse']}"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,19 +5,19 @@
 * :func:`global_pooling_checks`: global average pooling is invariant to every circular shift
   and every permutation of positions; after a circularly padded convolution the pair is
   invariant to circular shifts of the input.
-* :func:`compare_variants`: Welch's t-test between two variants of a stored ablation.
+* :func:`compare_variants`: two variants of a stored ablation compared over seeds
+  (:func:`nnlab.stats.compare`).
 
 Every check runs in float64 on fixed random maps, in milliseconds.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from nnlab import stats
 
 
 def _pool(x: torch.Tensor, kind: str, kernel: int, stride: int) -> torch.Tensor:
@@ -88,35 +88,28 @@ def global_pooling_checks(size: int = 16, channels: int = 4, seed: int = 0) -> d
             "conv_shift_no_pool": no_pool, "conv_equivariance": equivariant}
 
 
-def student_t_two_sided_p(t: float, df: float, steps: int = 20_000) -> float:
-    """Two-sided p-value of Student's t distribution with ``df`` (possibly fractional) degrees
-    of freedom: ``1 - 2 * integral_0^|t| pdf``, the integral by Simpson's rule on ``steps``
-    intervals (accurate to about 1e-10 for the moderate ``t`` of a seed comparison)."""
-    x = np.linspace(0.0, abs(t), steps + 1)
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x**2 / df))
-    h = x[1] - x[0] if steps else 0.0
-    integral = h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
-    return float(max(0.0, 1 - 2 * integral))
-
-
 def compare_variants(table: pd.DataFrame, perturbation: str, level: float, a: str, b: str) -> dict:
-    """Welch's two-sample t-test between the per-seed accuracies of two variants under one
-    condition of :func:`nnlab.book.pooling.robustness`'s table.
+    """The per-seed accuracies of two variants under one condition of
+    :func:`nnlab.book.pooling.robustness`'s table, compared by :func:`nnlab.stats.compare`:
+    paired by seed when both variants have the same seeds (the stored ablation's do), Welch's
+    test otherwise.
 
     Returns:
         ``n_a``, ``n_b`` (seeds), ``mean_a``, ``mean_b``, ``t`` (positive when ``b`` is
-        higher), ``df`` (Welch-Satterthwaite degrees of freedom), ``p`` (two-sided),
-        ``max_a`` (best seed of ``a``) and ``min_b`` (worst seed of ``b``), and ``lowest``:
-        the variant with the lowest mean accuracy under the condition.
+        higher), ``df``, ``p`` (two-sided), ``test`` (``paired`` or ``welch``), ``verdict``
+        (the comparison's phrase, ``b`` named first) and ``report`` (the phrase with its
+        evidence), ``max_a`` (best seed of ``a``) and
+        ``min_b`` (worst seed of ``b``), and ``lowest``: the variant with the lowest mean
+        accuracy under the condition.
     """
     part = table[(table["perturbation"] == perturbation) & (table["level"] == level)]
-    xa = part.loc[part["variant"] == a, "accuracy"].to_numpy()
-    xb = part.loc[part["variant"] == b, "accuracy"].to_numpy()
-    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
-    t = (xb.mean() - xa.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1))
-    return {"n_a": len(xa), "n_b": len(xb), "mean_a": float(xa.mean()), "mean_b": float(xb.mean()),
-            "t": float(t), "df": float(df), "p": student_t_two_sided_p(t, df),
-            "max_a": float(xa.max()), "min_b": float(xb.min()),
+
+    def per_seed(variant: str) -> dict[int, float]:
+        rows = part[part["variant"] == variant]
+        return dict(zip(rows["seed"].astype(int), rows["accuracy"].astype(float)))
+
+    xa, xb = per_seed(a), per_seed(b)
+    c = stats.compare(xb, xa, names=(b, a))
+    return {"n_a": c.n_b, "n_b": c.n_a, "mean_a": c.mean_b, "mean_b": c.mean_a, "t": c.t, "df": c.df, "p": c.p,
+            "test": c.test, "verdict": c.verdict(), "report": c.report(), "max_a": max(xa.values()), "min_b": min(xb.values()),
             "lowest": str(part.groupby("variant")["accuracy"].mean().idxmin())}

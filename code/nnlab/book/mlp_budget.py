@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from nnlab import experiments as E
-from nnlab import plots
+from nnlab import plots, stats
 from nnlab import results as store
 from nnlab.book.report import TARGETS, candidate_rows, fmt_pm, pct
 from nnlab.models import build, count_parameters
@@ -191,9 +191,7 @@ def ablation_table() -> pd.DataFrame:
 def rank_agreement(budget: int) -> float:
     """Spearman correlation between validation and test accuracy across a sweep's variants."""
     df = depth_width_table(budget)
-    a = df["val_mean"].rank().to_numpy()
-    b = df["test_mean"].rank().to_numpy()
-    return float(np.corrcoef(a, b)[0, 1])
+    return stats.rank_correlation(df["val_mean"], df["test_mean"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -344,24 +342,53 @@ def elastic_settings() -> dict:
             "rotate": d["max_rotate"], "scale_pct": 100 * d["max_scale"]}
 
 
-def _gap_is_noise(gap: float, std_a: float, std_b: float, n: int) -> bool:
-    """A difference of two means over ``n`` seeds each is read as noise when it is smaller than
-    two standard errors of the difference."""
-    return abs(gap) < 2 * math.sqrt((std_a ** 2 + std_b ** 2) / n)
+def per_seed(name: str, variant: str, metric: str = "val_acc") -> dict[int, float]:
+    """A stored variant's ``metric`` (``val_acc``, ``test_acc``) per seed."""
+    return {r["seed"]: r[metric] for r in store.runs(name, variant)}
+
+
+def compare_runs(a: tuple[str, str], b: tuple[str, str], metric: str = "val_acc",
+                 names: tuple[str, str] | None = None) -> stats.Comparison:
+    """Two stored variants, each ``(experiment, variant)``, compared over seeds by
+    :func:`nnlab.stats.compare` (paired by seed where they share seeds, as every sweep here
+    does); the verdict calls them by their variant names unless ``names`` says otherwise."""
+    return stats.compare(per_seed(*a, metric), per_seed(*b, metric), names=names or (a[1], b[1]))
+
+
+def equal_epoch_test() -> stats.Comparison:
+    """Elastic against shifts for the 1000-unit network, both 40 epochs, on validation."""
+    other, variant = EQUAL_EPOCHS["mlp-1000"]
+    return compare_runs(("mlp-1000", "elastic"), (other, variant), names=("the mild elastic field", "random shifts"))
+
+
+def augmentation_tests() -> dict[int, stats.Comparison]:
+    """Per budget, the mild elastic field against random shifts at equal training length, on
+    validation and paired by seed: the two candidates of ``mlp-100`` and ``mlp-200`` (both 40
+    epochs), and for 1000 units :func:`equal_epoch_test`."""
+    out = {}
+    for budget, name in zip(BUDGETS, BUDGET_EXPERIMENTS):
+        exp = E.get(name)
+        epochs = {exp.train_config(v).epochs for v in exp.variants}
+        out[budget] = (compare_runs((name, "elastic"), (name, "shift"), names=("the mild elastic field", "random shifts"))
+                       if len(epochs) == 1 else equal_epoch_test())
+    return out
+
+
+def augmentation_verdict() -> str:
+    """One sentence: the two augmentations at equal length, budget by budget, in the tests' words."""
+    parts = [f"at {b} units, {c.report()}" for b, c in augmentation_tests().items()]
+    return ("At equal training length, compared seed by seed on validation: " + "; ".join(parts) + ".")
 
 
 def equal_epoch_verdict() -> str:
-    """One sentence on the 1000-unit comparison at equal epochs, worded from the numbers."""
-    c = equal_epoch_comparison()
-    noise = _gap_is_noise(c["val_gap_40"], c["elastic"]["val_std"], c["shift40"]["val_std"], c["elastic"]["n"])
-    if noise:
-        return ("At equal length the difference is smaller than two standard errors of the difference "
-                "of the means, so over three seeds the two augmentations cannot be told apart for "
-                "the 1000-unit network; the elastic candidate stays the reported one because it was "
-                "chosen before this comparison, not because it is shown to be better.")
-    better = "elastic" if c["val_gap_40"] > 0 else "shift"
-    return (f"At equal length the {'mild elastic field' if better == 'elastic' else 'random shifts'} "
-            "still score higher on validation, by more than two standard errors of the difference.")
+    """One sentence on the 1000-unit comparison at equal epochs, worded from its test."""
+    c = equal_epoch_test()
+    if not c.detected:
+        return (f"Seed by seed, the paired comparison on validation finds {c.report()}, so the two "
+                "augmentations cannot be told apart for the 1000-unit network; the elastic candidate "
+                "stays the reported one because it was chosen before this comparison, not because it "
+                "is shown to be better.")
+    return f"At equal length, seed by seed on validation: {c.verdict()}."
 
 
 def softmax_gradient_table(grads: dict) -> pd.DataFrame:
@@ -380,22 +407,24 @@ LONG_BUDGETS = (100, 200, 1000)  # the budgets whose sweep was also trained for 
 
 def depth_width_verdicts(suffix: str = "") -> dict:
     """Per budget, from the sweep ``depth-width-{budget}{suffix}``: the best network by
-    validation and its depth; the best deeper network by validation; the differences (best
-    deeper minus the single hidden layer) in validation and test accuracy, in points, and
-    whether each is within noise (smaller than two standard errors of the difference of the
-    means over seeds)."""
+    validation and its depth; the best deeper network by validation; and for validation and
+    test accuracy the comparison of the best deeper network with the single hidden layer over
+    seeds (:func:`compare_runs`, paired by seed): ``{m}_gap_pts`` (deeper minus one layer, in
+    points), ``{m}_detected``, ``{m}_p``, ``{m}_verdict`` (the phrase) and ``{m}_report`` (the
+    phrase with its evidence), for ``m`` in ``val``, ``test``."""
     out = {}
     budgets = BUDGETS if not suffix else LONG_BUDGETS
     for b in budgets:
+        name = f"depth-width-{b}{suffix}"
         df = depth_width_table(b, suffix)
-        n = len(E.get(f"depth-width-{b}{suffix}").seeds)
         best = df["val_mean"].idxmax()
         deep = df[df.depth > 1]["val_mean"].idxmax()
-        row = {"best": str(best), "best_depth": int(df.loc[best, "depth"]), "best_deep": str(deep)}
+        row = {"best": str(best), "best_depth": int(df.loc[best, "depth"]), "best_deep": str(deep),
+               "best_deep_depth": int(df.loc[deep, "depth"])}
         for m in ("val", "test"):
-            gap = df.loc[deep, f"{m}_mean"] - df.loc["equal-1", f"{m}_mean"]
-            row[f"{m}_gap_pts"] = float(100 * gap)
-            row[f"{m}_gap_noise"] = _gap_is_noise(gap, df.loc[deep, f"{m}_std"], df.loc["equal-1", f"{m}_std"], n)
+            c = compare_runs((name, deep), (name, "equal-1"), f"{m}_acc")
+            row.update({f"{m}_gap_pts": 100 * c.difference, f"{m}_detected": c.detected, f"{m}_p": c.p,
+                        f"{m}_verdict": c.verdict(), f"{m}_report": c.report()})
         out[b] = row
     return out
 
@@ -467,67 +496,105 @@ def sweep_length_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _noise_words(gap_pts: float, noise: bool, split: str) -> str:
-    return (f"{gap_pts:+.2f} points on {split} ("
-            + ("within seed noise: less than two standard errors of the difference)" if noise
-               else "more than two standard errors of the difference)"))
+def _against_one_layer(v: dict) -> str:
+    """The best deeper network against the single hidden layer, seed by seed, in words."""
+    return (f"compared seed by seed with the single hidden layer, the best deeper network, "
+            f"{v['best_deep']}, gives on validation: {v['val_report']}; on test: {v['test_report']}")
 
 
 def depth_width_sentence(budget: int, suffix: str = "") -> str:
     """What one sweep shows, in words computed from its numbers: the best network by
-    validation, and the best deeper network against the single hidden layer on validation and
-    test accuracy, each with its noise verdict."""
+    validation, and the verdicts of the best deeper network against the single hidden layer on
+    validation and test accuracy (:func:`depth_width_verdicts`)."""
     v = depth_width_verdicts(suffix)[budget]
     layers = "one hidden layer" if v["best_depth"] == 1 else f"{v['best_depth']} hidden layers"
-    return (f"The best network by validation accuracy is {v['best']} ({layers}). The best deeper "
-            f"network, {v['best_deep']}, differs from the single hidden layer by "
-            f"{_noise_words(v['val_gap_pts'], v['val_gap_noise'], 'validation')} and by "
-            f"{_noise_words(v['test_gap_pts'], v['test_gap_noise'], 'test')}.")
+    return (f"The best network by validation accuracy is {v['best']} ({layers}); "
+            f"{_against_one_layer(v)}.")
 
 
 def depth_spread(budget: int, suffix: str = "-long") -> dict:
-    """The best network of each depth by validation (mean over seeds), and whether the best
-    and the worst of those differ by less than seed noise (two standard errors of the difference):
-    ``spread_pts`` (points), ``noise``."""
+    """The best network of each depth by validation (mean over seeds), and the best of those
+    against the worst, over seeds (:func:`compare_runs`): ``spread_pts`` (points),
+    ``detected``, ``p``, ``verdict``, ``report``, and the two networks ``top``, ``bottom``."""
+    name = f"depth-width-{budget}{suffix}"
     df = depth_width_table(budget, suffix)
-    n = len(E.get(f"depth-width-{budget}{suffix}").seeds)
     best = df.loc[df.groupby("depth")["val_mean"].idxmax()]
-    top, bottom = best["val_mean"].idxmax(), best["val_mean"].idxmin()
-    gap = best.loc[top, "val_mean"] - best.loc[bottom, "val_mean"]
-    return {"spread_pts": float(100 * gap),
-            "noise": bool(_gap_is_noise(gap, best.loc[top, "val_std"], best.loc[bottom, "val_std"], n))}
+    top, bottom = str(best["val_mean"].idxmax()), str(best["val_mean"].idxmin())
+    c = compare_runs((name, top), (name, bottom))
+    return {"spread_pts": 100 * c.difference, "detected": c.detected, "p": c.p, "verdict": c.verdict(),
+            "report": c.report(), "top": top, "bottom": bottom}
 
 
 def long_sweep_sentence(budget: int) -> str:
     """How the 12-epoch sweep of a budget compares with the 4-epoch one, in words computed
-    from the numbers."""
+    from the numbers and the verdicts of their tests."""
     short, long = depth_width_verdicts()[budget], depth_width_verdicts("-long")[budget]
     order = depth_order_by_epoch(budget)
     spread = depth_spread(budget)
     same = "the same network as" if short["best"] == long["best"] else "a different network from"
     text = (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
-            f"at 4 epochs ({short['best']}); the best deeper network ({long['best_deep']}) differs from the "
-            f"single hidden layer by {_noise_words(long['val_gap_pts'], long['val_gap_noise'], 'validation')} "
-            f"and by {_noise_words(long['test_gap_pts'], long['test_gap_noise'], 'test')}; at 4 epochs "
-            f"the validation gap was {short['val_gap_pts']:+.2f} points. ")
-    if spread["noise"]:
-        text += (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
-                 f"(hidden layers, best first), but the best networks of all depths lie within "
-                 f"{spread['spread_pts']:.2f} points of each other, less than seed noise, and the order "
-                 f"changes from epoch to epoch up to epoch {order['settled']} of {order['epochs']}: it is not determined by "
-                 "these runs. ")
+            f"at 4 epochs ({short['best']}); {_against_one_layer(long)}; at 4 epochs the validation "
+            f"gap was {short['val_gap_pts']:+.2f} points. ")
+    ranked = (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
+              "(hidden layers, best first)")
+    if not spread["detected"]:
+        text += (f"{ranked}, but the top and the bottom of these networks lie "
+                 f"{spread['spread_pts']:.2f} points apart, with {spread['report']}, and the order "
+                 f"changes from epoch to epoch up to epoch {order['settled']} of {order['epochs']}: it is "
+                 "not determined by these runs. ")
     else:
-        text += (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
-                 f"(hidden layers, best first), an order that holds from epoch {order['settled']} on; the "
-                 f"best single network stops changing from epoch {order['best_settled']}. ")
+        text += (f"{ranked}, an order that holds from epoch {order['settled']} on; the best single "
+                 f"network stops changing from epoch {order['best_settled']}. ")
     return text + _gain_sentence(budget)
+
+
+def _budget_list(budgets: list[int]) -> str:
+    return " and ".join(map(str, budgets)) if len(budgets) < 3 else \
+        ", ".join(map(str, budgets[:-1])) + f" and {budgets[-1]}"
+
+
+def depth_verdict_by_budget(suffix: str = "") -> dict[str, list[int]]:
+    """The budgets of a set of sweeps grouped by the validation verdict of the best deeper
+    network against the single hidden layer: ``one_layer_ahead``, ``deeper_ahead`` and
+    ``tied`` (no detectable difference)."""
+    groups: dict[str, list[int]] = {"one_layer_ahead": [], "deeper_ahead": [], "tied": []}
+    for b, v in depth_width_verdicts(suffix).items():
+        key = "tied" if not v["val_detected"] else "deeper_ahead" if v["val_gap_pts"] > 0 else "one_layer_ahead"
+        groups[key].append(b)
+    return groups
+
+
+def depth_verdict_sentence(suffix: str = "") -> str:
+    """What a set of sweeps says about depth at every budget, from the tests: where one layer
+    has the top mean, where the paired test puts it ahead of the best deeper network, where it
+    cannot tell them apart, and whether a deeper network is ever ahead."""
+    verdicts = depth_width_verdicts(suffix)
+    n = len(verdicts)
+    top = [b for b, v in verdicts.items() if v["best_depth"] == 1]
+    g = depth_verdict_by_budget(suffix)
+    epochs = E.get(f"depth-width-{next(iter(verdicts))}{suffix}").train.epochs
+    count = f"all {n}" if len(top) == n else f"{len(top)} of {n}"
+    text = (f"After {epochs} epochs one hidden layer has the highest mean validation accuracy at {count} "
+            "budgets. Compared seed by seed with the best deeper network on validation, ")
+    parts = []
+    if g["one_layer_ahead"]:
+        parts.append(f"one layer is ahead at {_budget_list(g['one_layer_ahead'])} units")
+    if g["tied"]:
+        parts.append(f"the two cannot be told apart at {_budget_list(g['tied'])} units "
+                     "(no detectable difference at three seeds)")
+    if g["deeper_ahead"]:
+        parts.append(f"the deeper network is ahead at {_budget_list(g['deeper_ahead'])} units")
+    text += "; ".join(parts) + "."
+    if not g["deeper_ahead"]:
+        text += " No deeper network is ahead of one layer at any budget."
+    return text
 
 
 def long_sweep_verdict() -> str:
     """What the long sweeps say together, in words computed from the numbers: at how many
-    budgets the ranking of depths is the same at 4 and at 12 epochs and one hidden layer is
-    still best by validation, at how many the deeper networks gained more from the longer
-    training, and what happened where one layer lost its place."""
+    budgets the ranking of depths is the same at 4 and at 12 epochs and one hidden layer has
+    the top mean, at how many the deeper networks gained more from the longer training, and,
+    budget by budget, what the paired test says of one layer against the best deeper network."""
     n = len(LONG_BUDGETS)
     orders = {b: (depth_order(b), depth_order(b, "-long")) for b in LONG_BUDGETS}
     gains = {b: length_gains(b) for b in LONG_BUDGETS}
@@ -535,38 +602,62 @@ def long_sweep_verdict() -> str:
     shallow_best = [b for b in LONG_BUDGETS if orders[b][1][0] == 1]
     deeper_gained = [b for b in LONG_BUDGETS if gains[b]["deeper"] > gains[b]["shallow"]]
     budgets = ", ".join(map(str, LONG_BUDGETS))
+    groups = depth_verdict_by_budget("-long")
 
     def count(xs: list) -> str:
         return f"all {n}" if len(xs) == n else f"{len(xs)} of {n}"
 
     text = (f"The ranking of depths after 12 epochs equals the one after 4 at {count(same)} budgets "
-            f"({budgets} hidden units), and one hidden layer is best by validation at "
+            f"({budgets} hidden units), and one hidden layer has the highest mean validation accuracy at "
             f"{count(shallow_best)}. The deeper networks gained more from the longer training than "
             f"the single layer at {count(deeper_gained)}, ")
-    if len(same) == n and len(shallow_best) == n:
+    if len(same) == n and len(groups["one_layer_ahead"]) == n:
         return text + ("so the short sweeps under-train depth without changing the verdict: at these "
-                       "budgets and with this recipe, one wide layer is the best way to spend the units.")
-    text += "so the short sweeps under-train depth, and at some budgets that changes the verdict. "
+                       "budgets and with this recipe, one wide layer is ahead of every deeper network.")
+    changed = [b for b in LONG_BUDGETS if b not in same]
+    text += "so the short sweeps under-train depth" + (f", and at {count(changed)} budgets that changes the "
+                                                     "order of the means. " if changed else ". ")
     verdicts = depth_width_verdicts("-long")
     for b in LONG_BUDGETS:
-        if b in shallow_best:
-            continue
         v = verdicts[b]
         params = depth_width_table(b, "-long")["parameters"]
-        fewer = "fewer" if params[v["best_deep"]] < params["equal-1"] else "more"
-        test = ("ahead of it on test by more than seed noise" if v["test_gap_pts"] > 0 and not v["test_gap_noise"]
-                else "within seed noise of it on test" if v["test_gap_noise"] else "behind it on test")
-        text += (f"With {b} units, trained for 12 epochs, the best deeper network ({v['best_deep']}) is "
-                 f"{'ahead of' if v['val_gap_pts'] > 0 else 'behind'} one layer on validation by "
-                 f"{abs(v['val_gap_pts']):.2f} points, "
-                 f"{'within seed noise' if v['val_gap_noise'] else 'more than seed noise'}, and {test} "
-                 f"({v['test_gap_pts']:+.2f} points), with {fewer} parameters "
-                 f"({params[v['best_deep']]:,} against {params['equal-1']:,}). ")
-    keep = [b for b in LONG_BUDGETS if b in shallow_best]
-    if keep:
-        text += (f"With {' and '.join(map(str, keep))} units, one wide layer stays the best way to spend "
-                 "the units.")
+        deep = f"{v['best_deep']}, {stats.count_words(v['best_deep_depth'])} hidden layers"
+        if b in groups["one_layer_ahead"]:
+            text += (f"With {b} units, one wide layer stays ahead of the best deeper network ({deep}) on "
+                     f"validation: {v['val_verdict']}. ")
+            continue
+        if b in groups["deeper_ahead"]:
+            text += f"With {b} units, the best deeper network ({deep}) is ahead on validation: {v['val_verdict']}"
+        else:
+            text += (f"With {b} units, one layer and the best deeper network ({deep}) cannot be told apart "
+                     f"on validation: {v['val_report']}")
+        text += f"; on test: {v['test_report']}."
+        if v["val_gap_pts"] > 0:
+            fewer = "fewer" if params[v["best_deep"]] < params["equal-1"] else "more"
+            text += (f" The deeper network has the higher mean, with {fewer} parameters "
+                     f"({params[v['best_deep']]:,} against {params['equal-1']:,}).")
+        text += " "
     return text.strip()
+
+
+def depth_width_conclusion() -> str:
+    """The chapter's summary of depth against width, from the short and the long sweeps'
+    verdicts (:func:`depth_verdict_by_budget`)."""
+    short, long = depth_verdict_by_budget(), depth_verdict_by_budget("-long")
+    e_short, e_long = (E.get(f"depth-width-{BUDGETS[0]}{s}").train.epochs for s in ("", "-long"))
+    lead = "Seed by seed on validation, one hidden layer is ahead of the best deeper network "
+    if short["one_layer_ahead"] == long["one_layer_ahead"]:
+        text = lead + (f"only at {_budget_list(short['one_layer_ahead'])} units, after {e_short} and after "
+                       f"{e_long} epochs" if short["one_layer_ahead"] else "at no budget")
+    else:
+        text = lead + (f"at {_budget_list(short['one_layer_ahead']) or 'no'} units after {e_short} epochs and "
+                       f"at {_budget_list(long['one_layer_ahead']) or 'no'} after {e_long}")
+    tied = sorted(set(short["tied"]) & set(long["tied"]))
+    if tied:
+        text += f"; at {_budget_list(tied)} units the paired test cannot tell the two apart at either length"
+    deeper = sorted(set(short["deeper_ahead"]) | set(long["deeper_ahead"]))
+    return text + (f"; a deeper network is ahead at {_budget_list(deeper)} units." if deeper
+                   else "; no deeper network is ahead at any budget.")
 
 
 def length_gains(budget: int) -> dict:
