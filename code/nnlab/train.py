@@ -4,7 +4,12 @@ The whole dataset lives in one tensor on the training device. Each epoch draws a
 seeded permutation and slices it into batches, so a step costs one gather instead of
 thousands of per-item Python calls of a ``DataLoader``. Per-step losses and correct
 counts accumulate in device tensors; the host reads them once per epoch (and checks for a
-non-finite loss every ``check_every`` steps), so GPU runs do not sync on every step.
+non-finite loss every ``CHECK_EVERY`` steps), so GPU runs do not sync on every step.
+
+:func:`train` is the loop itself, epoch by epoch; :func:`_train_epoch` the steps of one
+epoch. The rest are helpers with one job each: checking the data (``_checked_splits``), the
+per-step bookkeeping (``_Tally``), watching for divergence (``_Watch``), the checkpoint
+(``_Checkpoint``), the progress bar and the finished run's result.
 """
 
 from __future__ import annotations
@@ -496,11 +501,77 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             the training one) is at chance and its loss is more than ``CHANCE_LOSS_MARGIN``
             (5%) above ln K too.
     """
-    tqdm = progress_class()
-
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     check_precision(config, dev)
-    data = as_splits(MNIST if data is None else data)
+    data, (x_val, y_val) = _checked_splits(MNIST if data is None else data, config)
+    x_train, y_train = (t.to(dev) for t in data["train"])
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
+    # the layout is set before the optimiser exists, so its state takes the same strides
+    layout = fast_memory_format(model, dev, config.memory_format)
+    model.to(dev, memory_format=layout).train()
+    opt = make_optimizer(model, config, dev)
+    ckpt = _Checkpoint(checkpoint, config, seed, model)
+    saved = ckpt.restore(model, opt, gen, dev) if resume else None
+    history = saved["history"] if saved else {k: [] for k in HISTORY}
+    start_epoch = saved["epoch"] if saved else 0
+    watch = _Watch(ckpt.path, keep_failed, saved.get("watch") if saved else None)
+    tally = _Tally(len(x_train), config.batch_size, config.epochs, dev)
+    bar = _progress_bar(tally, start_epoch, desc, progress)
+    clock = _Clock(saved["seconds"] if saved else 0.0)
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        xs, perm = _shuffled(x_train, config, gen)
+        lr = _train_epoch(model, opt, config, xs, y_train, perm, epoch, tally, watch, bar)
+        _bookkeep_epoch(history, tally, model, x_val, y_val, config, bar)
+        watch.judge(history, epoch + 1, tally.steps_per_epoch, config.epochs, bar)
+        history["lr"].append(lr)
+        history["seconds"].append(time.perf_counter() - t0)
+        ckpt.save(model, opt, gen, dev, history, epoch + 1, watch, clock.seconds())
+        if stop_after_epoch and stop_after_epoch(epoch + 1):
+            bar.close()
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
+    bar.close()
+    return _result(model, history, data.get("test"), config, dev, layout, clock.seconds(),
+                   {**({"failed": watch.failed} if watch.failed else {}),
+                    **({"resumed_from_epoch": start_epoch} if start_epoch else {})})
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, config: TrainConfig, xs: torch.Tensor,
+                 y_train: torch.Tensor, perm: torch.Tensor, epoch: int, tally: _Tally, watch: _Watch,
+                 bar) -> float:
+    """One pass over the training images in the order ``perm``, a step per batch; returns the
+    learning rate of the last step. Every ``CHECK_EVERY`` steps the watch looks at the losses."""
+    model.train()
+    tally.start_epoch(y_train[perm])
+    autocast = torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    for i in range(tally.steps_per_epoch):
+        lr = lr_at(config, epoch * tally.steps_per_epoch + i, tally.total_steps, tally.steps_per_epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
+        xb, yb = xs[idx], y_train[idx]
+        with autocast:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tally.add(i, loss, logits)
+        if tally.window_ends(i):
+            tally.check_window(i, watch, logits.shape[1], f"epoch {epoch + 1}", lr, bar)
+    return lr
+
+
+HISTORY = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+CHECK_EVERY = 50  # steps between two looks at the training losses (one host sync each)
+
+
+def _checked_splits(data: DataSource | dict, config: TrainConfig) -> tuple[dict, tuple]:
+    """The splits to train on (validation images joined to the training ones when
+    ``config.fit_on`` says so) and the validation pair (``(None, None)`` then); refuses data
+    the recipe cannot use."""
+    data = as_splits(data)
     if "val" not in data:
         raise ConfigError("the data has no 'val' split: give one (a third pair), or use "
                           "nnlab.data.ArrayData(name, train=(x, y)), which holds out a seeded validation split")
@@ -509,41 +580,103 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
                           f"shape {tuple(data['train'][0].shape)}; use augment='none' for vectors")
     if config.fit_on == "train+val":
         data = {**data, "train": tuple(torch.cat(pair) for pair in zip(data["train"], data["val"]))}
-        x_val = y_val = None  # trained on: measuring it would say nothing about new images
+        return data, (None, None)  # trained on: measuring it would say nothing about new images
+    return data, data["val"]
+
+
+def _shuffled(x_train: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """This epoch's training images (distorted afresh if the recipe augments) and their order."""
+    xs = augment.distort(x_train, config.augment, gen, background=float(x_train.min()),
+                         max_shift=config.max_shift) if config.augment != "none" else x_train
+    return xs, torch.randperm(len(x_train), generator=gen).to(x_train.device)
+
+
+class _Tally:
+    """The bookkeeping of an epoch, in device tensors: each step's mean loss and predicted
+    classes (two device writes per step); sums, checks and accuracy are batched over a window
+    of steps, so a GPU run does not wait for the host on every step."""
+
+    def __init__(self, n: int, batch_size: int, epochs: int, dev: torch.device):
+        self.n, self.batch_size = n, batch_size
+        self.steps_per_epoch = math.ceil(n / batch_size)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.step_losses = torch.zeros(self.steps_per_epoch, device=dev)
+        self.batch_sizes = torch.full((self.steps_per_epoch,), float(batch_size), dtype=torch.float64, device=dev)
+        self.batch_sizes[-1] = n - (self.steps_per_epoch - 1) * batch_size
+        self.predicted = torch.zeros(n, device=dev, dtype=torch.int64)
+
+    def start_epoch(self, y_epoch: torch.Tensor) -> None:
+        self.y_epoch, self.last_checked = y_epoch, 0  # the labels in this epoch's order
+
+    def add(self, i: int, loss: torch.Tensor, logits: torch.Tensor) -> None:
+        self.step_losses[i] = loss.detach()
+        torch.argmax(logits.detach(), 1, out=self.predicted[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def window_ends(self, i: int) -> bool:
+        return i + 1 - self.last_checked >= CHECK_EVERY or i + 1 == self.steps_per_epoch
+
+    def check_window(self, i: int, watch: _Watch, classes: int, epoch: str, lr: float, bar) -> None:
+        """Hand the steps since the last check to the watch (which raises on a divergence)."""
+        window = self.step_losses[self.last_checked:i + 1]
+        if not bool(torch.isfinite(window).all()):
+            bad = self.last_checked + int((~torch.isfinite(window)).nonzero()[0])
+            bar.close()
+            watch.fail(f"non-finite training loss at {epoch}, step {bad + 1} (lr={lr:.3g})", always=True)
+        a, b = self.last_checked * self.batch_size, min((i + 1) * self.batch_size, self.n)
+        watch.window(float((window.double() * self.batch_sizes[self.last_checked:i + 1]).sum()) / (b - a),
+                     int((self.predicted[a:b] == self.y_epoch[a:b]).sum()) / (b - a),
+                     classes, f"{epoch}, step {i + 1} (lr={lr:.3g})", bar)
+        bar.update(i + 1 - self.last_checked)
+        self.last_checked = i + 1
+
+    def epoch_loss(self) -> float:
+        return float((self.step_losses.double() * self.batch_sizes).sum()) / self.n
+
+    def epoch_accuracy(self) -> float:
+        return int((self.predicted == self.y_epoch).sum()) / self.n
+
+
+def _bookkeep_epoch(history: dict, tally: _Tally, model: nn.Module, x_val, y_val, config: TrainConfig,
+                    bar) -> None:
+    """Append the epoch's training loss and accuracy and, unless trained on, its validation ones."""
+    history["train_loss"].append(tally.epoch_loss())
+    history["train_acc"].append(tally.epoch_accuracy())
+    if x_val is not None:
+        val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch, config.memory_format)
+        history["val_loss"].append(val_loss)
+        history["val_acc"].append(val_acc)
+        bar.set_postfix(epoch=len(history["train_loss"]), val_acc=f"{val_acc:.4f}")
     else:
-        x_val, y_val = data["val"]
-    x_train, y_train = (t.to(dev) for t in data["train"])
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
-    # the layout is set before the optimiser exists, so its state takes the same strides
-    layout = fast_memory_format(model, dev, config.memory_format)
-    model.to(dev, memory_format=layout).train()
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    opt = make_optimizer(model, config, dev)
-    n = len(x_train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    background = float(x_train.min())
-    history: dict[str, list[float]] = {k: [] for k in
-                                       ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")}
-    start_epoch = 0
-    ckpt_path = Path(checkpoint) if checkpoint else None
-    # A checkpoint written with another config, seed or model is not this run's: start afresh.
-    fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)}, sort_keys=True)
-    state = None
-    seconds_before = 0.0  # training time of the epochs a resumed run does not repeat
-    if resume and ckpt_path and ckpt_path.exists():
+        bar.set_postfix(epoch=len(history["train_loss"]), train_acc=f"{history['train_acc'][-1]:.4f}")
+
+
+class _Checkpoint:
+    """A run's checkpoint file (or none): written atomically after every epoch, read back to
+    resume. A checkpoint written with another config, seed or model is not this run's."""
+
+    def __init__(self, path: str | Path | None, config: TrainConfig, seed: int, model: nn.Module):
+        self.path = Path(path) if path else None
+        self.fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)},
+                                      sort_keys=True)
+
+    def restore(self, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
+                dev: torch.device) -> dict | None:
+        """Load this run's checkpoint into the model, optimiser and random generators; returns
+        ``{"history", "epoch", "seconds", "watch"}``, or None if there is none of this run."""
+        if not (self.path and self.path.exists()):
+            return None
         try:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, garbage, or not ours: never unpickle it (torch's own
             # message would suggest weights_only=False, which runs arbitrary code from the file)
-            raise ConfigError(f"checkpoint {ckpt_path} cannot be read (truncated, or not an nnlab checkpoint: "
+            raise ConfigError(f"checkpoint {self.path} cannot be read (truncated, or not an nnlab checkpoint: "
                               f"{type(exc).__name__}); delete it to train this run from the start, or train "
                               "without --resume") from None
         if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
-            raise ConfigError(f"checkpoint {ckpt_path} is not an nnlab checkpoint; delete it to train this run "
+            raise ConfigError(f"checkpoint {self.path} is not an nnlab checkpoint; delete it to train this run "
                               "from the start, or train without --resume")
-    if state is not None and state.get("fingerprint") == fingerprint:
+        if state.get("fingerprint") != self.fingerprint:
+            return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -551,88 +684,51 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
         if dev.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
         history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epoch"])
-        seconds_before = float(state.get("seconds", sum(history["seconds"])))
-    check_every = 50
-    watch = _Watch(ckpt_path, keep_failed, state.get("watch") if start_epoch else None)
-    # Bookkeeping costs two device writes per step (the batch's mean loss and its predicted
-    # classes); sums, checks and accuracy are batched over a window of steps.
-    step_losses = torch.zeros(steps_per_epoch, device=dev)
-    batch_sizes = torch.full((steps_per_epoch,), float(config.batch_size), dtype=torch.float64, device=dev)
-    batch_sizes[-1] = n - (steps_per_epoch - 1) * config.batch_size
-    predicted = torch.zeros(n, device=dev, dtype=torch.int64)
-    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc or "train",
-               unit="step", disable=not (show_progress() if progress is None else progress),
-               leave=False, dynamic_ncols=True)
-    t_run = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        xs = augment.distort(x_train, config.augment, gen, background=background,
-                             max_shift=config.max_shift) if config.augment != "none" else x_train
-        perm = torch.randperm(n, generator=gen).to(dev)
-        y_epoch = y_train[perm]  # the labels in this epoch's order, for the bookkeeping
-        model.train()
-        last_checked = 0
-        for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
-            lr = lr_at(config, step, total_steps, steps_per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-            xb, yb = xs[idx], y_train[idx]
-            with autocast:
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_losses[i] = loss.detach()
-            torch.argmax(logits.detach(), 1, out=predicted[i * config.batch_size:(i + 1) * config.batch_size])
-            if i + 1 - last_checked >= check_every or i + 1 == steps_per_epoch:
-                window = step_losses[last_checked:i + 1]
-                if not bool(torch.isfinite(window).all()):
-                    bad = last_checked + int((~torch.isfinite(window)).nonzero()[0])
-                    bar.close()
-                    watch.fail(f"non-finite training loss at epoch {epoch + 1}, step {bad + 1} (lr={lr:.3g})",
-                               always=True)
-                a, b = last_checked * config.batch_size, min((i + 1) * config.batch_size, n)
-                watch.window(float((window.double() * batch_sizes[last_checked:i + 1]).sum()) / (b - a),
-                             int((predicted[a:b] == y_epoch[a:b]).sum()) / (b - a),
-                             logits.shape[1], f"epoch {epoch + 1}, step {i + 1} (lr={lr:.3g})", bar)
-                bar.update(i + 1 - last_checked)
-                last_checked = i + 1
-        history["train_loss"].append(float((step_losses.double() * batch_sizes).sum()) / n)
-        history["train_acc"].append(int((predicted == y_epoch).sum()) / n)
-        if x_val is not None:
-            val_loss, val_acc = evaluate(model, x_val, y_val, config.eval_batch, config.memory_format)
-            history["val_loss"].append(val_loss)
-            history["val_acc"].append(val_acc)
-            bar.set_postfix(epoch=epoch + 1, val_acc=f"{val_acc:.4f}")
-        else:
-            bar.set_postfix(epoch=epoch + 1, train_acc=f"{history['train_acc'][-1]:.4f}")
-        watch.judge(history, epoch + 1, steps_per_epoch, config.epochs, bar)
-        history["lr"].append(lr)
-        history["seconds"].append(time.perf_counter() - t0)
-        if ckpt_path:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
-                     "history": history, "epoch": epoch + 1, "fingerprint": fingerprint, "watch": watch.state(),
-                     "seconds": seconds_before + time.perf_counter() - t_run}
-            if dev.type == "cuda":
-                state["cuda_rng"] = torch.cuda.get_rng_state()
-            _save_checkpoint(ckpt_path, state)
-        if stop_after_epoch and stop_after_epoch(epoch + 1):
-            bar.close()
-            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
-    bar.close()
+        epoch = int(state["epoch"])
+        return {"history": history, "epoch": epoch, "seconds": float(state.get("seconds", sum(history["seconds"]))),
+                "watch": state.get("watch") if epoch else None}
+
+    def save(self, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, dev: torch.device,
+             history: dict, epoch: int, watch: _Watch, seconds: float) -> None:
+        if not self.path:
+            return
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state(),
+                 "history": history, "epoch": epoch, "fingerprint": self.fingerprint, "watch": watch.state(),
+                 "seconds": seconds}
+        if dev.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        _save_checkpoint(self.path, state)
+
+
+class _Clock:
+    """Training time of the run: that of the epochs a resumed run does not repeat, plus this
+    process's."""
+
+    def __init__(self, before: float):
+        self.before, self.start = before, time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+
+def _progress_bar(tally: _Tally, start_epoch: int, desc: str, progress: bool | None):
+    return progress_class()(total=tally.total_steps, initial=start_epoch * tally.steps_per_epoch,
+                            desc=desc or "train", unit="step",
+                            disable=not (show_progress() if progress is None else progress),
+                            leave=False, dynamic_ncols=True)
+
+
+def _result(model: nn.Module, history: dict, test, config: TrainConfig, dev: torch.device,
+            layout: torch.memory_format, seconds: float, extra: dict) -> RunResult:
+    """The finished run: its test metrics (evaluated once, now), and the model handed back in
+    the usual layout."""
     test_loss = test_acc = None
-    if "test" in data:
-        test_loss, test_acc = evaluate(model, *data["test"], batch=config.eval_batch,
-                                       memory_format=config.memory_format)
-    model.to(memory_format=torch.contiguous_format).eval()  # hand back the usual layout
+    if test is not None:
+        test_loss, test_acc = evaluate(model, *test, batch=config.eval_batch, memory_format=config.memory_format)
+    model.to(memory_format=torch.contiguous_format).eval()
     val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
-    return RunResult(history=history, val_loss=val_loss, val_acc=val_acc,
-                     test_loss=test_loss, test_acc=test_acc, seconds=seconds_before + time.perf_counter() - t_run,
-                     device=str(dev), extra={"memory_format": "channels_last" if layout == torch.channels_last
-                                             else "contiguous", **({"failed": watch.failed} if watch.failed else {}),
-                                             **({"resumed_from_epoch": start_epoch} if start_epoch else {})})
+    return RunResult(history=history, val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
+                     seconds=seconds, device=str(dev),
+                     extra={"memory_format": "channels_last" if layout == torch.channels_last else "contiguous",
+                            **extra})
