@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from nnlab import results as store
 from nnlab import rules
@@ -138,12 +139,28 @@ def bn_statistics():
 
 
 def test_dropout_inflates_the_running_variance_of_the_batch_norm_behind_it(bn_statistics):
-    """Inverted dropout keeps the mean and multiplies the second moment by up to 1/(1 - p):
-    the running variance learned in training exceeds the variance at evaluation, more so for
+    """Inverted dropout keeps the mean and multiplies the second moment by 1/(1 - p): the
+    running variance learned in training exceeds the variance at evaluation, more so for
     larger p; at p = 1 the layer saw only zeros and its running variance collapsed."""
     ratio = bn_statistics.groupby("p").variance_ratio.mean()
     assert 1 < ratio[round(4 / 9, 6)] < ratio[round(8 / 9, 6)] <= 9 * 1.5
     assert (bn_statistics[bn_statistics.p == 1].variance_ratio < 1e-2).all()
+
+
+def test_the_variance_shift_formula_for_relu_inputs_exceeds_one_over_one_minus_p():
+    """Eq. cnn-dropout-variance: the ratio equals 1/(1 - p) only for inputs of mean zero; for
+    the ReLU of a standard normal it is larger, and a simulated convolution agrees with it."""
+    from nnlab.book import cnn_report
+
+    for p in (4 / 9, 8 / 9):
+        shift = cnn_report.dropout_variance_shift(p)
+        assert shift["formula"] > shift["naive"] == pytest.approx(1 / (1 - p))
+        assert shift["simulated"] == pytest.approx(shift["formula"], rel=0.03)
+    z = torch.randn(400_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = torch.relu(z)
+    p = 8 / 9
+    direct = float(((x**2).mean() / (1 - p) - x.mean() ** 2) / x.var())
+    assert direct == pytest.approx(cnn_report.dropout_variance_shift(p)["formula"], rel=0.01)
 
 
 def test_eight_ninths_fails_through_the_statistics_not_the_weights(bn_statistics):

@@ -68,6 +68,32 @@ def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
     assert bw.gradient_check()["relative_error"] > 1e-3
 
 
+def _backward_over_forward_flops(widths: list[int], batch: int = 64) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    layers = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    x = torch.randn(batch, widths[0])
+    with FlopCounterMode(display=False) as forward:
+        out = model(x)
+    with FlopCounterMode(display=False) as backward:
+        out.sum().backward()
+    return backward.get_total_flops() / forward.get_total_flops()
+
+
+def test_the_backward_pass_costs_about_twice_the_forward_pass():
+    """'Every layer but the first therefore costs about twice as much going back as going
+    forward ... With layers of similar size, a forward and a backward pass together cost about
+    three forward passes (less when one first layer dominates ...)': PyTorch's FLOP counter."""
+    equal = _backward_over_forward_flops([256] * 6)  # five layers: (5 + 4) / 5 products
+    assert equal == pytest.approx(9 / 5) and 2.5 < 1 + equal <= 3
+    mnist = _backward_over_forward_flops([784, 100, 10])
+    assert 1 + mnist < 1 + equal and mnist < 1.5
+
+
 # Initialisation (book/part1/initialisation.md)
 
 @pytest.fixture(scope="module")
@@ -109,6 +135,19 @@ def test_first_layer_gradients_span_many_orders_of_magnitude(study):
     assert math.log10(first["2 × He"] / first["0.5 × Xavier"]) > 15
 
 
+def test_relu_weight_gradients_move_together_and_saturated_tanh_ones_drift_apart(study):
+    """'within each ReLU network the largest and the smallest layer's gradient norm differ by a
+    factor of at most ...' (a^(L-1) in every layer; Glorot & Bengio); 'Here, and only here, the
+    layers' weight gradients drift apart' (tanh with large weights)."""
+    for scale in init.SCALES:
+        assert init.spread(study, "relu", scale, "grad_norm") < 2
+    assert 1 / init.ratio(study, "tanh", "2 × He", "grad_norm") > 1e2
+    assert init.spread(study, "tanh", "2 × He", "grad_norm") > 100 * max(
+        init.spread(study, "relu", scale, "grad_norm") for scale in init.SCALES)
+    table = init.gradient_table(study)
+    assert len(table) == 2 * len(init.SCALES) and {"layer 1", "layer 15", "layer 30"} <= set(table.columns)
+
+
 # Convolution (book/part3/conv_arithmetic.md)
 
 def test_pytorch_computes_cross_correlation():
@@ -122,6 +161,9 @@ def test_window_counts_for_valid_same_and_full_padding():
     assert (facts["valid_corner"], facts["same_corner"], facts["full_corner"]) == (1, 4, 9)
     assert (facts["valid_edge"], facts["same_edge"], facts["full_edge"]) == (3, 6, 9)
     assert facts["same_centre"] == 9
+    # "same" padding halves the gap to the centre at an edge, not at a corner (review E5)
+    assert facts["same_centre"] - facts["valid_edge"] == 2 * (facts["same_centre"] - facts["same_edge"])
+    assert facts["same_centre"] - facts["valid_corner"] != 2 * (facts["same_centre"] - facts["same_corner"])
     full = padding.coverage_by_padding(28, 3)["full"]
     assert int(full.min()) == int(full.max()) == 9
     same = padding.coverage_by_padding(28, 3)["same"]
@@ -220,6 +262,18 @@ def test_noise_moves_max_pooled_features_more_than_averaged_or_unpooled_ones():
         return pooling.pick(change, "relative_change", perturbation="noise", level=0.2, pooling=name)
 
     assert at("max 2×2") > at("no pooling") > at("average 2×2")
+
+
+def test_pooling_gives_no_rotation_benefit_over_no_pooling_only_over_strides():
+    """'the trained networks show no benefit of pooling over no pooling at all ... what pooling
+    buys under rotation is an advantage over stride-2 subsampling' (review M6)."""
+    robust = _robustness()
+    none = invariance.compare_variants(robust, "rotate", 30, "no-pool", "max-pool")
+    stride = invariance.compare_variants(robust, "rotate", 30, "stride-2", "max-pool")
+    assert not none["p"] < 0.05 and none["report"].startswith("no detectable difference at three seeds")
+    assert stride["p"] < 0.05 and stride["verdict"].startswith("max-pool ahead of stride-2 by ")
+    for level in (10, 20, 30):
+        assert invariance.compare_variants(robust, "rotate", level, "no-pool", "max-pool")["p"] >= 0.05
 
 
 def test_variant_comparison_is_scipys_paired_t_test():

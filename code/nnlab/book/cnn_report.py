@@ -626,6 +626,27 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
     return (correct / len(x), loss / len(x)) + ((len(predicted),) if classes else ())
 
 
+def dropout_variance_shift(p: float, samples: int = 100_000, inputs: int = 64, seed: int = 0) -> dict:
+    """How much inverted dropout inflates the variance of its output in training, for the
+    output of a ReLU fed standard normal pre-activations, ``x = max(0, z)``.
+
+    Per term, ``Var_train / Var_eval = (E[x^2] / (1 - p) - E[x]^2) / Var(x)``
+    (Li et al., 2019): ``formula``, from ``E[x] = 1/sqrt(2 pi)`` and
+    ``E[x^2] = 1/2``. ``simulated`` measures the same ratio in torch for a weighted sum of
+    ``inputs`` such terms with independent masks and standard normal weights, as a
+    convolution forms it; ``naive`` is ``1 / (1 - p)``, the ratio for inputs of mean zero;
+    ``inputs`` is echoed.
+    """
+    mean, second = 1 / np.sqrt(2 * np.pi), 0.5
+    formula = (second / (1 - p) - mean**2) / (second - mean**2)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(samples, inputs, generator=g))
+    keep = (torch.rand(samples, inputs, generator=g) >= p).float() / (1 - p)
+    w = torch.randn(inputs, generator=g)
+    simulated = float((x * keep @ w).var() / (x @ w).var())
+    return {"p": p, "formula": float(formula), "simulated": simulated, "naive": 1 / (1 - p), "inputs": inputs}
+
+
 @torch.inference_mode()
 def reestimate_bn(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> torch.nn.Module:
     """Replace every batch-norm layer's running mean and variance by their averages over the

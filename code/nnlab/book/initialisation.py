@@ -85,6 +85,21 @@ def spread(study: pd.DataFrame, activation: str, scale: str, column: str) -> flo
     return float(t.max() / t.min())
 
 
+def gradient_table(study: pd.DataFrame, layers: tuple[int, ...] = (1, 15, 30)) -> pd.DataFrame:
+    """The weight-gradient norm per example (``grad_norm``) at a few layers of every network
+    of :func:`scale_study`, one row per activation and scale, with the largest over the
+    smallest value across all layers of that network (:func:`spread`), formatted for reading."""
+    rows = []
+    for (activation, scale), t in study.groupby(["activation", "scale"], sort=False):
+        norms = t.set_index("layer")["grad_norm"]
+        row = {"activation": {"tanh": "tanh", "relu": "ReLU"}[activation], "weight scale": scale}
+        row.update({f"layer {k}": f"{norms[k]:.2e}" for k in layers})
+        ratio = spread(study, activation, scale, "grad_norm")
+        row["largest / smallest over all layers"] = f"{ratio:.2f}" if ratio < 10 else f"{ratio:.2e}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def predicted_relu_std_ratio(gain: float, layers: int) -> float:
     """The variance argument's prediction for ReLU: each layer multiplies the second moment
     by ``gain^2 / 2``, so after ``layers`` more layers the std changes by
