@@ -111,6 +111,24 @@ def test_the_augmentations_cannot_be_told_apart_at_any_budget():
         assert len({exp.train_config(v).epochs for v in exp.variants}) == 1 or name in mlp_budget.EQUAL_EPOCHS
 
 
+def test_the_students_logs_show_a_halfway_learning_rate_step():
+    """Review E4: the student's training loss steps down between epochs 5 and 6 of 10 in all
+    three problems, by more than in any other epoch from the third on; the ablation's
+    problem-recipe row keeps the rate constant, so it is not the student's recipe, and its mean
+    lies below the student's best run."""
+    from nnlab.book.problems import TARGETS
+
+    sched = mlp_budget.student_schedule()
+    assert sorted(sched) == ["2C", "2D", "2E"]
+    for v in sched.values():
+        assert v["epochs"] == 10 and v["epoch"] == 5 and v["factor"] > v["other"] and v["before"] > v["after"]
+    abl = E.get("mlp-ablation")
+    cfg = abl.train_config(abl.variant("problem-recipe"))
+    assert cfg.schedule == "none" and cfg.lr == 1e-3 and cfg.batch_size == 32 and cfg.epochs == 10
+    problem_recipe = store.summary("mlp-ablation", variant="problem-recipe")["mean"]
+    assert problem_recipe < TARGETS[0].student
+
+
 # ---------------------------------------------------------------------------------------
 # Item 3: zero padding after normalisation; how MNIST was centred
 

@@ -57,6 +57,26 @@ def histories(name: str, variant: str | None = None) -> list[dict]:
     return [r["history"] for r in store.runs(name, variant or store.chosen_variant(name))]
 
 
+def student_schedule() -> dict[str, dict]:
+    """Where the student's logged training loss (:data:`nnlab.book.problems.STUDENT_TRAIN_LOSS`)
+    steps down: per problem, the epoch after which the loss fell by the largest factor
+    (``epoch``, counted from 1: the loss of ``epoch`` over that of ``epoch + 1``), the losses
+    either side (``before``, ``after``), that ``factor``, and the largest factor over the
+    epochs from the third on, apart from the step (``other``; the first epochs fall fast in
+    any run)."""
+    from nnlab.book.problems import STUDENT_TRAIN_LOSS
+
+    out = {}
+    for problem, losses in STUDENT_TRAIN_LOSS.items():
+        factors = [a / b for a, b in zip(losses, losses[1:])]
+        step = max(range(2, len(factors)), key=factors.__getitem__)
+        out[problem] = {"epoch": step + 1, "before": losses[step], "after": losses[step + 1],
+                        "factor": factors[step],
+                        "other": max(f for i, f in enumerate(factors) if i >= 2 and i != step),
+                        "epochs": len(losses)}
+    return out
+
+
 def loss_lower_bound(accuracy: float) -> float:
     """Smallest possible mean cross-entropy (nats) of a classifier with this accuracy.
 

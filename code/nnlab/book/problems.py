@@ -41,3 +41,13 @@ TARGETS = (
     Target("2E", "mlp-1000", "MLP, ≤ 1000 hidden units, ≥ 3 hidden layers", 0.983, 0.9854, 0.992, "part2/budget"),
     Target("3G", "cnn-final", "CNN, < 1M parameters, 10 epochs, batch 32", 0.985, 0.9925, 0.9965, "part3/cnn"),
 )
+
+
+#: The training loss per epoch (10 epochs, the problem's default batch 32) that the student's
+#: submitted logs print for problems 2C-2E, transcribed from the submission. The student
+#: writes that they changed the optimiser's learning rate about half-way through training.
+STUDENT_TRAIN_LOSS = {
+    "2C": (0.2904, 0.1696, 0.1432, 0.1287, 0.1214, 0.0831, 0.0789, 0.0733, 0.0716, 0.0681),
+    "2D": (0.4155, 0.1709, 0.1253, 0.1018, 0.0876, 0.0607, 0.0527, 0.0494, 0.0468, 0.0428),
+    "2E": (0.2575, 0.1017, 0.0727, 0.0569, 0.0434, 0.0164, 0.0087, 0.0061, 0.0040, 0.0026),
+}
