@@ -9,9 +9,8 @@ import pytest
 import tiny_experiments as T
 from test_cli import one_line_error, run
 
-from nnlab import reproduction
+from nnlab import reproduction, runner
 from nnlab import results as store
-from nnlab import runner
 
 # two stored seeds of the tiny experiment, with metrics chosen so that the spread is known:
 # test_acc std 0.1/sqrt(2) ~ 0.0707, test_loss std 0.2/sqrt(2) ~ 0.141

@@ -17,8 +17,7 @@ import time
 
 import nnlab
 from nnlab import experiments as E
-from nnlab import project
-from nnlab import reproduction
+from nnlab import project, reproduction
 from nnlab import results as store
 from nnlab.runner import default_jobs, reproduce, run_experiment
 

@@ -199,7 +199,7 @@ class WorkerDied(RuntimeError):
     was tried."""
 
 
-class Retrying:
+class _Retrying:
     """A notice from :func:`_in_pool`: a run's worker died; the run is tried again."""
 
     def __init__(self, why: str):
@@ -244,7 +244,7 @@ def _killed(processes: dict, whereabouts: str) -> tuple[set[tuple[str, int]], st
 
 def _in_pool(exp, todo, dev, resume, jobs, show):
     """Yield ``(variant, seed, record, weights or exception)`` as runs end in worker processes,
-    in the order they end, and a :class:`Retrying` notice for a run whose worker died.
+    in the order they end, and a :class:`_Retrying` notice for a run whose worker died.
 
     A worker that dies (SIGKILL from the out-of-memory killer, say) breaks its pool: every
     run not yet ended there is submitted again to a fresh pool and goes on from its last
@@ -284,7 +284,7 @@ def _in_pool(exp, todo, dev, resume, jobs, show):
                         bar.update()
                         yield v, s, None, WorkerDied(f"{why}, {tries} times; not tried again")
                         continue
-                    yield v, s, None, Retrying(f"{why}; trying again (attempt {tries + 1} of {MAX_RETRIES + 1})")
+                    yield v, s, None, _Retrying(f"{why}; trying again (attempt {tries + 1} of {MAX_RETRIES + 1})")
                 pending.append((v, s, True))  # each goes on from its last checkpoint
 
 
@@ -459,7 +459,7 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     failures, done, i, retried = [], 0, 0, 0
     try:
         for v, s, record, weights in runs:
-            if isinstance(weights, Retrying):
+            if isinstance(weights, _Retrying):
                 retried += 1
                 say(f"[{exp.name}] {v.name} seed={s}: {weights}")
                 continue
@@ -506,7 +506,7 @@ def reproduce(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = N
               variants: Sequence[str] | None = None, device: str | None = "cpu") -> list[dict]:
     """Train stored runs again, alone, in a scratch store, and compare their metrics with
     the stored ones. One row per run with ``variant``, ``seed``, ``verdict`` (identical,
-    rounding, noise or different; see :mod:`nnlab.reproduction`), ``same`` (identical),
+    rounding, noise or different; see ``nnlab.reproduction``), ``same`` (identical),
     ``differences`` (``{metric: (stored, now)}``), ``largest_relative`` (``(metric,
     relative difference)`` or None), ``in_stds`` (each difference in standard deviations of
     the variant's stored seeds), ``spread_seeds`` (how many stored seeds that spread is

@@ -6,7 +6,7 @@ thousands of per-item Python calls of a ``DataLoader``. Per-step losses and corr
 counts accumulate in device tensors; the host reads them once per epoch (and checks for a
 non-finite loss every ``CHECK_EVERY`` steps), so GPU runs do not sync on every step.
 
-:func:`train` is the loop itself, epoch by epoch; :func:`_train_epoch` the steps of one
+:func:`train` is the loop itself, epoch by epoch; ``_train_epoch`` the steps of one
 epoch. The rest are helpers with one job each: checking the data (``_checked_splits``), the
 per-step bookkeeping (``_Tally``), watching for divergence (``_Watch``), the checkpoint
 (``_Checkpoint``), the progress bar and the finished run's result.
