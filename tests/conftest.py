@@ -152,8 +152,8 @@ def built_package(tmp_path_factory) -> dict[str, Path]:
                     str(dist), str(src)], check=True, capture_output=True, timeout=300)
     subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"],
                    cwd=src, check=True, capture_output=True, timeout=300)
-    (wheel,) = dist.glob("nnlab-*.whl")
-    (sdist,) = dist.glob("nnlab-*.tar.gz")
+    (wheel,) = dist.glob("nnlab_course-*.whl")
+    (sdist,) = dist.glob("nnlab_course-*.tar.gz")
     site = tmp / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)

@@ -34,7 +34,7 @@ TESTS = str(Path(T.__file__).parent)
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 IN_CI = os.environ.get("CI") == "true"
 needs_ray = pytest.mark.skipif(not HAVE_RAY and not IN_CI,
-                               reason='Ray is not installed (pip install "nnlab[cluster]"); CI installs it '
+                               reason='Ray is not installed (pip install "nnlab-course[cluster]"); CI installs it '
                                       "and runs these tests")
 METRICS = ("val_acc", "val_loss", "test_acc", "test_loss", "threads", "cpu_capability", "data_fingerprint")
 NODE = f"{socket.gethostname()} (127.0.0.1)"
@@ -337,7 +337,7 @@ def test_without_ray_cluster_is_one_line_naming_the_extra(tmp_path):
         proc = _no_ray("train", *argv, "--device", "cpu", env={**env, **extra})
         assert proc.returncode == 1
         assert proc.stderr.splitlines()[0] == ('nnlab: error: training on a cluster needs Ray, which is not '
-                                               'installed: pip install "nnlab[cluster]"')
+                                               'installed: pip install "nnlab-course[cluster]"')
         assert not (tmp_path / T.TINY.name).exists()
 
 

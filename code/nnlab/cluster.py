@@ -1,6 +1,6 @@
 """Train runs as Ray tasks on a cluster: the executor behind ``nnlab train --cluster ADDRESS``.
 
-Ray is optional (``pip install "nnlab[cluster]"``) and is imported here only, only when a
+Ray is optional (``pip install "nnlab-course[cluster]"``) and is imported here only, only when a
 cluster is asked for: the local process pool of :mod:`nnlab.runner` never touches it.
 
 The driver (the process that runs ``nnlab train``) keeps the results store, as it does for
@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-EXTRA = 'pip install "nnlab[cluster]"'
+EXTRA = 'pip install "nnlab-course[cluster]"'
 MAX_RETRIES = 2  # a run whose worker dies (killed, out of memory, node lost) is tried at most 3 times
 
 

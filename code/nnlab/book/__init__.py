@@ -22,7 +22,7 @@ def glue_many(**values) -> None:
         from myst_nb import glue
     except ImportError as exc:
         raise ImportError("nnlab.book.glue_many needs myst-nb: install nnlab's `book` extra "
-                          "(pip install \"nnlab[book] @ file:///path/to/nnlab-0.2.0-py3-none-any.whl\")") from exc
+                          "(pip install \"nnlab-course[book] @ file:///path/to/nnlab_course-0.2.0-py3-none-any.whl\")") from exc
 
     for name, value in values.items():
         glue(name, value, display=False)
