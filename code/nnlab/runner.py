@@ -419,7 +419,8 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     uses the number of threads its recipe names (``TrainConfig.threads``), so its numbers
     do not depend on how it was scheduled. A run that fails (it diverges) is reported and
     not stored; the others still train and are stored, and then the first failure is
-    raised. Returns the wall time in seconds.
+    raised. A run whose worker process dies (killed, out of memory) is tried again from its
+    last checkpoint, at most :data:`MAX_RETRIES` times. Returns the wall time in seconds.
 
     With ``cluster`` (the address of a Ray cluster's head, ``host:port``, or ``auto`` for the
     one this node joined) each run is a Ray task there instead (needs ``nnlab[cluster]``);
