@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--cluster", metavar="ADDRESS", default=None,
                    help="train each run as a task on the Ray cluster whose head is at ADDRESS (host:port, or "
                         "auto for the cluster this node joined; default: $NNLAB_CLUSTER); this command "
-                        'still stores the results. Needs pip install "nnlab[cluster]"')
+                        'still stores the results. Needs pip install "nnlab-course[cluster]"')
     r = sub.add_parser("results", help="inspect the results store")
     rsub = r.add_subparsers(dest="action", required=True, parser_class=_Parser)
     c = rsub.add_parser("check", parents=[common],

@@ -423,7 +423,7 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     last checkpoint, at most :data:`MAX_RETRIES` times. Returns the wall time in seconds.
 
     With ``cluster`` (the address of a Ray cluster's head, ``host:port``, or ``auto`` for the
-    one this node joined) each run is a Ray task there instead (needs ``nnlab[cluster]``);
+    one this node joined) each run is a Ray task there instead (needs ``nnlab-course[cluster]``);
     ``jobs`` does not apply, the device is the cluster's (``auto``: CUDA if it has a GPU),
     and this process still writes every run into its store as it ends. A task keeps no
     checkpoint: with ``resume`` an unfinished run trains from the start.
