@@ -521,7 +521,7 @@ def reproduce(experiment: str | E.Experiment, *, seeds: Sequence[int] | None = N
     slightly different accuracies.
 
     Raises:
-        UnknownVariant: a name in ``variants`` is not a variant of the experiment.
+        nnlab.experiments.UnknownVariant: a name in ``variants`` is not a variant of the experiment.
         MissingResult: no stored run of those variants and seeds.
     """
     import tempfile

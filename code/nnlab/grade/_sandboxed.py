@@ -5,7 +5,7 @@ bubblewrap, with the submission read-only at ``/submission`` and no data at all.
 program gives up root first when it was started as root (the sandbox's own uid), lowers
 its address-space limit once torch is imported, then imports ``model.py``, calls its entry
 function under the problem's seed, reads ``recipe()`` when the problem lets submissions
-choose one, and exports the model twice with :func:`torch.export.export` (training and
+choose one, and exports the model twice with ``torch.export.export`` (training and
 evaluation mode). It writes one JSON document to its original standard output: the two
 graphs of ATen operations, the model's tensors (names, shapes, dtypes; values only of
 buffers and constants) and the recipe. Everything else (training, rules, test logits)

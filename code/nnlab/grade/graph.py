@@ -1,13 +1,14 @@
 """A submitted model as data: the exported graph a sandbox returns, read without trusting it.
 
-The sandbox (:mod:`nnlab.grade._sandboxed`) writes a JSON document: two graphs of ATen
-operations (training and evaluation mode), as :func:`torch.export.export` traced them, and
+The sandbox (``nnlab.grade._sandboxed``) writes a JSON document: two graphs of ATen
+operations (training and evaluation mode), as ``torch.export.export`` traced them, and
 the model's tensors. :func:`read_graph` turns it back into an :class:`ExportedNet`, an
 ``nn.Module`` the grader can train and evaluate, without importing or unpickling anything
 the student wrote: every operation must be one of :data:`OPS`, every argument plain data,
 every tensor a declared shape and dtype, and a dry run on the ``meta`` device bounds each
-intermediate result. :func:`facts` reads what the model runs (layer types, hidden units,
-sizes) from the graphs; :mod:`nnlab.grade.checks` checks a problem's rules on those facts.
+intermediate result. It also returns the model's :class:`Facts`, what it runs (layer types,
+hidden units, sizes), read from the graphs; :mod:`nnlab.grade.checks` checks a problem's
+rules on them.
 """
 
 from __future__ import annotations

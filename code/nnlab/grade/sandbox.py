@@ -8,7 +8,7 @@ the packages' bundled data files hidden), ``nnlab`` read-only, its own files rea
 results, no course folder, no home folder, no other submission, no pipe of the grader's but
 the one it answers on. A cgroup (v2, or v1's memory, pids and cpuacct controllers) bounds
 memory (``/tmp`` and ``/dev/shm`` included), processes and CPU time of everything inside;
-where none can be made, per-process rlimits do, and :func:`isolation` says so. What comes
+where none can be made, per-process rlimits do, and :func:`probe` says so. What comes
 back is one document on a pipe, capped in size, and checked by the caller as hostile input.
 """
 
