@@ -183,7 +183,7 @@ def test_legal_submissions_pass_or_fail_on_accuracy_alone(graded):
     ("memory", "runs within its limits", "ran out of its memory limit of 768 MiB"),
     ("shape", "exports", "returns (3, 7), not (3, 10): one row of 10 class scores per image"),
     ("nonfinite", "outputs", "500 of 500 rows of scores are not finite"),
-    ("illegal", "rules", "runs Sigmoid, which T1: at most 100 hidden units does not allow"),
+    ("illegal", "rules", "runs Sigmoid, which the rules (T1: at most 100 hidden units) do not allow"),
     ("sneaky_order", "rules", "200 hidden units, more than the 100 allowed"),
     ("sneaky_function", "rules", "runs Sigmoid"),
     ("diverges", "trains", "training with seed 0 diverged"),

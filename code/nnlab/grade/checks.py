@@ -18,7 +18,7 @@ def violations(facts: Facts, rules: Rules) -> list[str]:
     if rules.allowed:
         for kind in dict.fromkeys(facts.layers):
             if kind not in rules.allowed:
-                found.append(f"runs {kind}, which {rules.name} does not allow "
+                found.append(f"runs {kind}, which the rules ({rules.name}) do not allow "
                              f"(allowed: {', '.join(sorted(rules.allowed))})")
         found += [f"runs {op}, which names no allowed layer" for op in facts.other_ops]
         found += [f"reads {name} outside the layer that owns it" for name in facts.loose]
@@ -62,8 +62,9 @@ def _default_init(tensor: torch.Tensor, layer: str, role: str, weight: torch.Ten
 def initialise(net: ExportedNet, facts: Facts, seed: int) -> list[str]:
     """Start ``net`` afresh, as its layers' constructors would under ``torch.manual_seed(seed)``:
     nothing the submission computed survives in a parameter or a running statistic. Returns
-    the tensors whose start it cannot vouch for (not a layer's own tensor: their values are
-    the submission's)."""
+    the tensors it cannot start afresh, because they belong to no layer: parameters (whose
+    values never leave the sandbox, so the grader has none to give them) and buffers or
+    constants (which keep the values the sandbox reported)."""
     torch.manual_seed(seed)
     kept = []
     with torch.no_grad():
@@ -75,8 +76,7 @@ def initialise(net: ExportedNet, facts: Facts, seed: int) -> list[str]:
             if name.endswith("num_batches_tracked") and spec.kind == "buffer":
                 tensor.zero_()
             elif not _default_init(tensor, layer, role, net.tensor(weight) if weight else None):
-                if spec.kind == "parameter" or spec.numel > 1:
-                    kept.append(name)
+                kept.append(name)
     return kept
 
 

@@ -198,8 +198,13 @@ def _stopped_reason(problem: Problem, run: sandbox.SandboxRun) -> str | None:
     if why is None and run.returncode not in (0, None):
         last = [ln for ln in run.stderr.strip().splitlines() if ln.strip() and not ln.startswith("nnlab-sandbox:")]
         why = f"the sandbox stopped unexpectedly (exit status {run.returncode})" + \
-              (f": {last[-1].strip()[:200]}" if last else "")
+              (f": {_printable(last[-1].strip(), 200)}" if last else "")
     return f"{why}, during {during}" if why else None
+
+
+def _printable(text, limit: int = 600) -> str:
+    """Text the sandbox reported (and the submission could have written), made safe to show."""
+    return "".join(c if c.isprintable() else " " for c in str(text))[:limit]
 
 
 def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: dict, stop) -> dict | None:
@@ -224,7 +229,7 @@ def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: 
     limits_ok = "finished within its limits"
     failed = doc.get("failed")
     if isinstance(failed, dict):
-        stage, reason = str(failed.get("stage"))[:20], str(failed.get("reason"))[:600]
+        stage, reason = str(failed.get("stage"))[:20], _printable(failed.get("reason"))
         key = {"load": "loads", "build": "loads", "recipe": "budget", "export": "exports"}.get(stage,
                                                                                             "runs within its limits")
         if stage == "memory":
@@ -323,6 +328,11 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
         v.set("budget", False, problem_text)
         return False
     kept = checks.initialise(net, facts, problem.seeds[0])
+    orphans = [n for n in kept if net.specs[n].kind == "parameter"]
+    if orphans:
+        v.set("budget", False, f"not verified: parameter(s) {', '.join(orphans[:4])} belong to no layer, so the "
+                               "grader cannot start them afresh; make them part of a layer, or buffers")
+        return False
     numbers = sum(net.specs[n].numel for n in kept)
     if numbers > KEPT_LIMIT:
         v.set("budget", False, f"not verified: {', '.join(kept[:4])} ({numbers:,} numbers) are no layer's own "
@@ -363,15 +373,36 @@ def _train_seed(problem: Problem, net, facts, recipe: TrainConfig, seed: int, in
             "train_loss": [float(x) for x in res.history.get("train_loss", [])]}
 
 
-def _scores(net, inputs: Inputs) -> torch.Tensor:
+SCORE_CHUNK = 1000
+
+
+def score_chunk(facts: G.Facts, memory_mib: int) -> int:
+    """Test images scored at once: up to :data:`SCORE_CHUNK`, fewer where three of the eval
+    graph's widest results (without gradients, little more is alive at a time) would not fit
+    beside the model in ``memory_mib``."""
+    room = memory_mib * 2**20 - facts.size * 4
+    return int(min(SCORE_CHUNK, room // max(1, facts.widest * 4 * 3)))
+
+
+def _scores(net, inputs: Inputs, seconds: float, chunk: int) -> torch.Tensor:
+    """The test scores, in chunks; at most ``seconds`` of wall clock (checked every chunk)."""
     net.eval()
     x = inputs.test[0]
-    with torch.no_grad():
-        return torch.cat([net(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    net.deadline = time.monotonic() + seconds
+    try:
+        with torch.no_grad():
+            return torch.cat([net(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    finally:
+        net.deadline = None
 
 
 def _train_and_score(problem: Problem, net, facts, recipe, inputs: Inputs, v: Verdicts, report: dict) -> None:
     torch.set_num_threads(problem.threads)
+    chunk = score_chunk(facts, problem.limits.memory_mib)
+    if chunk < 1:
+        v.set("trains", False, f"scoring even one image would need more than the problem's memory limit of "
+                               f"{problem.limits.memory_mib} MiB")
+        return
     if recipe is not None and memory_needed_mib(facts, recipe) > problem.limits.memory_mib:
         v.set("trains", False, f"training it at batch size {recipe.batch_size} would need about "
                                f"{memory_needed_mib(facts, recipe):,.0f} MiB, more than the problem's memory limit "
@@ -392,7 +423,11 @@ def _train_and_score(problem: Problem, net, facts, recipe, inputs: Inputs, v: Ve
                 v.set("trains", False, f"training with seed {seed} failed: {str(exc).splitlines()[0][:300]}")
                 return
         try:
-            logits = _scores(net, inputs)
+            logits = _scores(net, inputs, problem.limits.train_seconds, chunk)
+        except TimeoutError:
+            v.set("outputs", False, f"seed {seed}: scoring the test images took longer than the problem's "
+                                    f"train_seconds ({problem.limits.train_seconds} s)")
+            return
         except RuntimeError as exc:
             v.set("outputs", False, f"seed {seed}: the graph fails on the test images: {str(exc).splitlines()[0][:200]}")
             return

@@ -250,6 +250,7 @@ class Facts:
     roles: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # tensor -> (layer, role, weight)
     unused: set[str] = field(default_factory=set)    # tensors no operation reads
     activations: int = 0                             # elements the training graph computes per example
+    widest: int = 0                                  # elements of the largest result of the eval graph, per example
 
     @property
     def hidden_units(self) -> int:
@@ -343,7 +344,8 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
     hidden = max(hidden_all, key=sum)
     read = {name for mode in ("train", "eval") for name, node in built[mode][1].items() if node.users}
     per_example = sum(t.numel() for n, t in seen["train"].items() if n is not None and n.op == "call_function") // 3
-    return Facts(unused=set(tensors) - read, activations=per_example, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
+    widest = max((t.numel() for n, t in seen["eval"].items() if n is not None), default=0) // 3
+    return Facts(unused=set(tensors) - read, activations=per_example, widest=widest, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
                  parameters=sum(t.numel for t in tensors.values() if t.kind == "parameter"),
                  stored=sum(t.numel for t in tensors.values() if t.kind != "parameter"),
                  loose=sorted(set(loose)), linear_maps=sorted(set(maps)), roles=roles)

@@ -79,7 +79,7 @@ def report_markdown(report: dict) -> str:
     for r in report["requirements"]:
         result = "pass" if r["passed"] else "not checked" if r["reason"].startswith("not checked") else "FAIL"
         lines.append(f"| {r['description']} | {result} | {r['reason'].replace('|', '/')} |")
-    lines += ["", "Certified by the grader, from the exported graph and its own training:", "",
+    lines += ["", "Certified by the grader, from the exported graph (and its own training, where it trained):", "",
               "| measure | value |", "|---|---|",
               f"| parameters | {_count(report['parameters'])} |",
               f"| numbers in buffers and constants | {_count(report.get('stored'))} |",

@@ -262,6 +262,8 @@ class Cgroup:
                     d.mkdir()
                     self.dirs.append(d)
                 (self.dirs[0] / "memory.limit_in_bytes").write_text(str(memory))
+                with contextlib.suppress(OSError):  # memory and swap together, where swap is accounted
+                    (self.dirs[0] / "memory.memsw.limit_in_bytes").write_text(str(memory))
                 (self.dirs[1] / "pids.max").write_text(str(limits.max_processes))
         except OSError:
             self.remove()
@@ -386,15 +388,26 @@ def _reader(stream, keep: bytearray, cap: int, tail: bool, overflow: threading.E
                 del keep[cap:]
 
 
-def _limit_child(limits, cgroup: Cgroup) -> None:
+def _own_processes() -> int:
+    """Processes and threads of this user now (RLIMIT_NPROC counts them all)."""
+    uid, count = os.getuid(), 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if d.stat().st_uid == uid:
+                    count += len(os.listdir(d / "task"))
+    return count
+
+
+def _limit_child(limits, cgroup: Cgroup, nproc: int) -> None:
     """In the forked child, before exec: join the cgroup, then set rlimits everything inherits."""
     cgroup.enter()
     cpu = limits.cpu_seconds
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.tmp_mib << 20, limits.tmp_mib << 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if os.geteuid() == 0:  # the sandbox's fresh uid owns no other process
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+    # as root, the sandbox's fresh uid owns no other process; otherwise the count is the user's
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 def run(files: dict[str, Path], task: dict, limits, stop: threading.Event | None = None) -> SandboxRun:
@@ -412,7 +425,8 @@ def run(files: dict[str, Path], task: dict, limits, stop: threading.Event | None
         (work / "empty").chmod(0o444)
         (work / "emptydir").mkdir(mode=0o555)
         task = {**task, "uid": random.randrange(200_000, 1_000_000) if root else None}
-        return _supervise(command(limits, work, task, root), limits, cgroup, stop)
+        nproc = limits.max_processes if root else _own_processes() + limits.max_processes
+        return _supervise(command(limits, work, task, root), limits, cgroup, stop, nproc)
     finally:
         cgroup.remove()
         shutil.rmtree(work, ignore_errors=True)
@@ -428,11 +442,11 @@ def _why_stop(t0: float, limits, cgroup: Cgroup, overflow: threading.Event, stop
     return "interrupted" if stop is not None and stop.is_set() else ""
 
 
-def _supervise(cmd: list[str], limits, cgroup: Cgroup, stop: threading.Event | None) -> SandboxRun:
+def _supervise(cmd: list[str], limits, cgroup: Cgroup, stop: threading.Event | None, nproc: int) -> SandboxRun:
     out, err, overflow = bytearray(), bytearray(), threading.Event()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=lambda: _limit_child(limits, cgroup))
+                            start_new_session=True, preexec_fn=lambda: _limit_child(limits, cgroup, nproc))
     readers = [threading.Thread(target=_reader, args=(proc.stdout, out, MAX_OUTPUT_BYTES, False, overflow),
                                 daemon=True),
                threading.Thread(target=_reader, args=(proc.stderr, err, STDERR_TAIL, True, overflow), daemon=True)]

@@ -69,11 +69,13 @@ def _pooled(problem: Problem, todo, jobs: int):
     pool.shutdown(wait=True)
 
 
-def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str) -> dict:
-    """On a cluster node: the submission's files, received by value, graded there."""
+def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str, strict: bool) -> dict:
+    """On a cluster node: the submission's files, received by value, graded there (in a
+    sandbox with every protection, if ``strict``)."""
     import shutil
     import tempfile
 
+    sandbox.require(strict)
     folder = Path(tempfile.mkdtemp(prefix="nnlab-grade-node-")) / name
     try:
         folder.mkdir()
@@ -84,7 +86,7 @@ def _grade_on_node(problem: Problem, files: dict[str, bytes], name: str) -> dict
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
-def _clustered(problem: Problem, todo, address: str):
+def _clustered(problem: Problem, todo, address: str, strict: bool):
     """One Ray task per submission, on the cluster ``nnlab train --cluster`` uses; each node
     needs bubblewrap and the problem's data. A task Ray gives up on fails its submission only."""
     from nnlab import cluster
@@ -95,7 +97,7 @@ def _clustered(problem: Problem, todo, address: str):
             files = {n: p.read_bytes() for n, p in grader.submission_files(path).items()}
         except (OSError, grader.SubmissionError):
             files = {}
-        calls.append((name, (files, name), 1, 0))
+        calls.append((name, (files, name, strict), 1, 0))
     for name, node, report, error in cluster.run(address, _grade_on_node, problem, calls):
         if error is not None:
             report = grader.grade_one(problem, Path("/nonexistent") / name, name)
@@ -135,7 +137,7 @@ def grade(problem: Problem, submissions: list[str | Path], out: str | Path | Non
                disable=not (show_progress() if progress is None else progress))
     stop = threading.Event()
     if cluster is not None:
-        stream = _clustered(problem, todo, cluster)
+        stream = _clustered(problem, todo, cluster, require_isolation)
     elif jobs <= 1 or len(todo) <= 1:
         stream = _sequential(problem, todo, stop)
     else:
