@@ -9,8 +9,8 @@ independent count from the convolution arithmetic.
 from __future__ import annotations
 
 import json
-import shutil
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -131,7 +131,7 @@ def _zoo(labels: Path, sentinel: Path) -> dict[str, str]:
                 except OSError:
                     pass"""),
         "fork_bomb": _attack("""
-            import time
+            import signal
             children = []
             for _ in range(200):
                 try:
@@ -139,7 +139,7 @@ def _zoo(labels: Path, sentinel: Path) -> dict[str, str]:
                 except OSError:
                     break
                 if pid == 0:
-                    time.sleep(60)
+                    signal.pause()
                     os._exit(0)
                 children.append(pid)
             if len(children) >= 100:
@@ -150,8 +150,8 @@ def _zoo(labels: Path, sentinel: Path) -> dict[str, str]:
             if os.fork() == 0:
                 os.setsid()
                 if os.fork() == 0:
-                    import time
-                    time.sleep(60)  # found by the test if it outlives its sandbox
+                    import signal
+                    signal.pause()  # found by the test if it outlives its sandbox
                     os._exit(0)
                 os._exit(0)"""),
         "fill_shared_memory": _attack("""
@@ -203,6 +203,17 @@ def _zoo(labels: Path, sentinel: Path) -> dict[str, str]:
             import json
             answer = json.dumps({'format': 'nnlab-graph/1', 'graphs': {'train': [], 'eval': []},
                                  'tensors': {'w': {'kind': 'parameter', 'shape': ['many'], 'dtype': 'float32'}}})
+            pipes = [fd for fd in range(3, 64) if os.path.exists('/proc/self/fd/%d' % fd)
+                     and os.readlink('/proc/self/fd/%d' % fd).startswith('pipe:')]
+            os.write(pipes[0], answer.encode())
+            os._exit(0)"""),
+        "huge_graph": _attack("""
+            import json
+            nodes = [{'name': 'x', 'op': 'input'},
+                     {'name': 'v', 'op': 'call', 'target': 'aten.expand.default',
+                      'args': [{'node': 'x'}, [3, 1 << 20, 28, 28]], 'kwargs': {}},
+                     {'name': 'o', 'op': 'output', 'args': [[{'node': 'v'}]]}]
+            answer = json.dumps({'format': 'nnlab-graph/1', 'tensors': {}, 'graphs': {'train': nodes, 'eval': nodes}})
             pipes = [fd for fd in range(3, 64) if os.path.exists('/proc/self/fd/%d' % fd)
                      and os.readlink('/proc/self/fd/%d' % fd).startswith('pipe:')]
             os.write(pipes[0], answer.encode())
@@ -291,6 +302,7 @@ def test_nothing_was_written_outside_and_nothing_outlived_its_sandbox(hostile):
     ("weights_in_buffers", "rules", "158,800 in buffers and constants), not fewer than 60,000"),
     ("forged_answer", "exports", "not an integer"),
     ("forbidden_operation", "exports", "runs aten.erf.default, an operation the grader does not run"),
+    ("huge_graph", "exports", "makes a tensor of 2,466,250,752 elements at batch size 3"),
 ])
 def test_tricks_on_the_rules_or_the_answer_fail_with_a_clear_reason(hostile, name, key, words):
     report = hostile["reports"][name]

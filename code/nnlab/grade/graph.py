@@ -282,8 +282,8 @@ def _shapes(net: ExportedNet, mode: str, batch: int, shape: tuple[int, ...]) -> 
     args = [torch.empty((batch, *shape), device="meta")] + [net.tensor(n) for n in names]
     try:
         out = Record(gm).run(*args)
-    except GraphError:
-        raise
+    except GraphError as exc:  # raised in Record, with fx's note on the node appended: one line
+        raise GraphError(str(exc).splitlines()[0]) from None
     except Exception as exc:  # noqa: BLE001  (a graph that does not run is the student's problem)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise GraphError(f"the exported {mode} graph does not run on a batch of {batch}: {first}") from None
