@@ -335,15 +335,13 @@ def clean_up_stale() -> None:
 
 def clean_up_after(pids: list[int]) -> None:
     """What killed grading processes left: their sandboxes' cgroups and folders."""
+    cgroups = Path("/sys/fs/cgroup")
     for pid in pids:
-        for d in Path("/sys/fs/cgroup").glob(f"*/nnlab-grade-{pid}-*"):
-            c = Cgroup.__new__(Cgroup)
-            c.kind, c.dirs = "", [d]
-            c.remove()
-        for d in Path("/sys/fs/cgroup").glob(f"nnlab-grade-{pid}-*"):
-            c = Cgroup.__new__(Cgroup)
-            c.kind, c.dirs = "", [d]
-            c.remove()
+        found = [*cgroups.glob(f"*/nnlab-grade-{pid}-*"), *cgroups.glob(f"nnlab-grade-{pid}-*")]
+        if found:  # v1 has one folder per controller, v2 one in all
+            left = Cgroup.__new__(Cgroup)
+            left.kind, left.dirs = "", found
+            left.remove()
         for d in Path(tempfile.gettempdir()).glob(f"nnlab-sandbox-{pid}-*"):
             shutil.rmtree(d, ignore_errors=True)
 
