@@ -55,6 +55,36 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
     return (size + 2 * padding - span) // stride + 1
 
 
+def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """The zeros to add before and after one axis so that a convolution keeps ``ceil(size / stride)``
+    outputs: "same" padding for any stride, as TensorFlow defines it.
+
+    The total is what the last window needs to reach the end of the input,
+    ``max((ceil(size / stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)``; the
+    smaller half goes before (top or left) and the rest after, which is also how PyTorch's
+    ``padding="same"`` splits an odd total at stride 1. PyTorch refuses ``padding="same"`` for
+    strides above 1; pad explicitly (``F.pad`` with these two numbers) instead.
+
+    Args:
+        size: input length along the axis.
+        kernel: window length.
+        stride: step between neighbouring windows.
+        dilation: spacing between the window's taps.
+
+    Returns:
+        ``(before, after)``.
+
+    Raises:
+        ShapeError: a size, kernel, stride or dilation below 1.
+    """
+    if size < 1 or kernel < 1 or stride < 1 or dilation < 1:
+        raise ShapeError(f"size ({size}), kernel ({kernel}), stride ({stride}) and dilation "
+                         f"({dilation}) must be at least 1")
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
 def conv_output_shape(input_shape: Sequence[int], out_channels: int, kernel: int | Sequence[int],
                       stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
                       dilation: int | Sequence[int] = 1) -> tuple[int, int, int]:

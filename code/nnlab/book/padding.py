@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,16 +147,23 @@ def random_conv_stack(layers: int, channels: int = 8, seed: int = 0) -> list[nn.
     return stack
 
 
+#: PyTorch's names for the values a padding invents (``nn.Conv2d(padding_mode=...)``) and the
+#: matching ``F.pad`` modes: zeros; the image mirrored about its edge pixel; the edge pixel
+#: repeated; the opposite edge (the image wraps around, as on a torus).
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
 @torch.no_grad()
 def border_distortion(images: torch.Tensor, background: float, layers: int = 4, channels: int = 8,
-                      seed: int = 0) -> torch.Tensor:
-    """How far zero padding moves the activations of a conv stack, by distance to the border.
+                      seed: int = 0, mode: str = "zeros") -> torch.Tensor:
+    """How far padding moves the activations of a conv stack, by distance to the border.
 
-    Two ways to run the same stack of 3x3 conv + ReLU layers: (a) zero padding of 1 at every
-    layer; (b) the reference: paste the image into a canvas that continues it with its own
-    ``background`` value, run the stack without padding, and cut out the image's area.
+    Two ways to run the same stack of 3x3 conv + ReLU layers: (a) a padding of 1 at every
+    layer (zeros, or another mode of :data:`PADDING_MODES`); (b) the reference: paste the image
+    into a canvas that continues it with its own ``background`` value, run the stack without
+    padding, and cut out the image's area.
     Where a layer's window stays inside the image (a) and (b) agree exactly; near the
-    border (a) sees zeros where the world continues.
+    border (a) sees invented values where the world continues.
 
     Args:
         images: ``(N, 1, H, W)`` square images in the scale the network sees.
@@ -164,6 +172,7 @@ def border_distortion(images: torch.Tensor, background: float, layers: int = 4, 
         layers: depth of the stack.
         channels: filters per layer.
         seed: for the stack's random weights.
+        mode: the padding of (a), a key of :data:`PADDING_MODES`.
 
     Returns:
         ``(layers, H // 2 + H % 2)`` tensor: for layer ``l`` and distance ``d`` from the
@@ -171,6 +180,8 @@ def border_distortion(images: torch.Tensor, background: float, layers: int = 4, 
         channels and pixels at that distance, divided by the mean absolute activation of
         (b) over the whole map of that layer.
     """
+    if mode not in PADDING_MODES:
+        raise ValueError(f"unknown padding mode {mode!r}; choose one of {', '.join(PADDING_MODES)}")
     x = images.double()
     size = x.shape[-1]
     stack = random_conv_stack(layers, channels, seed)
@@ -179,7 +190,7 @@ def border_distortion(images: torch.Tensor, background: float, layers: int = 4, 
     dist = distance_to_border(size)
     rows = []
     for i, layer in enumerate(stack):
-        padded = F.relu(F.conv2d(padded, layer.weight, layer.bias, padding=1))
+        padded = F.relu(F.conv2d(F.pad(padded, (1,) * 4, mode=PADDING_MODES[mode]), layer.weight, layer.bias))
         reference = F.relu(layer(reference))
         margin = layers - i - 1
         ref_crop = reference[..., margin:margin + size, margin:margin + size]
@@ -356,3 +367,46 @@ def plot_coverage(size: int = 6, kernel: int = 3):
         ax.set_yticks([])
         ax.grid(False)
     return fig
+
+
+def torch_same_refusal(stride: int = 2) -> str:
+    """The message with which PyTorch refuses ``padding="same"`` for a strided convolution
+    (empty if it accepts it)."""
+    try:
+        nn.Conv2d(1, 1, 3, stride=stride, padding="same")
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)
+    return ""
+
+
+def strided_same_table(cases: list[tuple[int, int, int]]) -> pd.DataFrame:
+    """The "same" padding of any stride (``nnlab.conv.same_padding``), checked by running it.
+
+    For each ``(size, kernel, stride)``: the target ``ceil(size / stride)``, the total padding
+    and its split, the output of ``F.conv2d`` on the input padded that way with ``F.pad``, and,
+    at stride 1, whether PyTorch's ``padding="same"`` gives exactly the same values (at larger
+    strides PyTorch refuses it: ``refused``).
+
+    Returns:
+        A ``pandas.DataFrame`` with one row per case.
+    """
+    import warnings
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for size, kernel, stride in cases:
+        before, after = conv.same_padding(size, kernel, stride)
+        x = torch.randn(1, 1, size, size, generator=g, dtype=torch.float64)
+        w = torch.randn(1, 1, kernel, kernel, generator=g, dtype=torch.float64)
+        ours = F.conv2d(F.pad(x, (before, after, before, after)), w, stride=stride)
+        if stride == 1:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # even kernels: PyTorch warns that it copies the input
+                same = F.conv2d(x, w, padding="same")
+            torch_says = "identical" if torch.equal(same, ours) else "DIFFERENT"
+        else:
+            torch_says = "refused" if torch_same_refusal(stride) else "accepted"
+        rows.append({"n": size, "k": kernel, "s": stride, "⌈n/s⌉": -(-size // stride),
+                     "total padding": before + after, "before": before, "after": after,
+                     "output": int(ours.shape[-1]), 'padding="same"': torch_says})
+    return pd.DataFrame(rows)

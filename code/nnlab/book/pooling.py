@@ -523,3 +523,65 @@ def trained_first_layer(seed: int = 0, variant: str = "max-pool",
 
     conv_layer = store.load_model(experiment, seed, variant)[0]
     return nn.Sequential(_Normalise(), conv_layer).requires_grad_(False).eval()
+
+
+# ------------------------------------------------------------- pooling across channels
+
+def rotated_copies(weight: torch.Tensor, turns: int = 4) -> torch.Tensor:
+    """Each filter of ``weight`` ``(C, 1, k, k)`` rotated by 0, 90, 180, ... degrees.
+
+    Returns:
+        ``(C * turns, 1, k, k)``: the ``turns`` copies of filter ``c`` are channels
+        ``c * turns`` to ``c * turns + turns - 1`` (quarter turns are exact on the pixel grid).
+    """
+    copies = [torch.rot90(weight, r, dims=(-2, -1)) for r in range(turns)]
+    return torch.stack(copies, 1).reshape(-1, *weight.shape[1:])
+
+
+@torch.no_grad()
+def channel_pooling_rotation(images: torch.Tensor, degrees: float = 30, seed: int = 0) -> dict[str, float]:
+    """Maxout-style pooling across channels, against rotations of the input.
+
+    The chapter's 16 random 5x5 filters (:func:`fixed_conv`) are each copied at four quarter
+    turns. Two feature vectors of 16 entries describe a digit: (a) each filter's global maximum
+    after ReLU; (b) for each filter, the maximum over its four rotated copies (pooling across
+    channels) and then over positions.
+
+    Args:
+        images: ``(N, 1, 28, 28)`` in [0, 1].
+        degrees: a rotation that is not a quarter turn, applied as :func:`perturb` does.
+        seed: seeds the rotation's sense per image.
+
+    Returns:
+        ``single_quarter`` and ``channel_quarter``: the mean relative change of (a) and (b)
+        when every digit is turned by 90 degrees; ``channel_map_quarter``: the largest
+        difference between the channel-pooled maps of the turned digit and the turned maps of
+        the digit (0: those maps are equivariant); ``single_{degrees}`` and
+        ``channel_{degrees}``: the mean relative changes under the rotation by ``degrees``.
+    """
+    layer = fixed_conv()
+    weight = layer.weight.double()
+    bank = rotated_copies(weight)
+    pad = weight.shape[-1] // 2
+
+    def single(x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.conv2d(x, weight, padding=pad)).amax((-2, -1))
+
+    def channel_maps(x: torch.Tensor) -> torch.Tensor:
+        maps = F.relu(F.conv2d(x, bank, padding=pad))
+        return maps.reshape(len(x), weight.shape[0], 4, *maps.shape[-2:]).amax(2)
+
+    def change(f, x: torch.Tensor, moved: torch.Tensor) -> float:
+        a, b = f(x), f(moved)
+        return float(((b - a).norm(dim=1) / a.norm(dim=1).clamp_min(1e-12)).mean())
+
+    def channel(x: torch.Tensor) -> torch.Tensor:
+        return channel_maps(x).amax((-2, -1))
+
+    x = images.double()
+    turned = torch.rot90(x, 1, dims=(-2, -1))
+    rotated = perturb(images, "rotate", degrees, seed).double()
+    return {"single_quarter": change(single, x, turned), "channel_quarter": change(channel, x, turned),
+            "channel_map_quarter": float((channel_maps(turned) - torch.rot90(channel_maps(x), 1, dims=(-2, -1)))
+                                         .abs().max()),
+            f"single_{degrees:g}": change(single, x, rotated), f"channel_{degrees:g}": change(channel, x, rotated)}
