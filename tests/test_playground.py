@@ -442,3 +442,45 @@ def test_playground_plane_is_unchanged():
     gx, gy = np.meshgrid(ticks, ticks[::-1])
     np.testing.assert_array_equal(_plane(61, pg.PLAYGROUND_EXTENT),
                                   np.stack([gx.ravel(), gy.ravel()], 1))
+
+
+@pytest.mark.parametrize("hidden", [(4, 2), (8, 8), (16, 4), (32, 3)])
+def test_neuron_plot_labels_never_overlap(hidden):
+    # issue 28: from 8 units per layer the titles ran into each other; measured with the renderer
+    import itertools
+
+    import matplotlib.pyplot as plt
+
+    fig = pg.plot_neurons(pg.init_params(hidden, seeds=[0]), "relu", resolution=11)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [(t.get_text(), t.get_window_extent(renderer)) for ax in fig.axes
+              for t in (ax.title, ax.yaxis.label) if t.get_visible() and t.get_text()]
+    frame = fig.bbox
+    plt.close(fig)
+    assert len(labels) == sum(hidden) + 1 + len(hidden)  # a title per hidden unit, a label per row
+    clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(labels, 2) if box_a.overlaps(box_b)]
+    assert not clashes, clashes[:5]
+    outside = [text for text, box in labels if box.x0 < frame.x0 - 1 or box.x1 > frame.x1 + 1 or box.y1 > frame.y1 + 1]
+    assert not outside
+
+
+def test_logistic_sgd_step_matches_autograd():
+    # the cross-entropy on the linear output: one SGD step is -lr times autograd's gradient
+    rng = np.random.default_rng(3)
+    params = [(w * 3, b + rng.normal(size=b.shape)) for w, b in pg.init_params((3, 2), seeds=[0, 1])]
+    x = rng.normal(size=(7, 2)) * 3
+    y = np.where(rng.random(7) < 0.5, -1.0, 1.0)
+    lr = 0.1
+    before = pg.copy_params(params)
+    pg.sgd_step(params, x, y, "leaky_relu", lr, 0.0, loss="logistic")
+    for run in range(2):
+        model = pg.to_torch(before, "leaky_relu", run)[:-1]  # drop the output tanh: z is linear
+        z = model(torch.from_numpy(x))[:, 0]
+        torch.nn.functional.softplus(-torch.from_numpy(y) * z).mean().backward()
+        linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+        for (w0, b0), (w1, b1), lin in zip(before, params, linears):
+            np.testing.assert_allclose(w1[run], w0[run] - lr * lin.weight.grad.numpy().T, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(b1[run], b0[run] - lr * lin.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="unknown loss"):
+        pg.sgd_step(params, x, y, "relu", lr, 0.0, loss="hinge")

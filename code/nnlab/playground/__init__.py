@@ -11,11 +11,13 @@ Playground only shows:
   the ``tanh`` output: other labels are refused with a ``ValueError`` that says how to map
   them (``from_arrays`` maps two classes of any kind, 0/1 say, for you);
 * the network: inputs ``x1, x2``; hidden layers of any width (default ``[4, 2]``) with a
-  ``relu``, ``tanh``, ``sigmoid`` or ``linear`` activation; a ``tanh`` output unit;
+  ``relu``, ``tanh``, ``sigmoid`` or ``linear`` activation (and, beyond Playground, ``leaky_relu``
+  and the rescaled sigmoids ``centred_sigmoid`` and ``scaled_sigmoid``); a ``tanh`` output unit;
   weights drawn uniformly from ``[-0.5, 0.5)`` and biases 0.1, or everything zero
   (Playground's hidden ``initZero`` option);
 * the loss ``0.5 * (out - y)**2`` per point (Playground's ``Errors.SQUARE``), averaged over
-  a set of points when reported;
+  a set of points when reported (``sgd_step`` also takes ``loss="logistic"``, the
+  cross-entropy of the output's linear pre-activation);
 * training: plain SGD with learning rate 0.03 on batches of 10, the gradient averaged over
   the batch; one *iteration* is one pass over the training points, in the same order every
   pass. As in Playground, a batch that a pass leaves unfinished is completed by the first
@@ -86,6 +88,7 @@ from nnlab.playground.figures import (
 from nnlab.playground.network import (
     ACTIVATIONS,
     INITS,
+    LEAKY_SLOPE,
     Params,
     accuracy,
     activate,
@@ -115,18 +118,18 @@ from nnlab.playground.studies import (
     iterations_to_loss,
     mean_activation_derivative,
 )
-from nnlab.playground.training import History, PlaygroundConfig, sgd_step, train, train_many
+from nnlab.playground.training import LOSSES, History, PlaygroundConfig, sgd_step, train, train_many
 
 __all__ = [
     # data
     "DATASETS", "DOMAIN", "PLAYGROUND_EXTENT", "Extent", "Dataset", "generate", "make_dataset",
     "check_labels", "as_extent", "extent_around",
     # network
-    "ACTIVATIONS", "INITS", "Params", "layer_sizes", "init_params", "activate",
+    "ACTIVATIONS", "INITS", "LEAKY_SLOPE", "Params", "layer_sizes", "init_params", "activate",
     "activation_derivative", "forward", "backward", "predict", "loss", "accuracy",
     "select_run", "copy_params", "stack_runs", "unit_spread", "max_abs_weights", "to_torch",
     # training
-    "PlaygroundConfig", "History", "sgd_step", "train", "train_many",
+    "LOSSES", "PlaygroundConfig", "History", "sgd_step", "train", "train_many",
     # studies
     "ORDERS", "dead_units", "DyingReluResult", "dying_relu_data", "dying_relu_experiment",
     "dying_relu_grid", "gradient_report", "iterations_to_loss", "mean_activation_derivative",

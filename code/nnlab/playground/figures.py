@@ -151,16 +151,23 @@ def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int 
         extent: the plane shown (default: the data's, see the module's note).
 
     Returns:
-        The figure (one row per layer, inputs side first).
+        The figure (one row per layer, inputs side first). Each row is labelled on its left
+        (``layer 1``, ..., ``output``) and each panel by its unit's number; wide layers get
+        shorter titles and a smaller font, so that titles never overlap.
     """
     ext = _extent(extent, data)
     grid = _plane(resolution, ext)
     _, act = forward(select_run(params, run), grid, activation)
     layers = act[1:]
     cols = max(a.shape[-1] for a in layers)
-    fig, axes = plt.subplots(len(layers), cols, figsize=(min(TEXT_WIDTH, 1.45 * cols + 0.6), 1.5 * len(layers)),
-                             squeeze=False)
+    width = min(TEXT_WIDTH, 1.45 * cols + 0.6)
+    panel = (width - 0.6) / cols  # inches per panel
+    fontsize = 9 if panel >= 0.9 else 8 if panel >= 0.6 else 7
+    short = panel < 0.9  # "3" instead of "unit 3"
+    fig, axes = plt.subplots(len(layers), cols, squeeze=False, layout="constrained",
+                             figsize=(width, max(1.0, min(1.5, panel + 0.45)) * len(layers) + 0.2))
     for li, a in enumerate(layers):
+        last = li == len(layers) - 1
         for j in range(cols):
             ax = axes[li][j]
             ax.set_xticks([])
@@ -171,8 +178,10 @@ def plot_neurons(params: Params, activation: str, run: int = 0, resolution: int 
                 continue
             ax.imshow(a[0, :, j].reshape(resolution, resolution), cmap=LABEL_CMAP, vmin=-1, vmax=1,
                       extent=ext)
-            name = "output" if li == len(layers) - 1 else f"layer {li + 1}, unit {j + 1}"
-            ax.set_title(name, fontsize=9)
+            if j == 0:
+                ax.set_ylabel("output" if last else f"layer {li + 1}", fontsize=fontsize)
+            if not last:
+                ax.set_title(f"{j + 1}" if short else f"unit {j + 1}", fontsize=fontsize)
     return fig
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "centred_sigmoid", "scaled_sigmoid")
+LEAKY_SLOPE = 0.01  # leaky ReLU's slope for s < 0 (PyTorch's default)
 INITS = ("playground", "zero")
 
 Params = list[tuple[np.ndarray, np.ndarray]]
@@ -59,8 +60,14 @@ def init_params(hidden: Sequence[int] = (4, 2), init: str = "playground",
 def activate(name: str, s: np.ndarray) -> np.ndarray:
     """Apply a hidden activation elementwise.
 
+    Besides Playground's four (``relu``, ``tanh``, ``sigmoid``, ``linear``) there are three
+    for the book's experiments: ``leaky_relu`` (slope ``LEAKY_SLOPE`` for ``s < 0``), and
+    two rescaled sigmoids whose slope, like ReLU's and tanh's, reaches 1:
+    ``centred_sigmoid`` ``4 sigmoid(s) - 2 = 2 tanh(s / 2)`` (zero-centred) and
+    ``scaled_sigmoid`` ``4 sigmoid(s)`` (outputs in (0, 4), mean about 2 near 0).
+
     Args:
-        name: ``relu``, ``tanh``, ``sigmoid`` or ``linear``.
+        name: one of ``ACTIVATIONS``.
         s: pre-activations.
 
     Returns:
@@ -80,6 +87,12 @@ def activate(name: str, s: np.ndarray) -> np.ndarray:
         return a
     if name == "linear":
         return s
+    if name == "leaky_relu":
+        return np.where(s > 0, s, LEAKY_SLOPE * s)
+    if name == "centred_sigmoid":
+        return 2.0 * np.tanh(0.5 * s)
+    if name == "scaled_sigmoid":
+        return 2.0 * (1.0 + np.tanh(0.5 * s))
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
@@ -111,6 +124,12 @@ def activation_derivative(name: str, s: np.ndarray, a: np.ndarray,
         return d
     if name == "linear":
         return np.ones_like(s)
+    if name == "leaky_relu":
+        return np.where(s > 0, 1.0, LEAKY_SLOPE)
+    if name == "centred_sigmoid":  # 1 - tanh(s/2)^2, with a = 2 tanh(s/2)
+        return 1.0 - 0.25 * a * a
+    if name == "scaled_sigmoid":  # 4 sigma (1 - sigma), with a = 4 sigma
+        return a * (4.0 - a) * 0.25
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
@@ -242,6 +261,17 @@ def max_abs_weights(params: Params) -> np.ndarray:
     return np.stack([np.abs(w).max((-2, -1)) for w, _ in params], -1)
 
 
+class _Affine(nn.Module):
+    """``scale * inner(s) + shift``: the rescaled sigmoids in torch."""
+
+    def __init__(self, inner: nn.Module, scale: float, shift: float) -> None:
+        super().__init__()
+        self.inner, self.scale, self.shift = inner, scale, shift
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.inner(s) + self.shift
+
+
 def to_torch(params: Params, activation: str, run: int = 0) -> nn.Sequential:
     """The same network as a float64 ``nn.Sequential`` (for autograd checks and reuse).
 
@@ -254,7 +284,9 @@ def to_torch(params: Params, activation: str, run: int = 0) -> nn.Sequential:
         ``Linear -> act -> ... -> Linear -> Tanh`` with copied weights.
     """
     modules: list[nn.Module] = []
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity,
+            "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE), "centred_sigmoid": lambda: _Affine(nn.Sigmoid(), 4.0, -2.0),
+            "scaled_sigmoid": lambda: _Affine(nn.Sigmoid(), 4.0, 0.0)}
     for i, (w, b) in enumerate(params):
         lin = nn.Linear(w.shape[1], w.shape[2], dtype=torch.float64)
         with torch.no_grad():

@@ -116,7 +116,8 @@ def dying_relu_data(n: int = 1000, dataset: str = "circle", noise: float = 0.0,
 def dying_relu_experiment(seeds: Sequence[int] = tuple(range(20)), hidden: Sequence[int] = (8, 8),
                           learning_rate: float = 0.03, batch_size: int = 10, epochs: int = 10,
                           checkpoint_every: int = 100, dataset: str = "circle",
-                          noise: float = 0.0, data_seed: int = 0) -> DyingReluResult:
+                          noise: float = 0.0, data_seed: int = 0, activation: str = "relu",
+                          loss: str = "square") -> DyingReluResult:
     """Train ReLU networks with SGD on class-grouped and on shuffled data; count dead units.
 
     Both orders train from the same initial weights for a given seed (Playground's init),
@@ -132,6 +133,11 @@ def dying_relu_experiment(seeds: Sequence[int] = tuple(range(20)), hidden: Seque
         dataset: Playground generator of the 1000 points (500 per class).
         noise: its noise fraction.
         data_seed: seeds the points.
+        activation: the hidden activation: ``relu``, or ``leaky_relu`` to measure that remedy
+            (a unit counts as dead when its pre-activation is <= 0 on every point, as for
+            ReLU, although a leaky unit there still gets a small gradient).
+        loss: ``square`` (Playground's, on the ``tanh`` output) or ``logistic`` (cross-entropy
+            on the linear output; see :func:`~nnlab.playground.training.sgd_step`).
 
     Returns:
         The :class:`DyingReluResult`.
@@ -169,14 +175,14 @@ def dying_relu_experiment(seeds: Sequence[int] = tuple(range(20)), hidden: Seque
         if k:
             for p0 in range(checkpoints[k - 1], seen, batch_size):
                 i = p0 % n
-                sgd_step(params, xo[:, i:i + batch_size], yo[:, i:i + batch_size], "relu",
-                          learning_rate, 0.0)
-        masks = dead_units(params, x)
+                sgd_step(params, xo[:, i:i + batch_size], yo[:, i:i + batch_size], activation,
+                          learning_rate, 0.0, loss)
+        masks = dead_units(params, x, activation)
         dead[:, k] = np.stack([m.sum(-1) for m in masks], -1)
         const[:, k] = np.stack([m.all(-1) for m in masks], -1).any(-1)
         bias[:, k] = params[-1][1][:, 0]
-        acc_tr[:, k] = accuracy(params, x, y, "relu")
-        acc_te[:, k] = accuracy(params, xt, yt, "relu")
+        acc_tr[:, k] = accuracy(params, x, y, activation)
+        acc_te[:, k] = accuracy(params, xt, yt, activation)
     seconds = time.perf_counter() - start
 
     def split(a: np.ndarray) -> np.ndarray:
@@ -206,18 +212,22 @@ def dying_relu_grid(widths: Sequence[int] = (2, 4, 8), learning_rates: Sequence[
     Returns:
         ``widths``, ``learning_rates`` and arrays ``(width, rate, order)`` of seed means at
         the end of training: ``dead_fraction``, ``constant_output`` (share of networks with
-        a fully dead layer), ``test_accuracy``; plus ``seconds``.
+        a fully dead layer), ``test_accuracy``; for each of them a ``..._runs`` array
+        ``(width, rate, order, seed)`` of the per-seed values behind the mean; plus ``seconds``.
     """
     shape = (len(widths), len(learning_rates), len(ORDERS))
-    out = {k: np.zeros(shape) for k in ("dead_fraction", "constant_output", "test_accuracy")}
+    keys = ("dead_fraction", "constant_output", "test_accuracy")
+    out = {k: np.zeros(shape) for k in keys}
+    out.update({f"{k}_runs": np.zeros((*shape, len(seeds))) for k in keys})
     start = time.perf_counter()
     kwargs.setdefault("checkpoint_every", 500)
     for i, w in enumerate(widths):
         for j, lr in enumerate(learning_rates):
             r = dying_relu_experiment(seeds=seeds, hidden=(w,) * depth, learning_rate=lr,
                                       epochs=epochs, **kwargs)
-            for k in out:
+            for k in keys:
                 out[k][i, j] = r.final(k).mean(1)
+                out[f"{k}_runs"][i, j] = r.final(k)
     out["widths"] = np.array(widths)
     out["learning_rates"] = np.array(learning_rates, dtype=float)
     out["seconds"] = np.array(time.perf_counter() - start)

@@ -101,18 +101,32 @@ class History:
     seconds: float = 0.0
 
 
+LOSSES = ("square", "logistic")
+
+
 def sgd_step(params: Params, xb: np.ndarray, yb: np.ndarray, activation: str, lr: float,
-             relu_grad_at_zero: float) -> None:
+             relu_grad_at_zero: float, loss: str = "square") -> None:
     """One SGD update in place, with ``lr / batch`` folded into the backward recursion.
 
     The recursion is that of :func:`~nnlab.playground.network.backward`. Every ``delta`` is
     computed with the weights from before the update, as Playground does; the learning rate
     is applied once to ``delta_L`` instead of to every gradient.
+
+    ``loss`` is Playground's ``square`` loss on the ``tanh`` output, ``0.5 (tanh(z) - y)^2``,
+    or ``logistic``: the cross-entropy ``log(1 + exp(-y z))`` of the output's linear
+    pre-activation ``z`` (the ``tanh`` is then only read for its sign), whose ``delta_L =
+    -y sigmoid(-y z)`` does not vanish when the output is confidently wrong.
     """
     pre, act = forward(params, xb, activation)
     out = act[-1]
-    delta = out - yb[..., None]
-    delta *= 1.0 - out * out
+    if loss == "square":
+        delta = out - yb[..., None]
+        delta *= 1.0 - out * out
+    elif loss == "logistic":
+        yz = yb[..., None] * pre[-1]
+        delta = -yb[..., None] * 0.5 * (1.0 - np.tanh(0.5 * yz))  # -y sigmoid(-y z), no overflow
+    else:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     delta *= lr / out.shape[-2]
     for i in range(len(params) - 1, -1, -1):
         w, b = params[i]
