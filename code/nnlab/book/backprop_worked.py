@@ -192,3 +192,40 @@ def gradient_check(sizes: tuple[int, ...] = (3, 5, 4, 2), batch: int = 6, h: flo
     backprop = backprop.double()
     error = (numeric - backprop).norm() / (numeric.norm() + backprop.norm())
     return {"relative_error": float(error), "parameters": int(numeric.numel()), "h": h}
+
+
+def kink_check(s0: float, h: float = 1e-6, seed: int = 0) -> dict[str, float]:
+    """A central difference across ReLU's kink: where it agrees with backprop and where not.
+
+    A 3-4-1 ReLU network (float64) on one input is shifted so that its first hidden unit's
+    pre-activation is exactly ``s0``; the derivative of the squared loss with respect to
+    that unit's bias is then computed by autograd (ReLU'(s) = 1 for s > 0, 0 otherwise) and
+    by the central difference with step ``h``. When ``|s0| < h`` the two nudged losses lie on
+    different sides of the kink and the difference quotient averages the two one-sided
+    slopes; otherwise the two agree to rounding.
+
+    Returns:
+        ``backprop``, ``central`` (the two derivatives), ``relative_error``
+        (``|c - b| / (|c| + |b|)``, 0 when both are 0), ``s0`` and ``h``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    W1 = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    W2 = torch.randn(1, 4, generator=g, dtype=torch.float64)
+    x = torch.randn(3, generator=g, dtype=torch.float64)
+    b1 = torch.zeros(4, dtype=torch.float64)
+    b1[0] = s0 - float(W1[0] @ x)  # unit 0's pre-activation is s0
+    b1[1:] = 0.5  # the other units active, so the output depends on the inputs
+
+    def loss(bias: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((W2 @ torch.relu(W1 @ x + bias)) - 1.0).pow(2).sum()
+
+    b = b1.clone().requires_grad_()
+    loss(b).backward()
+    up, down = b1.clone(), b1.clone()
+    up[0] += h
+    down[0] -= h
+    central = float((loss(up) - loss(down)) / (2 * h))
+    backprop = float(b.grad[0])
+    scale = abs(central) + abs(backprop)
+    error = abs(central - backprop) / scale if scale else 0.0  # both exactly 0: they agree
+    return {"backprop": backprop, "central": central, "relative_error": error, "s0": s0, "h": h}

@@ -1,0 +1,156 @@
+"""Claims of Part I added after the 2026-12-07 review: the kink caveat of the gradient check,
+the rescaled-sigmoid ablation and the zero-start plateau (1B), the phase of the data-order
+gap, the dying-ReLU remedy and the cross-entropy rows (1C).
+
+Each test reruns the chapter's own computation (seconds of CPU on the Playground engine) and
+checks that the sentence the chapter prints is the one its statistical test supports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnlab import playground as pg
+from nnlab.book import backprop_worked as bw
+from nnlab.book import dying_relu as dr
+from nnlab.book import saturation as sat
+from nnlab.stats import compare
+
+SEEDS = tuple(range(10))
+DR_SEEDS = tuple(range(40))
+
+
+# Backpropagation: a central difference across ReLU's kink (book/part1/backprop.md)
+
+def test_central_difference_disagrees_only_across_the_kink():
+    at_kink = bw.kink_check(s0=2.5e-7, h=1e-6)
+    away = bw.kink_check(s0=0.1, h=1e-6)
+    assert at_kink["relative_error"] > 0.1  # "can disagree": by a fifth, not by rounding
+    assert at_kink["backprop"] == pytest.approx(away["backprop"], rel=0.2)  # the same active slope
+    assert away["relative_error"] < 1e-8
+    assert bw.kink_check(s0=-0.1)["relative_error"] == 0.0  # off: both exactly zero
+
+
+# Saturation: slope bound or centring? (book/part1/saturation.md)
+
+def test_speed_phrase_follows_its_test():
+    fast = np.array([10.0, 12, 9, 11, 10, 13, 8, 10, 12, 11])
+    slow = 20 * fast * np.linspace(0.9, 1.1, 10)
+    c = sat.speed_comparison(slow, fast, ("slow one", "fast one"), (4000, 4000), SEEDS)
+    assert c.detected and sat.speed_phrase(c).startswith("slow one needs 20 times as many iterations as fast one")
+    c = sat.speed_comparison(fast, slow, ("fast one", "slow one"), (4000, 4000), SEEDS)
+    assert sat.speed_phrase(c).startswith("slow one needs 20 times")
+    tied = sat.speed_comparison(fast, fast[::-1], ("a", "b"), (4000, 4000), SEEDS)
+    assert not tied.detected and sat.speed_phrase(tied).startswith("no detectable difference at ten seeds")
+    never = np.full(10, np.nan)  # never reached: counted at the budget, a lower bound
+    assert sat.censored(never, 2000).tolist() == [2000.0] * 10
+
+
+@pytest.fixture(scope="module")
+def centring():
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    budgets = {("sigmoid", 0.03): 4000, ("sigmoid", 0.3): 600,
+               ("centred_sigmoid", 0.03): 1000, ("scaled_sigmoid", 0.03): 2000,
+               ("centred_sigmoid", 0.3): 600, ("scaled_sigmoid", 0.3): 600}
+    reach = sat.centring_ablation(data, SEEDS, budgets)
+    names = {"sigmoid": "the sigmoid", "scaled_sigmoid": "4σ(s)", "centred_sigmoid": "4σ(s) − 2"}
+
+    def speed(a, b, lr):
+        return sat.speed_comparison(reach[a, lr], reach[b, lr], (names[a], names[b]),
+                                    (budgets[a, lr], budgets[b, lr]), SEEDS)
+
+    return {lr: (speed("sigmoid", "scaled_sigmoid", lr), speed("scaled_sigmoid", "centred_sigmoid", lr))
+            for lr in (0.03, 0.3)}
+
+
+@pytest.mark.parametrize("lr", [0.03, 0.3])
+def test_centring_not_the_slope_bound_makes_the_sigmoid_slow(centring, lr):
+    slope, centred = centring[lr]
+    # the chapter's student section and summary print this verdict
+    assert sat.centring_verdict(slope, centred).startswith("centring, not the slope bound")
+    assert centred.detected and centred.difference > 0  # 4σ(s) needs more iterations than 4σ(s) − 2
+    assert not (slope.detected and slope.difference > 0)  # the steeper 4σ(s) is not detectably faster
+    for c in (slope, centred):
+        assert ("needs" in sat.speed_phrase(c)) == c.detected
+
+
+def test_centring_verdict_wording_matches_the_tests():
+    def fake(a, b):
+        return compare(dict(zip(SEEDS, a)), dict(zip(SEEDS, b)), names=("x", "y"), scale=1.0)
+
+    slow, fast = np.arange(10) + 20.0, np.arange(10) * 1.01 + 1.0
+    tie = fast[::-1]
+    assert "slower than the sigmoid itself" in sat.centring_verdict(fake(fast, slow), fake(slow, fast))
+    assert "no faster than" in sat.centring_verdict(fake(fast, tie), fake(slow, fast))
+    assert sat.centring_verdict(fake(slow, fast), fake(slow, fast)).startswith("both matter")
+    assert sat.centring_verdict(fake(fast, tie), fake(fast, tie)).startswith("neither")
+
+
+def test_zero_start_line_follows_the_sample_asymmetry():
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    config = pg.PlaygroundConfig(activation="sigmoid", init="zero", iterations=4000)
+    final = pg.train(config, data, seeds=[0]).params
+    early = pg.train(pg.PlaygroundConfig(activation="sigmoid", init="zero", iterations=1), data, seeds=[0]).params
+    r = sat.zero_start_symmetry(data, early, final, "sigmoid")
+    assert r["label_mean_norm"] / r["mean_norm"] < 0.15  # "almost nothing survives the average"
+    assert r["grad_angle"] < 1.0  # the first gradient lies along E[y x]
+    assert r["final_angle"] < 15.0  # and so, roughly, does the final boundary's normal
+    assert r["drive"] == pytest.approx(r["label_mean_norm"], rel=0.1)  # out E[x] is a small correction
+
+
+# Data order and dying ReLUs (book/part1/dying_relu.md)
+
+def test_grouped_order_trails_at_every_phase_of_the_last_pass():
+    epochs = 10
+    r = pg.dying_relu_experiment(seeds=DR_SEEDS, hidden=(4, 2), learning_rate=0.03, epochs=epochs,
+                                 checkpoint_every=100)
+    last = r.points_seen > (epochs - 1) * 1000
+    grouped, shuffled = r.test_accuracy[0][:, last], r.test_accuracy[1][:, last]
+    curve = grouped.mean(0)
+    assert curve.max() - curve.min() > 0.05  # "depends on where in the pass"
+    assert curve.argmax() not in (4, 9)  # best a little way into a half, not at its end
+    for g, s in ((grouped.mean(1), shuffled.mean(1)), (grouped[:, 4], shuffled[:, 4]), (grouped[:, -1], shuffled[:, -1])):
+        c = compare(dict(zip(DR_SEEDS, g)), dict(zip(DR_SEEDS, s)), names=("the grouped order", "the shuffled order"))
+        assert c.verdict().startswith("the shuffled order ahead of the grouped order")
+
+
+@pytest.fixture(scope="module")
+def remedies():
+    kw = {"learning_rates": (0.03, 1.0, 3.0), "seeds": DR_SEEDS, "epochs": 5}
+    return {"relu": pg.dying_relu_grid(widths=(2, 8), **kw),
+            "leaky": pg.dying_relu_grid(widths=(2,), activation="leaky_relu", **kw),
+            "logistic": pg.dying_relu_grid(widths=(2, 8), loss="logistic", **kw)}
+
+
+def _runs(grid, key, width, lr, order):
+    i, j = list(grid["widths"]).index(width), list(grid["learning_rates"]).index(lr)
+    return dict(zip(DR_SEEDS, grid[f"{key}_runs"][i, j, order]))
+
+
+def test_remedy_sentences_follow_their_tests(remedies):
+    relu, leaky, ce = remedies["relu"], remedies["leaky"], remedies["logistic"]
+    c = compare(_runs(ce, "dead_fraction", 8, 1.0, 0), _runs(relu, "dead_fraction", 8, 1.0, 0),
+                names=("the cross-entropy", "the squared loss"))
+    assert dr.higher_phrase(c, "the dead share").startswith("the dead share is higher with the cross-entropy")
+    const_ce = np.mean(list(_runs(ce, "constant_output", 2, 1.0, 0).values()))
+    const_sq = np.mean(list(_runs(relu, "constant_output", 2, 1.0, 0).values()))
+    assert const_ce > const_sq + 0.25  # "rises from ... to ..."
+    c = compare(_runs(leaky, "test_accuracy", 2, 3.0, 1), _runs(relu, "test_accuracy", 2, 3.0, 1),
+                names=("the leaky ReLU", "ReLU"))
+    assert dr.higher_phrase(c, "test accuracy").startswith("test accuracy is higher with the leaky ReLU")
+    # "units still switch off on every point": the leaky ReLU does not prevent it
+    assert np.mean(list(_runs(leaky, "dead_fraction", 2, 1.0, 0).values())) > 0.05
+    # "the remedy that works across the whole grid is still the smaller learning rate"
+    for grid in (relu, leaky):
+        dead = grid["dead_fraction"][0, :, 0]
+        assert dead[0] < dead[-1] / 2
+
+
+def test_higher_phrase_names_a_direction_only_when_detected():
+    a = {s: 0.5 + 0.01 * s for s in range(5)}
+    b = {s: 0.1 + 0.01 * s + 0.001 * (s % 2) for s in range(5)}
+    assert dr.higher_phrase(compare(a, b, names=("A", "B")), "x").startswith("x is higher with A than with B")
+    assert dr.higher_phrase(compare(b, a, names=("B", "A")), "x").startswith("x is higher with A than with B")
+    tied = compare(a, {s: v + (0.01 if s % 2 else -0.01) for s, v in a.items()}, names=("A", "B"))
+    assert dr.higher_phrase(tied, "x").startswith("no detectable difference at five seeds")
