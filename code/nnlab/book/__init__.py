@@ -7,7 +7,8 @@
   :mod:`~nnlab.book.cnn_report`, :mod:`~nnlab.book.pooling`, :mod:`~nnlab.book.padding`,
   :mod:`~nnlab.book.relu_logic`, :mod:`~nnlab.book.mnist_facts`,
   :mod:`~nnlab.book.backprop_worked`, :mod:`~nnlab.book.initialisation`,
-  :mod:`~nnlab.book.cnn_anatomy`, :mod:`~nnlab.book.invariance`;
+  :mod:`~nnlab.book.cnn_anatomy`, :mod:`~nnlab.book.invariance`,
+  :mod:`~nnlab.book.saturation`, :mod:`~nnlab.book.dying_relu`;
 * :mod:`nnlab.book.build`: the build's cache invalidation (``python -m nnlab.book prepare``).
 
 Everything here imports the core; nothing in the core imports this package.
