@@ -272,16 +272,17 @@ def argmax_moves(images: torch.Tensor, sigmas: tuple[float, ...] = (0.2, 0.4), s
 
     def windows(x: torch.Tensor) -> torch.Tensor:
         maps = F.relu(layer(x))
-        n, c = maps.shape[:2]
-        return F.unfold(maps.reshape(n * c, 1, *maps.shape[2:]), 2, stride=2)  # (N*C, 4, L)
+        n, c, h, w = maps.shape
+        cells = maps.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
+        return cells.reshape(n * c * (h // 2) * (w // 2), 4).T  # (4 cells in reading order, windows)
 
     clean = windows(images)
-    top, where = clean.max(1)
+    top, where = clean.max(0)
     active = top > 0
-    ties = (clean == top.unsqueeze(1)).sum(1) > 1
+    ties = (clean == top).sum(0) > 1
     out = {"active": float(active.double().mean()), "tied": float(ties.double().mean()),
            "tied_zero": float((ties & ~active).double().sum() / ties.double().sum().clamp_min(1))}
     for sigma in sigmas:
-        noisy_where = windows(perturb(images, "noise", sigma, seed)).argmax(1)
+        noisy_where = windows(perturb(images, "noise", sigma, seed)).argmax(0)
         out[f"moved_{sigma:g}"] = float((noisy_where != where)[active].double().mean())
     return out

@@ -11,6 +11,8 @@ continues. The functions below compute each of these effects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -180,24 +182,40 @@ def border_distortion(images: torch.Tensor, background: float, layers: int = 4, 
         channels and pixels at that distance, divided by the mean absolute activation of
         (b) over the whole map of that layer.
     """
-    if mode not in PADDING_MODES:
-        raise ValueError(f"unknown padding mode {mode!r}; choose one of {', '.join(PADDING_MODES)}")
+    return border_distortion_modes(images, background, (mode,), layers, channels, seed)[mode]
+
+
+@torch.no_grad()
+def border_distortion_modes(images: torch.Tensor, background: float, modes: Sequence[str] = tuple(PADDING_MODES),
+                            layers: int = 4, channels: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`border_distortion` for several padding modes, sharing one run of the reference.
+
+    Returns:
+        ``{mode: (layers, H // 2 + H % 2) tensor}`` in the order of ``modes``.
+
+    Raises:
+        ValueError: a mode that is not a key of :data:`PADDING_MODES`.
+    """
+    unknown = [m for m in modes if m not in PADDING_MODES]
+    if unknown:
+        raise ValueError(f"unknown padding mode {unknown[0]!r}; choose one of {', '.join(PADDING_MODES)}")
     x = images.double()
     size = x.shape[-1]
     stack = random_conv_stack(layers, channels, seed)
-    padded = x
+    padded = dict.fromkeys(modes, x)
     reference = F.pad(x, (layers,) * 4, value=background)
     dist = distance_to_border(size)
-    rows = []
+    rows: dict[str, list[torch.Tensor]] = {m: [] for m in modes}
     for i, layer in enumerate(stack):
-        padded = F.relu(F.conv2d(F.pad(padded, (1,) * 4, mode=PADDING_MODES[mode]), layer.weight, layer.bias))
         reference = F.relu(layer(reference))
         margin = layers - i - 1
         ref_crop = reference[..., margin:margin + size, margin:margin + size]
-        err = (padded - ref_crop).abs().mean(dim=(0, 1))
         scale = ref_crop.abs().mean()
-        rows.append(torch.stack([err[dist == d].mean() for d in range(int(dist.max()) + 1)]) / scale)
-    return torch.stack(rows).float()
+        for m in modes:
+            padded[m] = F.relu(F.conv2d(F.pad(padded[m], (1,) * 4, mode=PADDING_MODES[m]), layer.weight, layer.bias))
+            err = (padded[m] - ref_crop).abs().mean(dim=(0, 1))
+            rows[m].append(torch.stack([err[dist == d].mean() for d in range(int(dist.max()) + 1)]) / scale)
+    return {m: torch.stack(r).float() for m, r in rows.items()}
 
 
 def plot_padding_stack(image: torch.Tensor, layers: tuple[int, ...] = (0, 3, 6, 9, 12),

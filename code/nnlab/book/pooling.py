@@ -571,17 +571,17 @@ def channel_pooling_rotation(images: torch.Tensor, degrees: float = 30, seed: in
         maps = F.relu(F.conv2d(x, bank, padding=pad))
         return maps.reshape(len(x), weight.shape[0], 4, *maps.shape[-2:]).amax(2)
 
-    def change(f, x: torch.Tensor, moved: torch.Tensor) -> float:
-        a, b = f(x), f(moved)
+    def change(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(((b - a).norm(dim=1) / a.norm(dim=1).clamp_min(1e-12)).mean())
-
-    def channel(x: torch.Tensor) -> torch.Tensor:
-        return channel_maps(x).amax((-2, -1))
 
     x = images.double()
     turned = torch.rot90(x, 1, dims=(-2, -1))
     rotated = perturb(images, "rotate", degrees, seed).double()
-    return {"single_quarter": change(single, x, turned), "channel_quarter": change(channel, x, turned),
-            "channel_map_quarter": float((channel_maps(turned) - torch.rot90(channel_maps(x), 1, dims=(-2, -1)))
-                                         .abs().max()),
-            f"single_{degrees:g}": change(single, x, rotated), f"channel_{degrees:g}": change(channel, x, rotated)}
+    maps = {name: channel_maps(z) for name, z in (("x", x), ("turned", turned), ("rotated", rotated))}
+    channel = {name: m.amax((-2, -1)) for name, m in maps.items()}
+    plain = {name: single(z) for name, z in (("x", x), ("turned", turned), ("rotated", rotated))}
+    return {"single_quarter": change(plain["x"], plain["turned"]),
+            "channel_quarter": change(channel["x"], channel["turned"]),
+            "channel_map_quarter": float((maps["turned"] - torch.rot90(maps["x"], 1, dims=(-2, -1))).abs().max()),
+            f"single_{degrees:g}": change(plain["x"], plain["rotated"]),
+            f"channel_{degrees:g}": change(channel["x"], channel["rotated"])}
