@@ -167,3 +167,52 @@ def build_log() -> str:
     from test_book import run_build
 
     return run_build()
+
+
+@pytest.fixture(scope="session")
+def site(build_log) -> str:
+    """The built site (test_book's ``HTML``) served on 127.0.0.1: its base URL."""
+    import functools
+    import http.server
+    import threading
+
+    from test_book import HTML
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no line per request on stderr
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/favicon.ico":  # asked for by the browser itself, not by any page:
+                self.send_response(204)      # its 404 would race into a page's console errors
+                self.end_headers()
+                return
+            super().do_GET()
+
+    handler = functools.partial(Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless chromium through playwright (skips without one, fails under CI)."""
+    from test_book import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"chromium not found at {CHROMIUM}; CI must install Debian's chromium")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the playwright package is not installed")
+        pytest.skip("playwright is not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -12,14 +12,11 @@ repository's ``_build`` alone: for checking a working copy while another build u
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
@@ -146,45 +143,6 @@ def test_every_internal_link_resolves(build_log):
 
 # ---------------------------------------------------------------------------------------
 # Browser tests
-
-
-@pytest.fixture(scope="session")
-def site(build_log):
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # no line per request on stderr
-            pass
-
-        def do_GET(self) -> None:
-            if self.path == "/favicon.ico":  # asked for by the browser itself, not by any page:
-                self.send_response(204)      # its 404 would race into a page's console errors
-                self.end_headers()
-                return
-            super().do_GET()
-
-    handler = functools.partial(Quiet, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"chromium not found at {CHROMIUM}; CI must install Debian's chromium")
-        pytest.skip("no chromium installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the playwright package is not installed")
-        pytest.skip("playwright is not installed")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -404,3 +362,16 @@ def test_slider_scrubs_through_training(page, site, doc):
     after = img.get_attribute("src")
     assert after != before and slider.locator(".nnlab-slider-label").inner_text() != label_before
     assert page.evaluate("(el) => el.complete && el.naturalWidth > 0", img.element_handle())
+
+
+def test_first_page_offers_every_chapter_as_a_notebook(build_log):
+    """The first page lists every notebook chapter, part by part, with a link to the
+    notebook the site serves (``book/_ext/notebooks.py``)."""
+    html = (HTML / "book/intro.html").read_text()
+    listing = re.search(r'<div class="nnlab-notebooks">(.*?)</div>', html, re.S)
+    assert listing, "no list of notebooks on the first page"
+    hrefs = re.findall(r'href="\.\./_sources/([^"]+)\.ipynb" download', listing.group(1))
+    chapters = [p for p in toc_pages()[1:] if "kernelspec:" in (ROOT / f"{p}.md").read_text()]
+    assert hrefs == chapters, f"listed {hrefs}, expected {chapters}"
+    assert all((HTML / "_sources" / f"{p}.ipynb").is_file() for p in chapters)
+    assert "Part I. Principles" in listing.group(1) and "Part III. Convolutional networks" in listing.group(1)

@@ -6,9 +6,9 @@
   lines are removed from every page.
 - pydata-sphinx-theme logs an error when ``default_mode`` is empty; the book is light by
   default (the reader's switch still works).
-- sphinx-book-theme offers an ``.ipynb`` download only for ``.ipynb`` sources. Each MyST
-  notebook chapter is also written as ``_sources/<page>.ipynb`` (via myst-nb's reader) and
-  offered in the page's download menu next to the ``.md`` source.
+- Accessibility: the hidden-cell toggles, the search field and the colour-mode button get
+  accessible names that contain their visible text, and the bibliography's entries a role
+  that a list may hold (see ``_A11Y``). Every page is checked with axe-core in the tests.
 """
 
 from __future__ import annotations
@@ -38,50 +38,36 @@ def dedupe_inline_scripts(html: str) -> str:
     return "".join(out)
 
 
-_SOURCE_LINK = re.compile(r'<li><a href="(?P<href>[^"]+)\.md"[^>]*btn-download-source-button.*?</li>', re.S)
+# Accessibility (axe-core's WCAG 2 A/AA rules, run on every page by tests/test_accessibility.py):
+# a control's accessible name must contain its visible text (WCAG 2.5.3), and a list's items
+# must have a role a list may hold (doc-biblioentry is deprecated, so its entries counted as
+# bare links).
+_A11Y = (
+    # myst-nb's hidden-cell toggles are named "Toggle hidden content" while they show
+    # "Show code cell source": the visible text names them.
+    (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # the search field shows "Search Ctrl+K" but is named "Search": its text names it
+    (re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="Search"'), r"\1"),
+    # the colour-mode button is named "Color mode" while its icons' titles ("Light", ...),
+    # which Font Awesome turns into <title> text, name the mode: the icons lose their titles
+    (re.compile(r'(<i class="theme-switch [^"]*" data-mode="\w+")\s+title="[^"]*"'), r'\1 aria-hidden="true"'),
+    (re.compile(r'role="doc-biblioentry"'), 'role="listitem"'),
+)
 
 
-def add_notebook_link(html: str) -> str:
-    """Add an ``.ipynb`` entry after the ``.md`` source entry of the download menu."""
-    match = _SOURCE_LINK.search(html)
-    if not match or 'btn-download-notebook-button' in html:
-        return html
-    item = (f'\n<li><a href="{match["href"]}.ipynb" download '
-            'class="btn btn-sm btn-download-notebook-button dropdown-item" title="Download notebook file">'
-            '<span class="btn__icon-container"><i class="fas fa-code"></i></span>'
-            '<span class="btn__text-container">.ipynb</span></a></li>')
-    return html[:match.end()] + item + html[match.end():]
-
-
-def _write_notebooks(app) -> set[str]:
-    import nbformat
-    from myst_nb.core.read import read_myst_markdown_notebook
-
-    written = set()
-    for docname in app.env.found_docs:
-        src = Path(app.srcdir) / f"{docname}.md"
-        if not src.is_file():
-            continue
-        text = src.read_text(encoding="utf-8")
-        if "kernelspec:" not in text:
-            continue
-        dest = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(read_myst_markdown_notebook(text), str(dest))
-        written.add(docname)
-    return written
+def accessible(html: str) -> str:
+    """The page with the accessibility fixes above applied."""
+    for pattern, replacement in _A11Y:
+        html = pattern.sub(replacement, html)
+    return html
 
 
 def _build_finished(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    notebooks = _write_notebooks(app)
     for page in Path(app.outdir).rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        fixed = dedupe_inline_scripts(text)
-        docname = page.relative_to(app.outdir).with_suffix("").as_posix()
-        if docname in notebooks:
-            fixed = add_notebook_link(fixed)
+        fixed = accessible(dedupe_inline_scripts(text))
         if fixed != text:
             page.write_text(fixed, encoding="utf-8")
 

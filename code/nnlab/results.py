@@ -248,6 +248,21 @@ def changes(name: str | E.Experiment) -> str | None:
     return _changes(exp, data, changed) if changed else None
 
 
+def _missing_detail(name: str) -> str:
+    """Why an experiment has no stored result, and what to do: train it, or, outside any
+    project (a notebook downloaded into an empty folder, where ``nnlab train`` finds no
+    experiments), read the stored results of the repository it comes from."""
+    here = project.current()
+    folder = experiment_dir(name)
+    if here.config_file is not None or here.results_from != "default" or here.experiments_from != "nowhere":
+        return f"no stored result in {folder}; run `{retrain_command(name)}`"
+    return (f"no stored result in {folder}, and {here.root} is in no nnlab project (no pyproject.toml with "
+            "a [tool.nnlab] table there or above), so `nnlab train` cannot find the experiment here. Its "
+            "stored results come with the repository that trains them (a book's or course's), in its "
+            "results/ folder: point NNLAB_RESULTS at that folder, in a notebook with "
+            "`%env NNLAB_RESULTS=/path/to/the/repository/results`, or run inside the repository")
+
+
 def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
     """The status of a stored result, its raw data and its current runs, from one read."""
     exp = E.get(name)
@@ -257,8 +272,7 @@ def _inspect(name: str | E.Experiment) -> tuple[Status, dict | None, dict]:
     except DamagedResult as exc:
         return Status(name, "damaged", str(exc)), None, {}
     if data is None:
-        return Status(name, "missing", f"no stored result in {experiment_dir(name)}; "
-                                       f"run `{retrain_command(name)}`"), None, {}
+        return Status(name, "missing", _missing_detail(name)), None, {}
     current, changed = current_runs(exp, data)
     if changed:
         return Status(name, "stale", f"{_changes(exp, data, changed)}; run `{retrain_command(name)}`"), data, current

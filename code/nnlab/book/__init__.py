@@ -10,6 +10,8 @@
   :mod:`~nnlab.book.cnn_anatomy`, :mod:`~nnlab.book.invariance`,
   :mod:`~nnlab.book.saturation`, :mod:`~nnlab.book.dying_relu`;
 * :mod:`nnlab.book.build`: the build's cache invalidation (``python -m nnlab.book prepare``).
+* :mod:`nnlab.book.notebooks`: the chapters as downloadable notebooks, and what they say
+  outside the repository.
 
 Everything here imports the core; nothing in the core imports this package.
 """
