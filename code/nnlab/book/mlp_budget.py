@@ -311,6 +311,28 @@ def _grad_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> floa
     return float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters())))
 
 
+def example_factors(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """How a final Softmax re-weights the examples, for a network whose last layer is one.
+
+    Per example, the norm of the double-softmax loss's gradient with respect to the logits
+    ``z`` (the input of the final Softmax) divided by the norm of ``softmax(z) - onehot(y)``,
+    the gradient the correct loss would give at the same logits. Returns the median of that
+    ratio over correctly classified (``right``) and misclassified (``wrong``) examples and the
+    number of misclassified ones (``n_wrong``). Adam removes a common scale of the gradient,
+    not a difference between examples, so the ratio of the two medians is what matters.
+    """
+    with torch.no_grad():
+        z = model[:-1](x)
+    z.requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(torch.softmax(z, 1), y, reduction="sum"), z)
+    q = torch.softmax(z.detach(), 1)
+    ratio = grad.norm(dim=1) / (q - F.one_hot(y, q.shape[1])).norm(dim=1)
+    right = q.argmax(1) == y
+    return {"right": float(ratio[right].median()) if right.any() else math.nan,
+            "wrong": float(ratio[~right].median()) if (~right).any() else math.nan,
+            "n_wrong": int((~right).sum())}
+
+
 def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: int = 32,
                       probe: int = 1000, seed: int = 0) -> dict:
     """Gradient norms with and without a final Softmax in front of ``CrossEntropyLoss``.
@@ -321,7 +343,8 @@ def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: 
     gradient of the mean loss over a fixed probe of ``probe`` training images is measured for
     each model; ``init_ratio`` is the ratio at step 0, on identical weights, where the extra
     softmax is the only difference. Returns checkpoints, ``logits`` and ``softmax`` norm lists,
-    and their ratios.
+    their ratios, and ``factors``: :func:`example_factors` of the double-softmax network on the
+    probe at each checkpoint.
     """
     from nnlab.data import mnist
     from nnlab.models import mlp
@@ -336,17 +359,20 @@ def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: 
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
     gen = torch.Generator().manual_seed(seed)
     norms: dict[str, list[float]] = {k: [] for k in models}
+    factors = []
     for step in range(max(checkpoints) + 1):
         if step in checkpoints:
             for k, m in models.items():
                 norms[k].append(_grad_norm(m, xp, yp))
+            factors.append(example_factors(doubled, xp, yp))
         idx = torch.randint(len(x), (batch,), generator=gen)
         for k, m in models.items():
             opts[k].zero_grad()
             F.cross_entropy(m(x[idx]), y[idx]).backward()
             opts[k].step()
     ratios = [s / n for s, n in zip(norms["softmax"], norms["logits"])]
-    return {"checkpoints": list(checkpoints), **norms, "ratios": ratios, "init_ratio": ratios[0]}
+    return {"checkpoints": list(checkpoints), **norms, "ratios": ratios, "init_ratio": ratios[0],
+            "factors": factors}
 
 
 def elastic_settings() -> dict:
@@ -412,11 +438,15 @@ def equal_epoch_verdict() -> str:
 
 
 def softmax_gradient_table(grads: dict) -> pd.DataFrame:
-    """:func:`softmax_gradients` as a table: step, both gradient norms and their ratio."""
+    """:func:`softmax_gradients` as a table: step, both gradient norms and their ratio, and the
+    double-softmax network's median per-image factors (:func:`example_factors`) on the probe."""
     return pd.DataFrame({"optimiser step": grads["checkpoints"],
                          "gradient norm, logits": [f"{g:.3f}" for g in grads["logits"]],
                          "gradient norm, final Softmax": [f"{g:.3f}" for g in grads["softmax"]],
-                         "ratio": [f"{r:.2f}" for r in grads["ratios"]]})
+                         "ratio": [f"{r:.2f}" for r in grads["ratios"]],
+                         "per-image factor, right": [f"{f['right']:.3f}" for f in grads["factors"]],
+                         "per-image factor, wrong": [f"{f['wrong']:.3f}" for f in grads["factors"]],
+                         "images wrong": [f["n_wrong"] for f in grads["factors"]]})
 
 
 # ---------------------------------------------------------------------------------------
