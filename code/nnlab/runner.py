@@ -185,7 +185,8 @@ def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tupl
         detail = "; ".join(f"variant {name!r}: {exc}" for name, exc in refused)
         raise type(refused[0][1])(f"experiment {exp.name!r} cannot train: {detail}")
     status = store.status(exp)
-    if status.state == "damaged" and not fresh:  # its runs must not be lost
+    folder = (store.experiment_dir(exp) / "result.json").is_dir()  # --fresh replaces a damaged file, not this
+    if status.state == "damaged" and (folder or not fresh):  # its runs must not be lost
         raise store.DamagedResult(f"result of experiment {exp.name!r} is damaged: {status.detail}")
     done = set() if fresh else set(store.stored_current_runs(exp))  # a stale variant's runs train again
     return [(v, s) for v in wanted_variants for s in (seeds or exp.seeds) if store.run_key(v.name, s) not in done]
