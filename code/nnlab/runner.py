@@ -340,10 +340,16 @@ def _results_in(folder: str):
 def _train_on_node(exp: E.Experiment, variant: str, seed: int, device: str) -> tuple[dict, dict]:
     """One run as a Ray task on a cluster node: the code of a local run (:func:`train_one`,
     the recipe's thread count), its checkpoints in a node-local scratch folder that goes with
-    it, never in a results store. Returns the record and the weights (a CPU state dict)."""
+    it, never in a results store. Returns the record and the weights (a CPU state dict).
+
+    The folder goes when the task ends, fails or is cancelled (Ray interrupts it); one left by a
+    worker that was killed outright is removed by the next task on that node."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="nnlab-node-") as scratch, _results_in(scratch):
+    from nnlab.cluster import SCRATCH_PREFIX, remove_dead_scratch
+
+    remove_dead_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch, _results_in(scratch):
         return _train_in_worker(exp, variant, seed, device, False)
 
 
