@@ -245,6 +245,42 @@ def test_sigterm_cancels_the_tasks_and_stores_nothing_more(cluster, tmp_path):
     assert not (results / T.HELD.name / "result.json").exists()
 
 
+def _scratch(pids) -> list[Path]:
+    """The scratch folders of these (Ray worker) processes on this node."""
+    import tempfile
+
+    return [p for pid in pids for p in Path(tempfile.gettempdir()).glob(f"nnlab-node-{pid}-*")]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cancelled_tasks_remove_their_node_folders(cluster, tmp_path):
+    proc, results, gate = _held(cluster, tmp_path)
+    pids = _arrivals(cluster, proc, gate, 2)
+    assert len(_scratch(pids)) == 2  # each held run has its checkpoint folder on the node
+    proc.send_signal(signal.SIGTERM)
+    code, err = _finish(proc, timeout=120)
+    assert code == 130 and "the runs still on the cluster were cancelled" in err, err[-3000:]
+    assert not _scratch(pids), "a cancelled task left its nnlab-node-* folder"
+    T.open_gate(gate, "running")
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.parametrize("token", [None, "0" * 64])
+def test_a_driver_without_the_clusters_token_is_told_to_pass_it(cluster, tmp_path, token):
+    env = {k: v for k, v in {**os.environ, **cluster.env}.items() if not k.startswith("RAY_AUTH_")}
+    env.update({"NNLAB_RESULTS": str(tmp_path / "results"), "HOME": str(tmp_path)},  # no ~/.ray/auth_token
+               **({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token} if token else {}))
+    proc = subprocess.run([sys.executable, SCRIPT, "train", T.TINY.name, "--cluster", cluster.address, "--device",
+                           "cpu"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()  # Ray never retried: none of its "Failed to get cluster ID" lines
+    words = "refused this driver's authentication token" if token else "requires token authentication"
+    assert line.startswith("nnlab: error: ") and words in line and "RAY_AUTH_TOKEN=<the cluster's token>" in line
+    assert "ray get-auth-token" in line and not (tmp_path / "results" / T.TINY.name).exists()
+
+
 @needs_ray
 @pytest.mark.slow
 def test_every_listening_socket_of_the_cluster_is_on_the_loopback_interface(cluster):
@@ -402,3 +438,40 @@ def test_cuda_on_a_cluster_without_a_gpu_is_refused_before_anything_trains(monke
     monkeypatch.setattr(cluster, "run", lambda *a: pytest.fail("nothing may be submitted"))
     with pytest.raises(cluster.ClusterError, match="no node of the cluster has a GPU"):
         run_experiment(tiny_experiment, cluster="head:6379", device="cuda")
+
+
+def test_scratch_folders_of_dead_workers_are_removed_and_no_others(tmp_path):
+    from nnlab.cluster import remove_dead_scratch
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, alive, other = (tmp_path / f"nnlab-node-{gone.pid}-abc", tmp_path / f"nnlab-node-{os.getpid()}-def",
+                          tmp_path / "nnlab-node-notapid")
+    for folder in (dead, alive, other):
+        (folder / "ckpt").mkdir(parents=True)
+    assert remove_dead_scratch(str(tmp_path)) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_head_that_dies_mid_run_is_one_nnlab_line(tmp_path):
+    from nnlab.cluster import LocalCluster
+
+    with LocalCluster(num_cpus=2, extra_env={"NNLAB_DATA": os.environ["NNLAB_DATA"]}) as head:
+        head.seen = {}
+        proc, results, gate = _held(head, tmp_path)
+        _arrivals(head, proc, gate, 2)
+        gcs = [p for p in psutil.Process(head.process.pid).children(recursive=True) if p.name() == "gcs_server"]
+        assert len(gcs) == 1
+        gcs[0].kill()
+        code, err = _finish(proc, timeout=240)
+        T.open_gate(gate, "running")
+    assert code == 1, err[-3000:]
+    assert f"nnlab: error: the Ray head at {head.address} stopped answering while 6 run(s)" in err
+    assert "run the same command again" in err and "Traceback" not in err
+    lines = err.splitlines()
+    said = next(i for i, line in enumerate(lines) if line.startswith("nnlab: error: the Ray head"))
+    # nnlab spoke before Ray's client gave up on the head (after 60 s), if it got that far at all
+    assert not [line for line in lines[:said] if "Failed to connect to GCS" in line]
+    assert not (results / T.HELD.name / "result.json").exists()

@@ -115,3 +115,60 @@ def test_licences_and_changelog_are_in_the_repository():
     assert "CC BY 4.0" in (ROOT / "_config.yml").read_text() and "CC BY 4.0" in (ROOT / "README.md").read_text()
     ignored = (ROOT / ".gitignore").read_text().split()
     assert "build/" in ignored and "dist/" in ignored
+
+
+def _cpu_constraints():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_constraints", ROOT / ".ci" / "cpu_constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cuda_closure() -> set[str]:
+    """The distributions the installed CUDA torch pulls in for CUDA on this platform,
+    transitively, with the extras it asks for (from the installed metadata: no network)."""
+    from importlib import metadata
+
+    def wanted(req: Requirement, extras: set[str]) -> bool:
+        return req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras or {""})
+
+    todo = [(r, set()) for r in map(Requirement, metadata.requires("torch") or [])
+            if wanted(r, set()) and re.match(r"(nvidia|cuda|triton)", r.name)]
+    seen: set[tuple[str, frozenset]] = set()
+    while todo:
+        req, _ = todo.pop()
+        dist = re.sub(r"[-_.]+", "-", req.name).lower()
+        if (dist, frozenset(req.extras)) in seen:
+            continue
+        seen.add((dist, frozenset(req.extras)))
+        try:
+            todo += [(r, set()) for r in map(Requirement, metadata.requires(dist) or []) if wanted(r, set(req.extras))]
+        except metadata.PackageNotFoundError:
+            continue
+    return {dist for dist, _ in seen}
+
+
+def test_the_cpu_lock_is_the_lock_without_its_cuda_pins_and_up_to_date():
+    cpu = _cpu_constraints()
+    lock = (ROOT / "constraints.txt").read_text()
+    text = (ROOT / "constraints-cpu.txt").read_text()
+    assert text == cpu.cpu_lock(lock), "constraints-cpu.txt is out of date: run `python .ci/cpu_constraints.py`"
+    pins = [line for line in lock.splitlines() if line.strip() and not line.startswith("#")]
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert not [line for line in kept if re.search(r"nvidia|cuda|triton", line, re.I)]
+    dropped = [line for line in pins if line not in kept]
+    assert kept == [line for line in pins if line not in dropped]  # every other pin, identical, in order
+    assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(kept)  # the CPU wheels' X+cpu match these pins
+    names = {cpu.pinned_name(line) for line in dropped}
+    assert "triton" in names and any(n.startswith("nvidia-") for n in names)
+    import torch
+
+    if torch.version.cuda:  # the installed torch is the CUDA build: what it pulls in is what is dropped
+        closure = _cuda_closure()
+        assert names <= closure, names - closure
+        assert {cpu.pinned_name(line) for line in pins} & closure <= names
+    readme = (ROOT / "README.md").read_text()
+    assert "constraints-cpu.txt" in readme and "--index-url https://download.pytorch.org/whl/cpu" in readme
+    assert "python .ci/cpu_constraints.py" in readme

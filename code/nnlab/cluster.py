@@ -33,10 +33,16 @@ from pathlib import Path
 
 EXTRA = 'pip install "nnlab-course[cluster]"'
 MAX_RETRIES = 2  # a run whose worker dies (killed, out of memory, node lost) is tried at most 3 times
+SCRATCH_PREFIX = "nnlab-node-"  # a task's scratch folder on its node: nnlab-node-<worker pid>-<random>
+CANCEL_GRACE = 15.0  # seconds cancelled tasks get to end (and remove their scratch folders) before they are killed
 
 
 class ClusterError(RuntimeError):
     """Ray is not installed, the cluster cannot be reached, or it cannot run a run as asked."""
+
+
+class HeadLost(ClusterError):
+    """The cluster's head stopped answering while runs were on the cluster."""
 
 
 def require_ray():
@@ -75,6 +81,7 @@ def _check_address(ray, address: str) -> None:
     if not _reachable(host, port):
         raise ClusterError(f"nothing answers at {address}: no Ray head listens there (start one with "
                            "`ray start --head --port=PORT`; see the README, *Training on a cluster*)")
+    _check_token(f"{host}:{port}" if ":" not in host else f"[{host}]:{port}")
     rewritten = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "").lower() not in ("0", "false")
     if host in _LOOPBACK and rewritten and sys.platform.startswith("linux"):
         routable = ray.util.get_node_ip_address()
@@ -82,6 +89,62 @@ def _check_address(ray, address: str) -> None:
             raise ClusterError(f"Ray would reach {address} at this machine's address {routable}:{port}, where "
                                "nothing listens: a cluster started on 127.0.0.1 needs "
                                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in this command's environment too")
+
+
+def _driver_token() -> str | None:
+    """The token this process would present, where Ray looks for it: ``$RAY_AUTH_TOKEN``, the
+    file named by ``$RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if token:
+        return token
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    with contextlib.suppress(OSError):
+        return path.read_text().strip() or None
+    return None
+
+
+def _refused(address: str, token: str | None) -> bool:
+    """Whether the head at ``address`` refuses a request carrying ``token`` (or none) as
+    unauthenticated: one gRPC call, answered at once (``ray.init`` would retry it for about
+    20 s and then blame the address). False whenever it cannot tell."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:
+        return False
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    channel = grpc.insecure_channel(address)
+    try:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=5.0, metadata=metadata)
+    except grpc.RpcError as exc:
+        return exc.code() == grpc.StatusCode.UNAUTHENTICATED
+    except Exception:
+        return False
+    finally:
+        channel.close()
+    return False
+
+
+def _check_token(address: str) -> None:
+    """Fail at once, naming the token, when the cluster wants one this driver does not have
+    (or has another one)."""
+    if not _refused(address, None):
+        return  # no authentication there, or nothing to tell
+    token = _driver_token()
+    how = ("set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the cluster's token> in this command's environment (or "
+           "put the token in ~/.ray/auth_token, or name its file with RAY_AUTH_TOKEN_PATH); `ray get-auth-token` "
+           "on the head node prints it")
+    if token is None:
+        raise ClusterError(f"the Ray cluster at {address} requires token authentication and this driver has no "
+                           f"token: {how}")
+    if _refused(address, token):
+        raise ClusterError(f"the Ray cluster at {address} refused this driver's authentication token (it is not "
+                           f"the cluster's): {how}")
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
+        raise ClusterError(f"the Ray cluster at {address} requires token authentication and this driver has the "
+                           "token but RAY_AUTH_MODE is not 'token', so Ray would not send it: set "
+                           "RAY_AUTH_MODE=token in this command's environment")
 
 
 def connect(address: str):
@@ -147,6 +210,46 @@ def _portable(exc: Exception) -> Exception:
         return ClusterError(f"{type(exc).__name__}: {exc}")
 
 
+def remove_dead_scratch(folder: str | None = None) -> list[Path]:
+    """Remove the scratch folders (``nnlab-node-<pid>-*`` in ``folder``, the temporary folder
+    by default) of worker processes that no longer exist on this node: a worker killed
+    outright (out of memory, a forced cancel) had no chance to remove its own. Returns them."""
+    import shutil
+
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
+
+
+def _cancel(ray, refs: list) -> None:
+    """Cancel tasks so that they can clean up: Ray raises KeyboardInterrupt in each running
+    one (its scratch folder is removed as it unwinds); those still running after
+    :data:`CANCEL_GRACE` seconds are killed."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=False)
+    with contextlib.suppress(Exception):
+        _, refs = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE)
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
+
+
 def _task(fn, shared, *args):
     """What runs on a node: ``fn(shared, *args)``, with where it ran and how it failed."""
     node = node_name()
@@ -192,7 +295,8 @@ def run(address: str, fn, shared, calls: Iterable[tuple[object, tuple, float, fl
     exception a task raised (not retried) or a :class:`ClusterError` for a task Ray gave up
     on (its worker died more than :data:`MAX_RETRIES` times, or it could not start); ``node`` is
     ``hostname (IP)`` where known. On any interruption of the consumer (Ctrl-C, SIGTERM
-    turned into one, an error) every outstanding task is cancelled and its worker killed.
+    turned into one, an error) every outstanding task is cancelled: interrupted, so that it
+    removes its scratch folder, and killed if it has not ended within :data:`CANCEL_GRACE` s.
     """
     ray = connect(address)
     calls = list(calls)
@@ -204,8 +308,15 @@ def run(address: str, fn, shared, calls: Iterable[tuple[object, tuple, float, fl
         ref = ray.put(shared)
         for key, args, cpus, gpus in calls:
             pending[task.options(num_cpus=cpus, num_gpus=gpus).remote(fn, ref, *args)] = key
+        head, silent = _head_address(ray, address), 0
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # wakes up for signals
+            silent = 0 if done or head is None or _reachable(*head, timeout=2.0) else silent + 1
+            if silent >= 2:  # Ray's own client would wait 60 s, then end the process without a word
+                raise HeadLost(f"the Ray head at {address} stopped answering while {len(pending)} run(s) were on "
+                               "the cluster: they are lost, the runs that ended before are stored; restart the "
+                               "cluster (`ray start --head`, then the nodes) and run the same command again to "
+                               "train the rest")
             for ref_done in done:
                 key = pending.pop(ref_done)
                 try:
@@ -213,11 +324,18 @@ def run(address: str, fn, shared, calls: Iterable[tuple[object, tuple, float, fl
                 except ray.exceptions.RayError as exc:  # its worker died every time, nnlab is missing there, ...
                     node, result, error = None, None, _gave_up(ray, exc)
                 yield key, node, result, error
-    except BaseException:
-        for outstanding in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(outstanding, force=True)
+    except BaseException as exc:
+        if pending and not isinstance(exc, HeadLost):  # without a head there is nothing to cancel with
+            _cancel(ray, list(pending))
         raise
+
+
+def _head_address(ray, address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of the head's GCS this driver is connected to, or None if unknown."""
+    with contextlib.suppress(Exception):
+        host, _, port = (ray.get_runtime_context().gcs_address or address).rpartition(":")
+        return host.strip("[]"), int(port)
+    return None
 
 
 def _free_port() -> int:

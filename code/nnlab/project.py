@@ -191,6 +191,10 @@ def import_experiments(project: Project | None = None) -> list[str]:
             raise ProjectError(f"cannot import experiment module {module!r} ({where}): {exc}; "
                                f"check its spelling, or run nnlab from the folder of your "
                                f"pyproject.toml") from None
+        except SystemExit as exc:  # sys.exit() while imported would end `nnlab` silently, often with status 0
+            raise ProjectError(f"experiment module {module!r} ({where}) called sys.exit({exc.code!r}) while it was "
+                               "imported; an experiment module must only define and register experiments (put "
+                               "script code under `if __name__ == \"__main__\":`)") from None
         except Exception as exc:
             raise ProjectError(f"experiment module {module!r} ({where}) raised {type(exc).__name__}: {exc} "
                                f"(see the whole traceback with `python -c \"import {module}\"`)") from exc

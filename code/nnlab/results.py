@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import platform
 import statistics
 import time
@@ -114,10 +115,41 @@ def _number_or_none(value) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
+def _out_of_range(key: str, value) -> str | None:
+    """Why a stored metric cannot be what it says (None if it can): an accuracy outside
+    [0, 1], a loss or a time that is negative, or anything not finite."""
+    if value is None:
+        return None
+    if not _number_or_none(value):
+        return f"holds {key}={value!r}, not a number"
+    if not math.isfinite(value):
+        return f"holds {key}={value!r}, not a finite number"
+    if key.endswith("_acc") and not 0 <= value <= 1:
+        return f"holds {key}={value!r}, not an accuracy in [0, 1]"
+    if value < 0:
+        return f"holds {key}={value!r}, a negative {'time' if key == 'seconds' else 'loss'}"
+    return None
+
+
+def _weights_problem(w) -> str | None:
+    """Why a run's weights entry cannot be read (None if it can): it must name a file in the
+    experiment's ``weights`` folder, by a relative path that stays there, and its sha256."""
+    if w is None:
+        return None
+    if not (isinstance(w, dict) and isinstance(w.get("file"), str) and isinstance(w.get("sha256"), str)
+            and len(w["sha256"]) == 64):
+        return "has a weights entry without a file name and a sha256"
+    parts = w["file"].replace("\\", "/").split("/")
+    if len(parts) != 2 or parts[0] != "weights" or parts[1] in ("", ".", "..") or ":" in w["file"]:
+        return f"has a weights path {w['file']!r} that leaves the experiment's weights folder"
+    return None
+
+
 def run_problems(run) -> list[str]:
     """What is wrong with one stored run, in plain words (empty when it is readable): the
     fields every reader relies on (``variant``, ``seed``, ``val_acc``, ``test_acc``), the
-    types of its metrics, and the form of its weights entry."""
+    types and ranges of its metrics (accuracies in [0, 1], losses and times finite and not
+    negative), and the form of its weights entry (a file in the experiment's weights folder)."""
     if not isinstance(run, dict):
         return [f"is a {type(run).__name__}, not a run"]
     problems = []
@@ -129,19 +161,33 @@ def run_problems(run) -> list[str]:
         if key not in run:
             problems.append(f"has no {key}")
     for key, value in run.items():
-        if (key.endswith(("_acc", "_loss")) or key == "seconds") and not _number_or_none(value):
-            problems.append(f"holds {key}={value!r}, not a number")
-    w = run.get("weights")
-    if w is not None and not (isinstance(w, dict) and isinstance(w.get("file"), str)
-                              and isinstance(w.get("sha256"), str) and len(w["sha256"]) == 64):
-        problems.append("has a weights entry without a file name and a sha256")
+        if key.endswith(("_acc", "_loss")) or key == "seconds":
+            problem = _out_of_range(key, value)
+            if problem:
+                problems.append(problem)
+    weights = _weights_problem(run.get("weights"))
+    if weights:
+        problems.append(weights)
     return problems
+
+
+def _key_problems(runs: dict) -> list[str]:
+    """Runs stored under a key that is not their own (``variant/seed=N``)."""
+    return [f"run {key} is stored under that key but is variant {run['variant']!r}, seed {run['seed']}"
+            for key, run in runs.items()
+            if not run_problems(run) and key != run_key(run["variant"], run["seed"])]
 
 
 def _read_json(path: Path, name: str) -> dict:
     fix = f"restore it with `git checkout -- {path}` or retrain with `{retrain_command(name)} --fresh`"
+    if path.is_dir():
+        raise DamagedResult(f"{path} is a folder, not a result file; move it out of {path.parent} (nothing in it "
+                            f"is read), then restore the file with `git checkout -- {path}` or run "
+                            f"`{retrain_command(name)}`")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise DamagedResult(f"{path} cannot be read ({exc.strerror or exc}); make it readable for this user") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedResult(f"{path} is not valid JSON ({exc}); {fix}") from None
     schema = data.get("schema") if isinstance(data, dict) else None
@@ -155,6 +201,7 @@ def _read_json(path: Path, name: str) -> dict:
     except (KeyError, TypeError, AttributeError) as exc:
         raise DamagedResult(f"{path} has no readable config ({exc!r}); {fix}") from None
     bad = [f"run {key} {p}" for key, run in data["runs"].items() for p in run_problems(run)]
+    bad += _key_problems(data["runs"])
     if bad:
         listed = "; ".join(bad[:3]) + (f"; ... ({len(bad)} problems in all)" if len(bad) > 3 else "")
         raise DamagedResult(f"{path}: {listed}; {fix}")
@@ -338,7 +385,7 @@ def record_run(name: str | E.Experiment, variant: str, seed: int, run: dict,
         try:
             data = read_raw(name)
         except DamagedResult as exc:
-            if not replace_damaged:
+            if not replace_damaged or path.is_dir():  # --fresh replaces a damaged file, never a folder
                 raise DamagedResult(f"not storing run {run_key(variant, seed)}: {exc}") from None
             data = None
         key = run_key(variant, seed)
@@ -421,10 +468,17 @@ def debris(name: str | E.Experiment) -> list[Path]:
 def clean(name: str | E.Experiment) -> list[Path]:
     """Remove :func:`debris` (under the experiment's lock); returns what was removed."""
     name = name.name if isinstance(name, E.Experiment) else name
-    with locked(name):
-        removed = debris(name)
-        for path in removed:
-            path.unlink(missing_ok=True)
+    removed = []
+    try:
+        with locked(name):
+            for path in debris(name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    except OSError as exc:
+        where = exc.filename or experiment_dir(name)
+        raise ResultError(f"cannot remove {where} ({exc.strerror or exc}; {len(removed)} leftover file(s) of "
+                          f"{name!r} removed before it, nothing else touched): the results store is read-only "
+                          "for this user; make it writable (or run as its owner) and clean again") from None
     return removed
 
 
@@ -505,6 +559,10 @@ def load_model(name: str | E.Experiment, seed: int | None = None, variant: str |
     data = load(exp, allow_incomplete=True)
     seed = exp.seeds[0] if seed is None else seed
     run = data["runs"].get(run_key(v.name, seed))
+    if run is None and seed not in exp.seeds:
+        raise MissingResult(f"experiment {name!r} has no seed {seed}: its seeds are {list(exp.seeds)} (stored: "
+                            f"{stored_seeds(exp, v.name)}); ask for one of them, or add {seed} to the "
+                            f"experiment's seeds where it is defined and run `{retrain_command(name)}`")
     if run is None:
         raise MissingResult(f"experiment {name!r} has no stored run {run_key(v.name, seed)}; "
                             f"stored seeds: {stored_seeds(exp, v.name)}; run `{retrain_command(name)}`")

@@ -185,7 +185,8 @@ def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tupl
         detail = "; ".join(f"variant {name!r}: {exc}" for name, exc in refused)
         raise type(refused[0][1])(f"experiment {exp.name!r} cannot train: {detail}")
     status = store.status(exp)
-    if status.state == "damaged" and not fresh:  # its runs must not be lost
+    folder = (store.experiment_dir(exp) / "result.json").is_dir()  # --fresh replaces a damaged file, not this
+    if status.state == "damaged" and (folder or not fresh):  # its runs must not be lost
         raise store.DamagedResult(f"result of experiment {exp.name!r} is damaged: {status.detail}")
     done = set() if fresh else set(store.stored_current_runs(exp))  # a stale variant's runs train again
     return [(v, s) for v in wanted_variants for s in (seeds or exp.seeds) if store.run_key(v.name, s) not in done]
@@ -339,10 +340,16 @@ def _results_in(folder: str):
 def _train_on_node(exp: E.Experiment, variant: str, seed: int, device: str) -> tuple[dict, dict]:
     """One run as a Ray task on a cluster node: the code of a local run (:func:`train_one`,
     the recipe's thread count), its checkpoints in a node-local scratch folder that goes with
-    it, never in a results store. Returns the record and the weights (a CPU state dict)."""
+    it, never in a results store. Returns the record and the weights (a CPU state dict).
+
+    The folder goes when the task ends, fails or is cancelled (Ray interrupts it); one left by a
+    worker that was killed outright is removed by the next task on that node."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="nnlab-node-") as scratch, _results_in(scratch):
+    from nnlab.cluster import SCRATCH_PREFIX, remove_dead_scratch
+
+    remove_dead_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch, _results_in(scratch):
         return _train_in_worker(exp, variant, seed, device, False)
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnlab import augment
-from nnlab.data import MNIST, DataSource, as_splits
+from nnlab.data import MNIST, DataError, DataSource, as_splits
 from nnlab.fileio import atomic_write_bytes
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "adadelta")
@@ -59,6 +59,16 @@ CHANCE_LOSS_FACTOR = 20.0
 CHANCE_MARGIN = 0.05
 CHANCE_LOSS_MARGIN = 0.05
 CHANCE_STEPS = 200
+
+
+def _integer(value) -> bool:
+    """An int, not a bool (``True`` is an int to Python, never an epoch count to a recipe)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    """A finite int or float, not a bool or a string."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -119,32 +129,28 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            problems.append(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            problems.append(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        for name in ("epochs", "batch_size", "eval_batch", "threads"):
+            value = getattr(self, name)
+            if not (_integer(value) and value >= 1):
+                problems.append(f"{name} must be a positive integer, got {value!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (_number(self.lr) and self.lr > 0):
             problems.append(f"lr must be a positive finite number, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0 <= self.momentum < 1:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not (_number(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be >= 0 (a finite number), got {self.weight_decay!r}")
+        for name in ("momentum", "warmup", "label_smoothing"):
+            value = getattr(self, name)
+            if not (_number(value) and 0 <= value < 1):
+                problems.append(f"{name} must be in [0, 1) (a number), got {value!r}")
         if self.schedule not in SCHEDULES:
             problems.append(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not 0 <= self.warmup < 1:
-            problems.append(f"warmup must be in [0, 1), got {self.warmup!r}")
-        if not (isinstance(self.max_shift, (int, float)) and math.isfinite(self.max_shift) and self.max_shift >= 0):
+        if not (isinstance(self.milestones, (tuple, list)) and all(_integer(m) for m in self.milestones)):
+            problems.append(f"milestones must be a tuple of integer epochs, got {self.milestones!r}")
+        if not (_number(self.max_shift) and self.max_shift >= 0):
             problems.append(f"max_shift must be a finite number >= 0, got {self.max_shift!r}")
         if self.augment not in augment.KINDS:
             problems.append(f"unknown augment {self.augment!r}; choose one of {', '.join(augment.KINDS)}")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if not isinstance(self.eval_batch, int) or self.eval_batch < 1:
-            problems.append(f"eval_batch must be a positive integer, got {self.eval_batch!r}")
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
-            problems.append(f"threads must be a positive integer, got {self.threads!r}")
         if self.fit_on not in FIT_ON:
             problems.append(f"unknown fit_on {self.fit_on!r}; choose one of {', '.join(FIT_ON)}")
         if self.precision not in PRECISIONS:
@@ -571,7 +577,9 @@ def _checked_splits(data: DataSource | dict, config: TrainConfig) -> tuple[dict,
     """The splits to train on (validation images joined to the training ones when
     ``config.fit_on`` says so) and the validation pair (``(None, None)`` then); refuses data
     the recipe cannot use."""
+    classes = data.num_classes if isinstance(data, DataSource) else None
     data = as_splits(data)
+    _check_sizes_and_labels(data, classes)
     if "val" not in data:
         raise ConfigError("the data has no 'val' split: give one (a third pair), or use "
                           "nnlab.data.ArrayData(name, train=(x, y)), which holds out a seeded validation split")
@@ -582,6 +590,24 @@ def _checked_splits(data: DataSource | dict, config: TrainConfig) -> tuple[dict,
         data = {**data, "train": tuple(torch.cat(pair) for pair in zip(data["train"], data["val"]))}
         return data, (None, None)  # trained on: measuring it would say nothing about new images
     return data, data["val"]
+
+
+def _check_sizes_and_labels(data: dict, classes: int | None) -> None:
+    """Refuse an empty split, inputs and labels of different counts, and labels that are not
+    class indices ``0..K-1`` (K from the data source; only ``>= 0`` for bare arrays)."""
+    for split, (x, y) in data.items():
+        if len(x) == 0:
+            what = "give it samples, or leave it out" if split == "test" else "give it samples"
+            raise DataError(f"the {split} split is empty (0 samples); {what}")
+        if len(y) != len(x):
+            raise DataError(f"the {split} split has {len(x)} inputs but {len(y)} labels; give one label per input")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise DataError(f"the {split} labels are {y.dtype}, not class indices; give integer labels 0..K-1")
+        low, top = int(y.min()), int(y.max())
+        if low < 0 or (classes is not None and top >= classes):
+            bound = f"0..{classes - 1} ({classes} classes)" if classes is not None else "0..K-1"
+            raise DataError(f"the {split} labels lie in {low}..{top}, outside {bound}; map them to class "
+                            "indices" + (" or raise the source's num_classes" if classes is not None else ""))
 
 
 def _shuffled(x_train: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -656,8 +682,13 @@ class _Checkpoint:
 
     def __init__(self, path: str | Path | None, config: TrainConfig, seed: int, model: nn.Module):
         self.path = Path(path) if path else None
+        self.epochs = config.epochs
         self.fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)},
                                       sort_keys=True)
+
+    def _unusable(self, why: str) -> ConfigError:
+        return ConfigError(f"checkpoint {self.path} {why}; delete it to train this run from the start, or "
+                           "train without --resume")
 
     def restore(self, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator,
                 dev: torch.device) -> dict | None:
@@ -669,24 +700,41 @@ class _Checkpoint:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, garbage, or not ours: never unpickle it (torch's own
             # message would suggest weights_only=False, which runs arbitrary code from the file)
-            raise ConfigError(f"checkpoint {self.path} cannot be read (truncated, or not an nnlab checkpoint: "
-                              f"{type(exc).__name__}); delete it to train this run from the start, or train "
-                              "without --resume") from None
+            raise self._unusable(f"cannot be read (truncated, or not an nnlab checkpoint: "
+                                 f"{type(exc).__name__})") from None
         if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
-            raise ConfigError(f"checkpoint {self.path} is not an nnlab checkpoint; delete it to train this run "
-                              "from the start, or train without --resume")
+            raise self._unusable("is not an nnlab checkpoint")
         if state.get("fingerprint") != self.fingerprint:
             return None
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["gen_rng"])
-        if dev.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        epoch = int(state["epoch"])
+        epoch, history = state["epoch"], self._history(state)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            gen.set_state(state["gen_rng"])
+            if dev.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"])
+        except Exception as exc:  # shapes, missing keys, a random state of another size
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            detail = next((line for line in lines if "mismatch" in line or "Missing" in line), lines[0] if lines else "")
+            raise self._unusable(f"does not fit this run's model and optimiser ({type(exc).__name__}: "
+                                 f"{detail})") from None
         return {"history": history, "epoch": epoch, "seconds": float(state.get("seconds", sum(history["seconds"]))),
                 "watch": state.get("watch") if epoch else None}
+
+    def _history(self, state: dict) -> dict:
+        """The checkpoint's epoch count and history, checked: an epoch within the recipe's, and
+        one entry per epoch of every series (a longer or shorter run must not pass as this one)."""
+        epoch, history = state["epoch"], state.get("history")
+        if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= self.epochs):
+            raise self._unusable(f"says it holds epoch {epoch!r}, but the recipe trains {self.epochs} epoch(s)")
+        if not (isinstance(history, dict) and set(HISTORY) <= set(history)
+                and all(isinstance(history[k], (list, tuple)) for k in HISTORY)):
+            raise self._unusable(f"has no readable history (a {type(history).__name__}, not a dict of one "
+                                 "list per metric)")
+        if len(history["train_loss"]) != epoch or len(history["lr"]) != epoch:
+            raise self._unusable(f"holds {len(history['train_loss'])} epoch(s) of history for epoch {epoch}")
+        return {k: list(v) for k, v in history.items()}
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, dev: torch.device,
              history: dict, epoch: int, watch: _Watch, seconds: float) -> None:
