@@ -92,13 +92,14 @@ def unregister(name: str) -> None:
 
 
 def names() -> list[str]:
-    """Names of the registered analyses (after importing the project's modules)."""
+    """Names of the registered analyses of the project's experiments (after importing the
+    project's modules): an analysis of experiments that are not registered is left out."""
     E.load_project()
-    return list(REGISTRY)
+    return [name for name, a in REGISTRY.items() if all(e in E.REGISTRY for e in a.experiments)]
 
 
 def is_analysis(name: str) -> bool:
-    return name in REGISTRY or name in names()
+    return name in names()
 
 
 def get(name: str | Analysis) -> Analysis:

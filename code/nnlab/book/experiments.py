@@ -301,4 +301,4 @@ for _budget in (100, 200, 1000):
 # --------------------------------------------------------------------------------------
 # Analyses of stored runs, stored like results (nnlab.analyses): `nnlab train NAME` computes them
 
-from nnlab.book import bn_statistics  # noqa: E402,F401  registers dropout-bn-analysis
+from nnlab.book import bn_statistics, cnn_predictions  # noqa: E402,F401  register their analyses
