@@ -52,7 +52,7 @@ def cli(argv, capsys) -> tuple[int, str]:
 
 def test_an_analysis_is_computed_by_train_stored_and_read_without_computing(analysis, capsys):
     assert analysis.CALLS == [1]  # training its experiment computed it
-    assert analyses.path(ANALYSIS).is_file()
+    assert json.loads(analyses.path(ANALYSIS).read_text())["threads"] == 1  # computed on one thread
     assert cli(["results", "check", NAME, ANALYSIS], capsys)[0] == 0
     data = analyses.load(ANALYSIS)
     runs = store.runs(NAME)

@@ -36,6 +36,7 @@ import nnlab
 from nnlab import experiments as E
 from nnlab import results as store
 from nnlab.fileio import atomic_write_json, json_hash
+from nnlab.runner import torch_threads
 
 SCHEMA = 1
 FILE = "analysis.json"
@@ -55,6 +56,9 @@ class Analysis:
             numbers); it must read only the stored runs of ``experiments`` and fixed data.
         code: modules (dotted names) whose source enters the hash; by default the module
             that defines ``compute``. Name every module whose change would change the data.
+        threads: torch's intra-op threads while it computes (recorded with the data): float
+            sums depend on the thread count, and one thread is not slowed down by other
+            processes on a busy machine as threads waiting for each other are.
     """
 
     name: str
@@ -63,6 +67,7 @@ class Analysis:
     experiments: tuple[str, ...]
     compute: Callable[[], object]
     code: tuple[str, ...] = ()
+    threads: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "experiments", tuple(self.experiments))
@@ -218,7 +223,8 @@ def compute(name: str | Analysis, *, fresh: bool = False, log: Callable[[str], N
     with store.locked(a.name):
         before = inputs(a)
         t0 = time.perf_counter()
-        data = a.compute()
+        with torch_threads(a.threads):
+            data = a.compute()
         seconds = time.perf_counter() - t0
         if inputs(a) != before:
             raise store.ResultError(f"analysis {a.name!r}: its inputs changed while it was computed "
@@ -226,7 +232,7 @@ def compute(name: str | Analysis, *, fresh: bool = False, log: Callable[[str], N
         data = json.loads(json.dumps(data))  # what is stored is what a reader gets back
         atomic_write_json(path(a), {
             "schema": SCHEMA, "analysis": a.name, "inputs": before, "inputs_hash": json_hash(before),
-            "data": data, "data_sha256": json_hash(data, 64), "seconds": seconds,
+            "data": data, "data_sha256": json_hash(data, 64), "seconds": seconds, "threads": a.threads,
             "nnlab_version": nnlab.__version__, "source_hash": store.source_hash(), "torch": torch.__version__,
             "python": platform.python_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     say(f"[{a.name}] computed in {seconds:.0f} s and stored in {path(a)}")
