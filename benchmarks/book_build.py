@@ -171,7 +171,7 @@ def time_chapters(pages: list[str], timeout: float) -> dict:
     return {"benchmark": "book_chapters", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "pages": timed, "total_seconds": sum(r["seconds"] for r in timed.values()),
+            "pages": timed, "order": list(timed), "total_seconds": sum(r["seconds"] for r in timed.values()),
             "total_cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in timed.values()),
             "failed": sorted(p for p, r in timed.items() if r["error"])}
 
@@ -179,10 +179,12 @@ def time_chapters(pages: list[str], timeout: float) -> dict:
 def markdown_table(record: dict) -> str:
     """The README's table of a ``--chapters`` record: seconds per page and in all."""
     rows = ["| page | cells | execution, wall (s) | kernel CPU (s) | slowest cell (s) |", "|---|---:|---:|---:|---:|"]
-    for page, r in record["pages"].items():
+    for page in record.get("order", record["pages"]):  # the table of contents' order
+        r = record["pages"][page]
         slow = f"{r['slowest_cells'][0]['seconds']:.1f}" if r["slowest_cells"] else ""
         cpu = "" if r["cpu_seconds"] is None else f"{r['cpu_seconds']:.1f}"
-        rows.append(f"| `{page}` | {r['cells']} | {r['seconds']:.1f} | {cpu} | {slow} |")
+        failed = " (failed)" if r["error"] else ""
+        rows.append(f"| `{page}`{failed} | {r['cells']} | {r['seconds']:.1f} | {cpu} | {slow} |")
     rows.append(f"| **all {len(record['pages'])} pages** | | **{record['total_seconds']:.0f}** | "
                 f"**{record['total_cpu_seconds']:.0f}** | |")
     return "\n".join(rows)
