@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/classic_example.py
 	$(BIN)/python benchmarks/book_build.py
+	$(BIN)/python benchmarks/book_build.py --chapters
 
 train: $(STAMP)
 	$(BIN)/nnlab train --all

@@ -182,6 +182,28 @@ def test_book_build_help_and_dry_run():
     assert noop.startswith("noop:") and "--all" not in noop and "--path-output" in noop
 
 
+def test_book_chapters_are_timed_from_the_store_and_recorded(tmp_path):
+    """--chapters executes pages from the store, each in a fresh kernel, and records every
+    page's seconds; a page without code cells is left out."""
+    page = "book/appendix/reproduce"
+    proc = subprocess.run([sys.executable, str(BENCH / "book_build.py"), "--chapters", "--only", page,
+                           "book/appendix/bibliography", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "book_chapters-cpu.json").read_text())
+    assert list(record["pages"]) == [page] and record["failed"] == []
+    r = record["pages"][page]
+    assert r["cells"] >= 1 and r["seconds"] > 0 and r["cpu_seconds"] > 0 and r["error"] is None
+    assert record["total_seconds"] == pytest.approx(r["seconds"])
+    assert f"every page executed in {record['total_seconds']:.1f} s" in proc.stdout.strip().splitlines()[-1]
+    sys.path.insert(0, str(BENCH))
+    try:
+        import book_build
+    finally:
+        sys.path.remove(str(BENCH))
+    assert f"| `{page}` | {r['cells']} | {r['seconds']:.1f} |" in book_build.markdown_table(record)
+
+
 def test_parallel_runs_reports_a_ratio(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "parallel_runs.py"), "--steps", "5", "--reps", "1",
                            "--models", "mlp-100", "--out", str(tmp_path)],
@@ -213,6 +235,7 @@ def test_readme_quotes_the_committed_records():
     benchmarks' own functions: no figure there is typed by hand."""
     sys.path.insert(0, str(BENCH))
     try:
+        import book_build
         import grade_class
         import precision
         import train_speed
@@ -224,6 +247,7 @@ def test_readme_quotes_the_committed_records():
         assert train_speed.markdown_table(json.loads((records / name).read_text())) in readme, name
     assert precision.markdown_table(json.loads((records / "precision-h200.json").read_text())) in readme
     assert grade_class.markdown_table(json.loads((records / "grade_class-cpu.json").read_text())) in readme
+    assert book_build.markdown_table(json.loads((records / "book_chapters-cpu.json").read_text())) in readme
     classic = json.loads((records / "classic_example-cpu-avx2.json").read_text())
     assert f"| **{classic['ratio']:.2f}×** |" in readme
     assert f"| {classic['median_seconds']['example']:.1f} |" in readme

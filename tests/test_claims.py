@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from nnlab import analyses, rules
 from nnlab import results as store
-from nnlab import rules
 from nnlab.book import experiments as E
 from nnlab.book import problems, report
 from nnlab.data import mnist
@@ -31,6 +31,12 @@ def _real_results(monkeypatch):
 @pytest.mark.parametrize("name", E.names())
 def test_every_registered_result_is_present_and_current(name):
     st = store.status(name)
+    assert st.state == "ok", f"{name}: {st.state}: {st.detail}"
+
+
+@pytest.mark.parametrize("name", analyses.names())
+def test_every_stored_analysis_is_present_and_current(name):
+    st = analyses.status(name)
     assert st.state == "ok", f"{name}: {st.state}: {st.detail}"
 
 
@@ -131,8 +137,22 @@ def test_bn_statistics_runs_are_points_of_the_dropout_sweep():
     assert all(specs[v.name] == v.spec for v in again.variants)
 
 
+def test_stored_test_predictions_agree_with_the_stored_test_accuracy():
+    """The chapter's confusion matrix and misclassified digits come from the stored analysis
+    cnn-final-predictions; its errors are those of the stored run it was computed from."""
+    from nnlab.book import cnn_report
+
+    pred, true = cnn_report.test_predictions(cnn_report.FINAL)
+    seed = E.get(cnn_report.FINAL).seeds[0]
+    run = next(r for r in store.runs(cnn_report.FINAL) if r["seed"] == seed)
+    assert len(true) == len(mnist("test")[1]) and torch.equal(true, mnist("test")[1])
+    assert int((pred != true).sum()) == round((1 - run["test_acc"]) * len(true))
+
+
 @pytest.fixture(scope="module")
 def bn_statistics():
+    """The chapter's table, read from the stored analysis (``nnlab train dropout-bn-analysis``),
+    never re-estimated here."""
     from nnlab.book import cnn_report
 
     return cnn_report.bn_statistics_table()

@@ -16,8 +16,8 @@ import threading
 import time
 
 import nnlab
+from nnlab import analyses, project, reproduction
 from nnlab import experiments as E
-from nnlab import project, reproduction
 from nnlab import results as store
 from nnlab.fileio import NoSpace
 from nnlab.runner import default_jobs, reproduce, run_experiment
@@ -68,9 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", parents=[common],
                    help="list the experiments, the state of their results, and where they are read and written")
-    t = sub.add_parser("train", parents=[common], help="train an experiment's missing runs and store them")
-    t.add_argument("name", nargs="?", help="experiment name (see `nnlab list`)")
-    t.add_argument("--all", action="store_true", help="train every registered experiment")
+    t = sub.add_parser("train", parents=[common], help="train an experiment's missing runs and store them, "
+                                                       "or compute a stored analysis of runs (then the "
+                                                       "experiment's analyses that are not current)")
+    t.add_argument("name", nargs="?", help="experiment or analysis name (see `nnlab list`)")
+    t.add_argument("--all", action="store_true", help="train every registered experiment, then compute every analysis")
     t.add_argument("--seeds", type=_seeds, help="comma-separated subset of the experiment's seeds")
     t.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     t.add_argument("--resume", action="store_true", help="continue interrupted runs from their checkpoints")
@@ -176,11 +178,29 @@ def _list() -> int:
         state = "damaged" if st.state in ("ok", "incomplete") and store.verify_weights(name) else st.state
         print(f"{name:22s} {state:10s} {len(exp.variants):3d} variant(s) x {len(exp.seeds)} seed(s)"
               f"  {exp.purpose}")
+    for name in analyses.names():
+        a = analyses.get(name)
+        print(f"{name:22s} {analyses.status(name).state:10s} analysis of {', '.join(a.experiments)}  {a.purpose}")
     return 0
 
 
 def _names(names: list[str]) -> list[str]:
-    return [E.get(n).name for n in names] if names else E.names()
+    """The experiments and analyses named (all of them by default)."""
+    if not names:
+        return E.names() + analyses.names()
+    return [n if analyses.is_analysis(n) else E.get(n).name for n in names]
+
+
+def _problems(name: str) -> list[str]:
+    """What is wrong with one stored result or analysis (empty when it is current and intact)."""
+    if analyses.is_analysis(name):
+        st = analyses.status(name)
+        return [f"{st.state}: {st.detail}"] if st.state != "ok" else []
+    st = store.status(name)
+    problems = [f"{st.state}: {st.detail}"] if st.state != "ok" else []
+    if st.state in ("ok", "incomplete"):
+        problems += [f"damaged weights: {p}" for p in store.verify_weights(name)]
+    return problems
 
 
 def _check(names: list[str]) -> int:
@@ -196,10 +216,7 @@ def _check(names: list[str]) -> int:
         return 1
     bad = 0
     for name in names:
-        st = store.status(name)
-        problems = [f"{st.state}: {st.detail}"] if st.state != "ok" else []
-        if st.state in ("ok", "incomplete"):
-            problems += [f"damaged weights: {p}" for p in store.verify_weights(name)]
+        problems = _problems(name)
         for p in problems:
             print(f"{name}: {p}")
         bad += bool(problems)
@@ -270,6 +287,10 @@ def _writable(folder) -> None:
 def _train(args) -> int:
     if bool(args.name) == bool(args.all):
         raise SystemExit("nnlab: error: give one experiment NAME or --all (see `nnlab train --help`)")
+    if args.name and analyses.is_analysis(args.name):
+        _writable(store.results_root())
+        analyses.compute(args.name, fresh=args.fresh, log=lambda msg: print(msg, file=sys.stderr))
+        return 0
     names = E.names() if args.all else [E.get(args.name).name]
     if not names:
         raise SystemExit("nnlab: error: no experiments registered (see `nnlab list`)")
@@ -287,12 +308,21 @@ def _train(args) -> int:
             print(f"== {i}/{len(names)} {name}", file=sys.stderr, flush=True)
         times[name] = run_experiment(name, seeds=args.seeds, device=args.device,
                                      resume=args.resume, fresh=args.fresh, jobs=jobs, cluster=cluster)
+    _refresh_analyses(names, everything=args.all, fresh=args.fresh and args.all)
     if len(names) > 1:
         print("wall time per experiment:")
         for name, s in times.items():
             print(f"  {name:22s} {s / 60:6.1f} min")
         print(f"  {'total':22s} {(time.perf_counter() - t0) / 60:6.1f} min")
     return 0
+
+
+def _refresh_analyses(trained: list[str], *, everything: bool, fresh: bool) -> None:
+    """Compute the analyses of the experiments just trained that are not current (every
+    analysis with ``everything``), once the results they read are all current."""
+    for name in analyses.names() if everything else analyses.dependants(trained):
+        if all(store.status(e).state == "ok" for e in analyses.get(name).experiments):
+            analyses.compute(name, fresh=fresh, log=lambda msg: print(msg, file=sys.stderr))
 
 
 def _interrupt(signum, frame):

@@ -4,7 +4,9 @@
   the repository's ``[tool.nnlab]`` table; registers on import);
 * :mod:`nnlab.book.problems`: the problem set's rules and the book's accuracy targets;
 * the chapter analyses: :mod:`~nnlab.book.report`, :mod:`~nnlab.book.mlp_budget`,
-  :mod:`~nnlab.book.cnn_report`, :mod:`~nnlab.book.pooling`, :mod:`~nnlab.book.padding`,
+  :mod:`~nnlab.book.cnn_report`, :mod:`~nnlab.book.bn_statistics` and
+  :mod:`~nnlab.book.cnn_predictions` (stored analyses, see :mod:`nnlab.analyses`),
+  :mod:`~nnlab.book.pooling`, :mod:`~nnlab.book.padding`,
   :mod:`~nnlab.book.relu_logic`, :mod:`~nnlab.book.mnist_facts`,
   :mod:`~nnlab.book.backprop_worked`, :mod:`~nnlab.book.initialisation`,
   :mod:`~nnlab.book.cnn_anatomy`, :mod:`~nnlab.book.invariance`,

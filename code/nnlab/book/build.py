@@ -1,7 +1,8 @@
 """Building the book: invalidate the execution cache when the package or the results change.
 
-``python -m nnlab.book prepare`` deletes the jupyter-cache when the ``nnlab`` sources or
-the ``results/`` store changed since the last build. jupyter-cache keys a notebook on its
+The book's Sphinx extension ``book/_ext/nnlab_inputs.py``, at the start of every build (a plain
+``jupyter-book build .`` too), and ``python -m nnlab.book prepare`` delete the jupyter-cache
+when the ``nnlab`` sources or the ``results/`` store changed since the last build. jupyter-cache keys a notebook on its
 code cells only; a chapter whose cells are unchanged but whose package or results are new
 would otherwise be served stale.
 """
@@ -12,6 +13,8 @@ import hashlib
 import shutil
 import sys
 from pathlib import Path
+
+from nnlab.fileio import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: code/nnlab/book/build.py
 # What the chapters read besides their own cells; the publishing workflow's cache key covers
@@ -45,20 +48,28 @@ def inputs_hash(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def refresh(build_dir: Path, root: Path | None = None, cache: Path | None = None) -> str | None:
+    """Clear the execution cache ``cache`` (``build_dir/.jupyter_cache`` by default) unless the
+    inputs of ``root`` (the repository by default) hash as the stamp in ``build_dir`` records,
+    and record their hash. Returns None when the inputs are unchanged, ``"changed"`` when they
+    differ from the stamp and ``"unstamped"`` when there was no stamp."""
+    cache = build_dir / ".jupyter_cache" if cache is None else cache
+    stamp = build_dir / ".nnlab-inputs"
+    new = inputs_hash(root)
+    old = stamp.read_text().strip() if stamp.exists() else None
+    if old == new:
+        return None
+    shutil.rmtree(cache, ignore_errors=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(stamp, (new + "\n").encode())
+    return "unstamped" if old is None else "changed"
+
+
 def prepare(build_dir: Path | None = None) -> bool:
     """Clear the execution cache in ``build_dir`` (the repository's ``_build`` by default) if
-    the inputs changed; returns True if it was cleared."""
-    build_dir = ROOT / "_build" if build_dir is None else build_dir
-    stamp = build_dir / ".nnlab-inputs"
-    new = inputs_hash()
-    old = stamp.read_text().strip() if stamp.exists() else None
-    cleared = False
-    if old != new:
-        shutil.rmtree(build_dir / ".jupyter_cache", ignore_errors=True)
-        cleared = old is not None
-    build_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(new + "\n")
-    return cleared
+    the inputs changed; returns True if it was cleared. The book's Sphinx extension
+    ``book/_ext/nnlab_inputs.py`` does the same inside every build."""
+    return refresh(ROOT / "_build" if build_dir is None else build_dir) == "changed"
 
 
 def main(argv: list[str]) -> int:

@@ -296,3 +296,9 @@ for _budget in (100, 200, 1000):
         train=LONG_SWEEP_RECIPE, rules=R.Rules(f"budget of {_budget} hidden units", P.MLP_LAYERS,
                                                max_hidden_units=_budget),
         save_weights=False))
+
+
+# --------------------------------------------------------------------------------------
+# Analyses of stored runs, stored like results (nnlab.analyses): `nnlab train NAME` computes them
+
+from nnlab.book import bn_statistics, cnn_predictions  # noqa: E402,F401  register their analyses
