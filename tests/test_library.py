@@ -233,10 +233,10 @@ def test_a_model_that_does_not_fit_its_data_is_refused_before_training(tmp_path,
     digits = ArrayData("tiny-8x8", train=(np.zeros((40, 8, 8)), np.arange(40) % 5))
     check_fits(build(mlp([8], classes=5), input_shape=digits.input_shape), digits.input_shape, 5)
     with pytest.raises(ModelDataMismatch, match=r"returns \(10,\) per input of shape \(1, 8, 8\), but the data has 5"):
-        check_fits(build(mlp([8]), input_shape=digits.input_shape), digits.input_shape, 5)
+        check_fits(build(mlp([8], classes=10), input_shape=digits.input_shape), digits.input_shape, 5)
     with pytest.raises(ModelDataMismatch, match=r"does not take the data's inputs of shape \(1, 8, 8\)"):
-        check_fits(build(mlp([8], classes=5)), digits.input_shape, 5)  # built for 28x28
-    exp = E.Experiment("wrong-classes", "", "", (E.Variant("v", tuple(mlp([8]))),), TrainConfig(epochs=1),
+        check_fits(build(mlp([8], classes=5), (1, 28, 28)), digits.input_shape, 5)  # built for 28x28
+    exp = E.Experiment("wrong-classes", "", "", (E.Variant("v", tuple(mlp([8], classes=10))),), TrainConfig(epochs=1),
                        seeds=(0,), data=digits)
     with pytest.raises(ModelDataMismatch, match="the data has 5 classes"):
         run_experiment(exp, device="cpu")
@@ -299,7 +299,7 @@ def test_every_refused_variant_is_named_before_anything_trains(results_dir):
 
     exp = E.Experiment("two-wrong", "", "", (E.Variant("too-wide", tuple(mlp([32], classes=5))),
                                            E.Variant("ok", tuple(mlp([8], classes=5))),
-                                           E.Variant("ten-out", tuple(mlp([8])))),
+                                           E.Variant("ten-out", tuple(mlp([8], classes=10)))),
                        TrainConfig(epochs=1), seeds=(0,), data=digits,
                        rules=Rules("at most 16 hidden units", {"Flatten", "Linear", "ReLU"}, max_hidden_units=16))
     with pytest.raises(ValueError) as info:

@@ -31,8 +31,8 @@ register(Experiment(
     chapter="week 4",
     data=DIGITS,
     rules=HOMEWORK,
-    variants=(Variant("32-32", tuple(mlp([32, 32]))),
-              Variant("48-16", tuple(mlp([48, 16])))),
+    variants=(Variant("32-32", tuple(mlp([32, 32], classes=DIGITS.num_classes))),
+              Variant("48-16", tuple(mlp([48, 16], classes=DIGITS.num_classes)))),
     train=TrainConfig(epochs=15, batch_size=64, optimizer="adam", lr=3e-3, schedule="onecycle"),
     seeds=(0, 1, 2),
 ))
