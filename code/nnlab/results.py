@@ -207,7 +207,7 @@ def current_runs(name: str | E.Experiment, data: dict) -> tuple[dict, list[str]]
 def what_changed(name: str | E.Experiment, data: dict, variant: str) -> list[str]:
     """Which parts of a variant's config differ between a stored result (as :func:`read_raw`
     returns it) and the experiment now: some of ``model`` (spec or factory and kwargs, and
-    info), ``model code (FILE changed)`` (the source of a factory's module), ``recipe`` (the
+    info), ``model code in FILE`` (the source of a factory's module was edited), ``recipe`` (the
     training config it uses), ``rules`` and ``data`` (its description, or the fingerprint of
     what it loads); ``other`` if none of those (the experiment's name)."""
     exp = E.get(name)
@@ -221,7 +221,7 @@ def what_changed(name: str | E.Experiment, data: dict, variant: str) -> list[str
     if model_now != model_then:
         parts.append("model")
     elif v_now.get("source") != v_then.get("source"):  # a factory's module was edited
-        parts.append(f"model code ({v_now['source']['file']} changed)")
+        parts.append(f"model code in {v_now['source']['file']}")
     if (v_now["train"] or now["train"]) != (v_then["train"] or then["train"]):
         parts.append("recipe")
     if now["rules"] != then["rules"]:
