@@ -59,6 +59,34 @@ register(Experiment(
 '''
 
 
+COURSE_MODELS = '''
+"""The course's own model: a residual network small enough for 6x6 images."""
+from torch import nn
+
+
+class Residual(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(x + self.conv(x))
+
+
+def small_resnet(input_shape, classes, width=8):
+    return nn.Sequential(nn.Conv2d(input_shape[0], width, 3, padding=1), nn.ReLU(), Residual(width),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))
+'''
+
+COURSE_FACTORY_EXPERIMENT = '''
+register(Experiment(
+    name="shapes-resnet", purpose="The course's own residual network.", chapter="lecture 4",
+    variants=(Variant("resnet-8", factory="mycourse.models:small_resnet", kwargs={"width": 8}),),
+    train=TrainConfig(epochs=2, batch_size=32, lr=3e-3), seeds=(0, 1), data=SHAPES))
+'''
+
+
 def _course(tmp_path: Path, results: str = "my-results") -> Path:
     """A course folder: pyproject.toml with [tool.nnlab] and a package with its experiments."""
     folder = tmp_path / "course"
@@ -279,6 +307,9 @@ def test_other_torchvision_sets_name_their_own_folder_when_missing(tmp_path, mon
 def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_package):
     target = built_package["site"]
     course = _course(tmp_path, results="results")
+    (course / "mycourse" / "models.py").write_text(COURSE_MODELS)  # and a model of the course's own
+    with open(course / "mycourse" / "experiments.py", "a") as f:
+        f.write(COURSE_FACTORY_EXPERIMENT)
     env = _env(PYTHONPATH=str(target))
     where = subprocess.run([sys.executable, "-c", "import nnlab; print(nnlab.__file__)"], cwd=course, env=env,
                            capture_output=True, text=True, check=True)
@@ -291,6 +322,16 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     assert proc.returncode == 0, proc.stderr
     assert (course / "results" / "shapes-mlp" / "result.json").is_file()
     assert not list(target.rglob("result.json"))  # nothing lands inside the installed package
+    runs = json.loads((course / "results" / "shapes-resnet" / "result.json").read_text())["runs"]
+    assert sorted(runs) == ["resnet-8/seed=0", "resnet-8/seed=1"]  # trained by pool workers, imported by path
+    assert {r["model_source"]["file"] for r in runs.values()} == {"mycourse/models.py"}
+    assert _nnlab(["results", "check"], cwd=course, env=env).returncode == 0
+    with open(course / "mycourse" / "models.py", "a") as f:  # the instructor edits the model
+        f.write("# a wider head next week\n")
+    check = _nnlab(["results", "check"], cwd=course, env=env)
+    assert check.returncode == 1
+    (stale,) = [line for line in check.stdout.splitlines() if "stale" in line]
+    assert stale.startswith("shapes-resnet: stale: ") and "resnet-8: model code in mycourse/models.py" in stale
 
 
 def test_every_refused_variant_is_named_before_anything_trains(results_dir):
