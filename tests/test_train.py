@@ -121,7 +121,7 @@ def test_divergence_in_a_later_epoch_names_it_and_leaves_no_checkpoint(results_d
                                                                         register_experiment, monkeypatch):
     exp = register_experiment(replace(T.TINY, name="test-diverge-late", rules=R.NONE, seeds=(0,)))
     bad_step = T.STEPS_PER_EPOCH + 5  # the fifth step of the second epoch
-    monkeypatch.setattr(runner, "build", lambda spec, *shape: InfAfter(build(spec, *shape), bad_step))
+    monkeypatch.setattr(E, "build", lambda spec, *shape: InfAfter(build(spec, *shape), bad_step))
     with pytest.raises(DivergedError, match="at epoch 2, step 5 "):
         runner.run_experiment(exp.name, device="cpu")
     assert store_files(results_dir) == []
