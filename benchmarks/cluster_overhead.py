@@ -60,7 +60,7 @@ def sweep(runs: int, epochs: int) -> E.Experiment:
     data = ArrayData("synthetic-bench", **{s: synthetic(s) for s in SIZES}, normalise=False,
                      description="ten noisy prototypes, MNIST-shaped")
     return E.Experiment(name="bench-cluster-overhead", purpose="A sweep of small MLPs.", chapter="benchmarks",
-                        variants=(E.Variant("mlp-100", tuple(mlp([100]))),),
+                        variants=(E.Variant("mlp-100", tuple(mlp([100], classes=data))),),
                         train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3), seeds=tuple(range(runs)),
                         data=data)
 

@@ -144,7 +144,7 @@ def build_model(name: str, seed: int = 0) -> nn.Module:
     exp = experiments.get(name)
     variant = store.chosen_variant(name) if store.status(name).state == "ok" else exp.variants[0].name
     torch.manual_seed(seed)
-    return models.build(exp.variant(variant).spec)
+    return exp.variant(variant).build(exp.data)
 
 
 def course_loader(batch_size: int = BATCH):

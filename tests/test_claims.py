@@ -17,7 +17,7 @@ from nnlab import results as store
 from nnlab.book import experiments as E
 from nnlab.book import problems, report
 from nnlab.data import mnist
-from nnlab.models import build, count_parameters
+from nnlab.models import count_parameters
 from nnlab.train import evaluate
 
 PROBLEM_THRESHOLDS = {"mlp-100": 0.975, "mlp-200": 0.98, "mlp-1000": 0.983, "cnn": 0.985, "cnn-final": 0.985}
@@ -64,7 +64,7 @@ def test_stored_models_pass_their_rules_and_reproduce_their_accuracy(name):
     x, y = mnist("test")
     for seed in store.stored_seeds(name):
         model = store.load_model(name, seed)
-        rules.check(model, exp.rules)
+        rules.check(model, exp.rules, input_shape=exp.data)
         _, acc = evaluate(model, x, y)
         recorded = next(r for r in store.runs(name, store.chosen_variant(name)) if r["seed"] == seed)["test_acc"]
         assert acc == pytest.approx(recorded, abs=1e-4), f"{name} seed {seed}: {acc} vs stored {recorded}"
@@ -76,7 +76,7 @@ def test_cnn_obeys_problem_3g(name):
     for v in exp.variants:  # every candidate, not only the chosen one
         cfg = exp.train_config(v)
         assert cfg.epochs == 10 and cfg.batch_size == 32
-        rules.check(build(v.spec), exp.rules)
+        rules.check(v.build(exp.data), exp.rules, input_shape=exp.data)
     assert exp.rules == problems.CNN_1M
     for seed in store.stored_seeds(name):
         model = store.load_model(name, seed)

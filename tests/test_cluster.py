@@ -66,20 +66,47 @@ def _snapshot(cluster, driver: int | None = None) -> list[psutil.Process]:
 
 
 DRIVER = textwrap.dedent("""\
-    # The tiny experiment, and one that trains a good variant and one that blows up.
+    # The tiny experiment, a residual network of the course's own module (course_models.py,
+    # next to this script: Ray puts the script's folder on the nodes' path), and one that
+    # trains a good variant and one that blows up.
     import sys
     from dataclasses import replace
     sys.path.insert(0, {tests!r})
     import tiny_experiments as T
     from nnlab import experiments as E
     from nnlab.cli import main
+    from nnlab.rules import NONE
 
     bad = replace(T.TINY.train, optimizer="sgd", lr=1e6)
     E.register(T.TINY)
+    E.register(replace(T.TINY, name="test-tiny-factory", seeds=(0,), train=replace(T.TINY.train, epochs=1), rules=NONE,
+                       variants=(E.Variant("resnet", factory="course_models:small_resnet", kwargs={{"width": 4}}),)))
     E.register(replace(T.TINY, name="test-tiny-diverges", seeds=(0,),
                        variants=(T.TINY.variants[0], E.Variant("blows-up", T.TINY.variants[0].spec, train=bad))))
-    codes = [main(["train", name, *sys.argv[1:]]) for name in (T.TINY.name, "test-tiny-diverges", T.TINY.name)]
+    names = (T.TINY.name, "test-tiny-factory", "test-tiny-diverges", T.TINY.name)
+    codes = [main(["train", name, *sys.argv[1:]]) for name in names]
     sys.exit(max(codes))
+    """)
+
+COURSE_MODELS = textwrap.dedent("""\
+    from torch import nn
+
+
+    class Residual(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.conv = nn.Conv2d(width, width, 3, padding=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(x + self.conv(x))
+
+
+    def small_resnet(input_shape, classes, width=4):
+        channels, height, width_px = input_shape
+        flat = width * ((height + 1) // 2) * ((width_px + 1) // 2)
+        return nn.Sequential(nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.ReLU(), Residual(width),
+                             nn.Flatten(), nn.Linear(flat, classes))
     """)
 
 
@@ -140,6 +167,7 @@ def trained(cluster, tmp_path_factory):
     ``(results folder, exit code, standard error)``."""
     folder = tmp_path_factory.mktemp("driver")
     (folder / "driver.py").write_text(DRIVER.format(tests=TESTS))
+    (folder / "course_models.py").write_text(COURSE_MODELS)
     results = folder / "results"
     proc = _train(cluster, results, "--cluster", cluster.address, "--device", "cpu",
                   script=[str(folder / "driver.py")])
@@ -175,7 +203,20 @@ def test_runs_train_on_the_cluster_as_they_do_locally(trained, local):
     # the driver wrote the store; no worker wrote a checkpoint or anything else into it
     stored = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
     assert [p for p in stored if "/weights/" not in p] == sorted(
-        f"{name}/{file}" for name in (T.TINY.name, "test-tiny-diverges") for file in (".lock", "result.json"))
+        f"{name}/{file}" for name in (T.TINY.name, "test-tiny-factory", "test-tiny-diverges")
+        for file in (".lock", "result.json"))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_model_of_the_courses_own_module_trains_on_the_cluster(trained):
+    """The node imports the factory by its path and builds the model there."""
+    results, _, err = trained
+    (run,) = _runs(results, "test-tiny-factory").values()
+    assert run["node"] == NODE and run["model_source"]["file"] == "course_models.py"
+    assert run["parameters"] == 4 * 9 + 4 + 4 * 4 * 9 + 4 + 4 * 14 * 14 * 10 + 10  # the factory's network
+    (line,) = [line for line in err.splitlines() if line.startswith("[test-tiny-factory]")]
+    assert line.startswith("[test-tiny-factory] 1/1 resnet seed=0: val_acc=") and line.endswith(f"from node {NODE}")
 
 
 @needs_ray

@@ -19,6 +19,7 @@ from nnlab import conv
 from nnlab.models import build
 
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SHAPE = (1, 28, 28)  # one MNIST-shaped input, without the batch axis
 PARAM_WORDS = ("kernel", "stride", "padding", "dilation", "input", "channels", "groups", "window", "pool")
 
 
@@ -180,7 +181,7 @@ def test_receptive_field_known_stacks():
     assert conv.receptive_field([conv.Window(3)] * 3) == (7, 1)
     # conv 3, pool 2, conv 3, pool 2: the field grows 3, 4, 8, 10; outputs sit 4 pixels apart
     model = build(["conv 4 3 p=1", "relu", "maxpool 2", "conv 4 3 p=1", "relu", "maxpool 2", "flatten",
-                   "linear 10"])
+                   "linear 10"], SHAPE)
     assert conv.receptive_field(conv.windows(model)) == (10, 4)
     assert conv.receptive_field(conv.windows(model)) == empirical_receptive_field(
         [("conv", 3, 1, 1), ("pool", 2, 2, 1), ("conv", 3, 1, 1), ("pool", 2, 2, 1)])

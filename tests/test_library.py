@@ -59,6 +59,34 @@ register(Experiment(
 '''
 
 
+COURSE_MODELS = '''
+"""The course's own model: a residual network small enough for 6x6 images."""
+from torch import nn
+
+
+class Residual(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(x + self.conv(x))
+
+
+def small_resnet(input_shape, classes, width=8):
+    return nn.Sequential(nn.Conv2d(input_shape[0], width, 3, padding=1), nn.ReLU(), Residual(width),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))
+'''
+
+COURSE_FACTORY_EXPERIMENT = '''
+register(Experiment(
+    name="shapes-resnet", purpose="The course's own residual network.", chapter="lecture 4",
+    variants=(Variant("resnet-8", factory="mycourse.models:small_resnet", kwargs={"width": 8}),),
+    train=TrainConfig(epochs=2, batch_size=32, lr=3e-3), seeds=(0, 1), data=SHAPES))
+'''
+
+
 def _course(tmp_path: Path, results: str = "my-results") -> Path:
     """A course folder: pyproject.toml with [tool.nnlab] and a package with its experiments."""
     folder = tmp_path / "course"
@@ -233,10 +261,10 @@ def test_a_model_that_does_not_fit_its_data_is_refused_before_training(tmp_path,
     digits = ArrayData("tiny-8x8", train=(np.zeros((40, 8, 8)), np.arange(40) % 5))
     check_fits(build(mlp([8], classes=5), input_shape=digits.input_shape), digits.input_shape, 5)
     with pytest.raises(ModelDataMismatch, match=r"returns \(10,\) per input of shape \(1, 8, 8\), but the data has 5"):
-        check_fits(build(mlp([8]), input_shape=digits.input_shape), digits.input_shape, 5)
+        check_fits(build(mlp([8], classes=10), input_shape=digits.input_shape), digits.input_shape, 5)
     with pytest.raises(ModelDataMismatch, match=r"does not take the data's inputs of shape \(1, 8, 8\)"):
-        check_fits(build(mlp([8], classes=5)), digits.input_shape, 5)  # built for 28x28
-    exp = E.Experiment("wrong-classes", "", "", (E.Variant("v", tuple(mlp([8]))),), TrainConfig(epochs=1),
+        check_fits(build(mlp([8], classes=5), (1, 28, 28)), digits.input_shape, 5)  # built for 28x28
+    exp = E.Experiment("wrong-classes", "", "", (E.Variant("v", tuple(mlp([8], classes=10))),), TrainConfig(epochs=1),
                        seeds=(0,), data=digits)
     with pytest.raises(ModelDataMismatch, match="the data has 5 classes"):
         run_experiment(exp, device="cpu")
@@ -279,6 +307,9 @@ def test_other_torchvision_sets_name_their_own_folder_when_missing(tmp_path, mon
 def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_package):
     target = built_package["site"]
     course = _course(tmp_path, results="results")
+    (course / "mycourse" / "models.py").write_text(COURSE_MODELS)  # and a model of the course's own
+    with open(course / "mycourse" / "experiments.py", "a") as f:
+        f.write(COURSE_FACTORY_EXPERIMENT)
     env = _env(PYTHONPATH=str(target))
     where = subprocess.run([sys.executable, "-c", "import nnlab; print(nnlab.__file__)"], cwd=course, env=env,
                            capture_output=True, text=True, check=True)
@@ -291,6 +322,16 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     assert proc.returncode == 0, proc.stderr
     assert (course / "results" / "shapes-mlp" / "result.json").is_file()
     assert not list(target.rglob("result.json"))  # nothing lands inside the installed package
+    runs = json.loads((course / "results" / "shapes-resnet" / "result.json").read_text())["runs"]
+    assert sorted(runs) == ["resnet-8/seed=0", "resnet-8/seed=1"]  # trained by pool workers, imported by path
+    assert {r["model_source"]["file"] for r in runs.values()} == {"mycourse/models.py"}
+    assert _nnlab(["results", "check"], cwd=course, env=env).returncode == 0
+    with open(course / "mycourse" / "models.py", "a") as f:  # the instructor edits the model
+        f.write("# a wider head next week\n")
+    check = _nnlab(["results", "check"], cwd=course, env=env)
+    assert check.returncode == 1
+    (stale,) = [line for line in check.stdout.splitlines() if "stale" in line]
+    assert stale.startswith("shapes-resnet: stale: ") and "resnet-8: model code in mycourse/models.py" in stale
 
 
 def test_every_refused_variant_is_named_before_anything_trains(results_dir):
@@ -299,7 +340,7 @@ def test_every_refused_variant_is_named_before_anything_trains(results_dir):
 
     exp = E.Experiment("two-wrong", "", "", (E.Variant("too-wide", tuple(mlp([32], classes=5))),
                                            E.Variant("ok", tuple(mlp([8], classes=5))),
-                                           E.Variant("ten-out", tuple(mlp([8])))),
+                                           E.Variant("ten-out", tuple(mlp([8], classes=10)))),
                        TrainConfig(epochs=1), seeds=(0,), data=digits,
                        rules=Rules("at most 16 hidden units", {"Flatten", "Linear", "ReLU"}, max_hidden_units=16))
     with pytest.raises(ValueError) as info:

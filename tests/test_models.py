@@ -13,6 +13,7 @@ from torch import nn
 from nnlab.models import SpecError, build, count_parameters, describe, mlp
 
 FAST = settings(max_examples=80, deadline=None)
+SHAPE = (1, 28, 28)  # one MNIST-shaped input, without the batch axis
 
 
 def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -96,26 +97,26 @@ def test_random_valid_specs_build_with_predicted_shapes(case):
 
 
 def test_token_options_reach_the_layers():
-    model = build(["conv 4 3 s=2 p=1 d=2 bias=0", "maxpool 3 s=1 p=1", "avgpool 2", "dropout 0.3"])
+    model = build(["conv 4 3 s=2 p=1 d=2 bias=0", "maxpool 3 s=1 p=1", "avgpool 2", "dropout 0.3"], SHAPE)
     conv, maxpool, avgpool, dropout = model
     assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (1, 4, (3, 3))
     assert (conv.stride, conv.padding, conv.dilation, conv.bias) == ((2, 2), (1, 1), (2, 2), None)
     assert (maxpool.kernel_size, maxpool.stride, maxpool.padding) == (3, 1, 1)
     assert (avgpool.kernel_size, avgpool.stride) == (2, 2)  # stride defaults to the kernel
     assert dropout.p == 0.3
-    assert isinstance(build(["bn"])[0], nn.BatchNorm2d)
-    assert isinstance(build(["flatten", "bn"])[0 + 1], nn.BatchNorm1d)
+    assert isinstance(build(["bn"], SHAPE)[0], nn.BatchNorm2d)
+    assert isinstance(build(["flatten", "bn"], SHAPE)[0 + 1], nn.BatchNorm1d)
 
 
 def test_mlp_spec():
-    assert mlp([100]) == ["flatten", "linear 100", "relu", "linear 10"]
-    assert mlp([64, 32], dropout=[0.5, 0], softmax_last=True) == [
+    assert mlp([100], classes=10) == ["flatten", "linear 100", "relu", "linear 10"]
+    assert mlp([64, 32], dropout=[0.5, 0], softmax_last=True, classes=10) == [
         "flatten", "linear 64", "relu", "dropout 0.5", "linear 32", "relu", "linear 10", "softmax"]
-    assert count_parameters(build(mlp([100]))) == 784 * 100 + 100 + 100 * 10 + 10
+    assert count_parameters(build(mlp([100], classes=10), SHAPE)) == 784 * 100 + 100 + 100 * 10 + 10
     with pytest.raises(SpecError, match="2 dropout values for 1 hidden layers"):
-        mlp([10], dropout=[0.1, 0.2])
+        mlp([10], dropout=[0.1, 0.2], classes=10)
     with pytest.raises(SpecError, match=r"dropout probability must be in \[0, 1\], got -0.5"):
-        mlp([10, 10], dropout=[0.1, -0.5])
+        mlp([10, 10], dropout=[0.1, -0.5], classes=10)
 
 
 KNOWN = {"flatten", "linear", "relu", "sigmoid", "tanh", "softmax", "dropout", "conv", "bn",
@@ -209,7 +210,7 @@ def test_misfit_or_malformed_layers_are_named(spec, token, words):
 
 def test_one_string_is_not_a_spec():
     with pytest.raises(SpecError, match="list of layer tokens"):
-        build("flatten linear 10")
+        build("flatten linear 10", SHAPE)
 
 
 @FAST

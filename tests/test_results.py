@@ -161,7 +161,7 @@ def test_a_new_seed_or_variant_keeps_the_stored_runs(tiny_experiment, register_e
     path = store.experiment_dir(NAME) / "result.json"
     before = json.loads(path.read_text())["runs"]
     weights = {p.name: p.read_bytes() for p in (store.experiment_dir(NAME) / "weights").iterdir()}
-    wider = E.Variant("wide", tuple(mlp([32])))
+    wider = E.Variant("wide", tuple(mlp([32], classes=10)))
     grown = register_experiment(replace(T.TINY, variants=(*T.TINY.variants, wider), seeds=(0, 1, 2)))
     st = store.status(NAME)
     assert st.state == "incomplete" and "4 run(s) missing" in st.detail
@@ -182,10 +182,10 @@ def test_a_new_seed_or_variant_keeps_the_stored_runs(tiny_experiment, register_e
 
 
 def test_changing_one_variant_retrains_only_its_runs(tiny_experiment, register_experiment):
-    two = register_experiment(replace(T.TINY, variants=(*T.TINY.variants, E.Variant("wide", tuple(mlp([32]))))))
+    two = register_experiment(replace(T.TINY, variants=(*T.TINY.variants, E.Variant("wide", tuple(mlp([32], classes=10))))))
     runner.run_experiment(NAME, device="cpu", log=lambda msg: None)
     before = store.load(NAME)["runs"]
-    register_experiment(replace(two, variants=(two.variants[0], E.Variant("wide", tuple(mlp([24]))))))
+    register_experiment(replace(two, variants=(two.variants[0], E.Variant("wide", tuple(mlp([24], classes=10))))))
     st = store.status(NAME)
     assert st.state == "stale" and "wide" in st.detail and "main" not in st.detail
     with pytest.raises(store.StaleResult):
@@ -378,6 +378,6 @@ def test_a_run_fit_on_train_and_val_is_stored_without_validation(tiny_experiment
 def test_validation_cannot_choose_among_variants_fit_on_it(tiny_experiment, register_experiment):
     both = replace(tiny_experiment.train, fit_on="train+val")
     exp = register_experiment(replace(tiny_experiment, variants=(
-        tiny_experiment.variants[0], E.Variant("wide", tuple(mlp([32])), both))))
+        tiny_experiment.variants[0], E.Variant("wide", tuple(mlp([32], classes=10)), both))))
     with pytest.raises(ValueError, match=r"cannot choose a variant on validation: wide trained on the validation"):
         store.chosen_variant(exp.name)

@@ -17,6 +17,7 @@ from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units, viola
 from nnlab.runner import build_checked
 
 FAST = settings(max_examples=60, deadline=None)
+SHAPE = (1, 28, 28)  # one MNIST-shaped input, without the batch axis
 PROBLEMS = [P.MLP_100, P.MLP_200, P.MLP_1000]
 
 
@@ -36,7 +37,7 @@ dropouts = st.sampled_from([0.0, 0.1, 0.5, 1.0])
 
 
 def make(widths, dropout=0.0, softmax_last=False) -> nn.Sequential:
-    return build(mlp(widths, dropout, softmax_last))
+    return build(mlp(widths, dropout, softmax_last, classes=10), SHAPE)
 
 
 @FAST
@@ -44,10 +45,10 @@ def make(widths, dropout=0.0, softmax_last=False) -> nn.Sequential:
 def test_random_legal_mlps_pass(data, rules, dropout, softmax):
     widths = data.draw(widths_within(rules.max_hidden_units, rules.min_hidden_layers))
     model = make(widths, dropout, softmax)
-    assert hidden_units(model) == sum(widths)
-    assert hidden_layers(model) == len(widths)
-    assert violations(model, rules) == []
-    check(model, rules)
+    assert hidden_units(model, input_shape=SHAPE) == sum(widths)
+    assert hidden_layers(model, input_shape=SHAPE) == len(widths)
+    assert violations(model, rules, input_shape=SHAPE) == []
+    check(model, rules, input_shape=SHAPE)
 
 
 @FAST
@@ -58,9 +59,9 @@ def test_random_mlps_over_budget_fail(data, rules):
     over = data.draw(st.integers(1, 300))
     widths[data.draw(st.integers(0, len(widths) - 1))] += budget - sum(widths) + over
     model = make(widths)
-    assert violations(model, rules) == [f"{budget + over} hidden units, more than the {budget} allowed"]
+    assert violations(model, rules, input_shape=SHAPE) == [f"{budget + over} hidden units, more than the {budget} allowed"]
     with pytest.raises(RuleViolation) as info:
-        check(model, rules)
+        check(model, rules, input_shape=SHAPE)
     assert str(info.value) == (f"model breaks the rules of {rules.name}: "
                                f"{budget + over} hidden units, more than the {budget} allowed")
 
@@ -70,10 +71,10 @@ def test_random_mlps_over_budget_fail(data, rules):
 def test_random_mlps_too_shallow_fail(data, rules):
     widths = data.draw(widths_within(rules.max_hidden_units, 0, max_layers=rules.min_hidden_layers - 1))
     model = make(widths)
-    assert violations(model, rules) == [
+    assert violations(model, rules, input_shape=SHAPE) == [
         f"{len(widths)} hidden layer(s), fewer than the {rules.min_hidden_layers} required"]
     with pytest.raises(RuleViolation, match=r"hidden layer\(s\), fewer than"):
-        check(model, rules)
+        check(model, rules, input_shape=SHAPE)
 
 
 @FAST
@@ -85,7 +86,7 @@ def test_random_mlps_with_a_foreign_layer_fail(data, layer):
     layers.insert(data.draw(st.integers(1, len(layers) - 1)), layer)
     model = nn.Sequential(*layers)
     with pytest.raises(RuleViolation, match=rf"layer type\(s\) {type(layer).__name__} not allowed"):
-        check(model, P.MLP_100)
+        check(model, P.MLP_100, input_shape=SHAPE)
 
 
 def nested_sneaky() -> nn.Sequential:
@@ -96,19 +97,19 @@ def nested_sneaky() -> nn.Sequential:
 
 def test_linear_hidden_in_nested_sequential_is_counted():
     model = nested_sneaky()
-    assert hidden_units(model) == 101 and hidden_layers(model) == 2
+    assert hidden_units(model, input_shape=SHAPE) == 101 and hidden_layers(model, input_shape=SHAPE) == 2
     with pytest.raises(RuleViolation, match="101 hidden units, more than the 100 allowed"):
-        check(model, P.MLP_100)
+        check(model, P.MLP_100, input_shape=SHAPE)
 
 
 def test_conv_under_mlp_rules_fails():
-    model = build(["conv 4 3", "relu", "flatten", "linear 20", "relu", "linear 10"])
-    assert hidden_units(model) == 20  # within the budget ...
+    model = build(["conv 4 3", "relu", "flatten", "linear 20", "relu", "linear 10"], SHAPE)
+    assert hidden_units(model, input_shape=SHAPE) == 20  # within the budget ...
     with pytest.raises(RuleViolation, match=r"layer type\(s\) Conv2d not allowed"):
-        check(model, P.MLP_100)  # ... but not an MLP
+        check(model, P.MLP_100, input_shape=SHAPE)  # ... but not an MLP
     # also when the convolution hides in a nested container
     nested = nn.Sequential(nn.Sequential(nn.Conv2d(1, 1, 3)), nn.Flatten(), nn.Linear(676, 10))
-    assert "Conv2d" in " ".join(violations(nested, P.MLP_100))
+    assert "Conv2d" in " ".join(violations(nested, P.MLP_100, input_shape=SHAPE))
 
 
 def test_custom_module_with_its_own_weights_fails():
@@ -123,57 +124,57 @@ def test_custom_module_with_its_own_weights_fails():
 
     model = nn.Sequential(nn.Flatten(), Scaled(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
     with pytest.raises(RuleViolation, match=r"layer type\(s\) Scaled not allowed"):
-        check(model, P.MLP_100)
+        check(model, P.MLP_100, input_shape=SHAPE)
 
 
 @pytest.mark.parametrize("rules, widths", [(P.MLP_100, [101]), (P.MLP_100, [50, 51]),
                                            (P.MLP_200, [150, 51]), (P.MLP_1000, [500, 300, 201])])
 def test_one_unit_over_budget_fails_and_exactly_at_budget_passes(rules, widths):
     with pytest.raises(RuleViolation, match=f"{rules.max_hidden_units + 1} hidden units"):
-        check(make(widths), rules)
+        check(make(widths), rules, input_shape=SHAPE)
     at_budget = widths[:-1] + [widths[-1] - 1]
-    check(make(at_budget), rules)
+    check(make(at_budget), rules, input_shape=SHAPE)
 
 
 @pytest.mark.parametrize("rules, widths", [(P.MLP_200, [200]), (P.MLP_1000, [500, 400]),
                                            (P.MLP_1000, [])])
 def test_too_few_hidden_layers_fail(rules, widths):
     with pytest.raises(RuleViolation, match=f"{len(widths)} hidden layer\\(s\\), fewer than"):
-        check(make(widths), rules)
+        check(make(widths), rules, input_shape=SHAPE)
 
 
 CNN = ["conv 8 3 p=1 bias=0", "bn", "relu", "maxpool 2", "dropout 0.1", "flatten", "linear 10"]
 
 
 def test_required_layers_must_be_present():
-    check(build(CNN), P.CNN_1M)
+    check(build(CNN, SHAPE), P.CNN_1M, input_shape=SHAPE)
     no_bn = [t for t in CNN if t != "bn"]
-    assert violations(build(no_bn), P.CNN_1M) == ["no BatchNorm2d layer, but at least one is required"]
+    assert violations(build(no_bn, SHAPE), P.CNN_1M, input_shape=SHAPE) == ["no BatchNorm2d layer, but at least one is required"]
     with pytest.raises(RuleViolation, match="no BatchNorm2d layer, but at least one is required"):
-        check(build(no_bn), P.CNN_1M)
+        check(build(no_bn, SHAPE), P.CNN_1M, input_shape=SHAPE)
     neither = [t for t in no_bn if not t.startswith("dropout")]
-    msg = "; ".join(violations(build(neither), P.CNN_1M))
+    msg = "; ".join(violations(build(neither, SHAPE), P.CNN_1M, input_shape=SHAPE))
     assert "no BatchNorm2d layer" in msg and "no Dropout layer" in msg
     # a required layer nested in a container counts
-    nested = nn.Sequential(nn.Sequential(*build(CNN)[:4]), *build(CNN)[4:])
-    check(nested, P.CNN_1M)
+    nested = nn.Sequential(nn.Sequential(*build(CNN, SHAPE)[:4]), *build(CNN, SHAPE)[4:])
+    check(nested, P.CNN_1M, input_shape=SHAPE)
 
 
 def test_parameter_limit_is_strict():
     # conv 1->8 3x3 without bias, BatchNorm (2 per channel), linear 8*14*14 -> 10 with bias
-    model = build(CNN)
+    model = build(CNN, SHAPE)
     n = count_parameters(model)
     assert n == 8 * 9 + 2 * 8 + (8 * 14 * 14 * 10 + 10)
     at_limit = R.Rules("limit", P.CNN_LAYERS, max_parameters=n)
     above_limit = R.Rules("limit", P.CNN_LAYERS, max_parameters=n + 1)
     with pytest.raises(RuleViolation, match=f"{n:,} parameters, not fewer than {n:,}"):
-        check(model, at_limit)
-    check(model, above_limit)
+        check(model, at_limit, input_shape=SHAPE)
+    check(model, above_limit, input_shape=SHAPE)
 
 
 def test_every_violation_is_listed_at_once():
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.Tanh(), nn.Linear(300, 10))
-    found = violations(model, P.MLP_200)
+    found = violations(model, P.MLP_200, input_shape=SHAPE)
     assert len(found) == 3
     assert any("Tanh not allowed" in f for f in found)
     assert any("300 hidden units" in f for f in found)
@@ -187,17 +188,17 @@ def test_only_non_final_linear_outputs_count(data, dropout, softmax):
     model = make(widths, dropout, softmax)
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert linears[-1].out_features == 10
-    assert hidden_units(model) == sum(widths) == sum(m.out_features for m in linears[:-1])
-    assert hidden_layers(model) == len(widths) == len(linears) - 1
+    assert hidden_units(model, input_shape=SHAPE) == sum(widths) == sum(m.out_features for m in linears[:-1])
+    assert hidden_layers(model, input_shape=SHAPE) == len(widths) == len(linears) - 1
     # activations and dropout add nothing
     bare = nn.Sequential(*[m for m in model if isinstance(m, (nn.Flatten, nn.Linear))])
-    assert (hidden_units(bare), hidden_layers(bare)) == (hidden_units(model), hidden_layers(model))
+    assert (hidden_units(bare, input_shape=SHAPE), hidden_layers(bare, input_shape=SHAPE)) == (hidden_units(model, input_shape=SHAPE), hidden_layers(model, input_shape=SHAPE))
 
 
 def test_counts_without_linear_layers():
-    assert hidden_units(nn.Sequential(nn.Flatten())) == 0
-    assert hidden_layers(nn.Sequential(nn.Flatten())) == 0
-    assert hidden_units(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))) == 0
+    assert hidden_units(nn.Sequential(nn.Flatten()), input_shape=SHAPE) == 0
+    assert hidden_layers(nn.Sequential(nn.Flatten()), input_shape=SHAPE) == 0
+    assert hidden_units(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), input_shape=SHAPE) == 0
 
 
 # --- what runs is what counts: models written to fool a count of definitions -----------------
@@ -219,10 +220,10 @@ class OutputFirst(nn.Module):
 
 def test_output_layer_defined_first_is_still_the_output():
     model = OutputFirst()
-    assert (hidden_units(model), hidden_layers(model)) == (100, 1)
-    assert violations(model, AT_MOST_64) == ["100 hidden units, more than the 64 allowed"]
+    assert (hidden_units(model, input_shape=SHAPE), hidden_layers(model, input_shape=SHAPE)) == (100, 1)
+    assert violations(model, AT_MOST_64, input_shape=SHAPE) == ["100 hidden units, more than the 64 allowed"]
     with pytest.raises(RuleViolation, match="100 hidden units, more than the 64 allowed"):
-        check(model, AT_MOST_64)
+        check(model, AT_MOST_64, input_shape=SHAPE)
 
 
 class Functional(nn.Module):
@@ -238,27 +239,27 @@ class Functional(nn.Module):
                                        (lambda x: x.tanh(), "Tanh"), (torch.sigmoid, "Sigmoid")])
 def test_activation_called_as_a_function_must_be_allowed(act, name):
     model = Functional(act)
-    found = violations(model, P.MLP_100)
+    found = violations(model, P.MLP_100, input_shape=SHAPE)
     assert len(found) == 1 and found[0].startswith(f"layer type(s) {name} not allowed")
     assert "called in forward as" in found[0]
     with pytest.raises(RuleViolation, match=rf"layer type\(s\) {name} not allowed"):
-        check(model, P.MLP_100)
-    check(model, R.Rules("with it", P.MLP_LAYERS | {name}, max_hidden_units=100))
+        check(model, P.MLP_100, input_shape=SHAPE)
+    check(model, R.Rules("with it", P.MLP_LAYERS | {name}, max_hidden_units=100), input_shape=SHAPE)
 
 
 def test_allowed_functional_activations_pass():
     for act in (torch.relu, F.relu, lambda x: x.relu()):
-        check(Functional(act), P.MLP_100)
+        check(Functional(act), P.MLP_100, input_shape=SHAPE)
 
 
 def test_unknown_operations_in_forward_are_refused():
-    found = violations(Functional(lambda x: x.clamp(min=0)), P.MLP_100)  # a ReLU in disguise
+    found = violations(Functional(lambda x: x.clamp(min=0)), P.MLP_100, input_shape=SHAPE)  # a ReLU in disguise
     assert found == ["operation(s) Tensor.clamp in forward are not layers the rules can name: "
                      "use torch.nn layers, arithmetic and reshaping only"]
-    assert "torch.exp" in " ".join(violations(Functional(torch.exp), P.MLP_100))
+    assert "torch.exp" in " ".join(violations(Functional(torch.exp), P.MLP_100, input_shape=SHAPE))
     # arithmetic and shape plumbing are fine
-    check(Functional(lambda x: (x * 2 + 1) / 3 - x[:, :1].unsqueeze(1).squeeze(1)), P.MLP_100)
-    assert violations(Functional(torch.exp), R.Rules("any layer", frozenset())) == []
+    check(Functional(lambda x: (x * 2 + 1) / 3 - x[:, :1].unsqueeze(1).squeeze(1)), P.MLP_100, input_shape=SHAPE)
+    assert violations(Functional(torch.exp), R.Rules("any layer", frozenset()), input_shape=SHAPE) == []
 
 
 class Twice(nn.Module):
@@ -273,8 +274,8 @@ class Twice(nn.Module):
 
 def test_a_linear_used_twice_counts_twice():
     model = Twice()
-    assert (hidden_units(model), hidden_layers(model)) == (120, 3)
-    assert violations(model, AT_MOST_64) == ["120 hidden units, more than the 64 allowed"]
+    assert (hidden_units(model, input_shape=SHAPE), hidden_layers(model, input_shape=SHAPE)) == (120, 3)
+    assert violations(model, AT_MOST_64, input_shape=SHAPE) == ["120 hidden units, more than the 64 allowed"]
 
 
 class Unused(nn.Module):
@@ -290,8 +291,8 @@ class Unused(nn.Module):
 
 def test_a_linear_never_used_does_not_count():
     model = Unused()
-    assert (hidden_units(model), hidden_layers(model)) == (30, 1)
-    check(model, AT_MOST_64)
+    assert (hidden_units(model, input_shape=SHAPE), hidden_layers(model, input_shape=SHAPE)) == (30, 1)
+    check(model, AT_MOST_64, input_shape=SHAPE)
 
 
 class Branchy(nn.Module):
@@ -307,14 +308,14 @@ class Branchy(nn.Module):
 
 
 def test_data_dependent_control_flow_is_not_inspectable():
-    found = violations(Branchy(), AT_MOST_64)
+    found = violations(Branchy(), AT_MOST_64, input_shape=SHAPE)
     assert len(found) == 1
     assert found[0].startswith("forward could not be inspected (")
     assert found[0].endswith("): rewrite it as an nn.Sequential or without data-dependent control flow")
     with pytest.raises(RuleViolation, match="forward could not be inspected"):
-        check(Branchy(), P.MLP_100)
+        check(Branchy(), P.MLP_100, input_shape=SHAPE)
     # also when only the hidden units are limited
-    assert "could not be inspected" in violations(Branchy(), R.Rules("64", (), max_hidden_units=64))[0]
+    assert "could not be inspected" in violations(Branchy(), R.Rules("64", (), max_hidden_units=64), input_shape=SHAPE)[0]
 
 
 def test_a_layer_bypassed_through_its_weights_is_refused():
@@ -326,7 +327,7 @@ def test_a_layer_bypassed_through_its_weights_is_refused():
         def forward(self, x):
             return self.out(torch.relu(F.linear(x.flatten(1), self.hidden.weight, self.hidden.bias)))
 
-    found = violations(Bypass(), P.MLP_100)
+    found = violations(Bypass(), P.MLP_100, input_shape=SHAPE)
     assert any("forward reads parameter(s) hidden.bias, hidden.weight directly" in f for f in found)
     assert any("linear maps outside nn.Linear (F.linear)" in f for f in found)
 
@@ -337,25 +338,25 @@ def test_a_class_named_like_a_torch_layer_is_not_that_layer():
             return x.exp()
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), ReLU())
-    assert f"{__name__}." in violations(model, P.MLP_100)[0]
+    assert f"{__name__}." in violations(model, P.MLP_100, input_shape=SHAPE)[0]
 
 
 def test_a_model_that_cannot_run_on_the_shape_is_a_violation():
-    model = build(mlp([32, 32]), (1, 8, 8))
-    found = violations(model, P.MLP_100)
+    model = build(mlp([32, 32], classes=10), (1, 8, 8))
+    found = violations(model, P.MLP_100, input_shape=SHAPE)
     assert found and found[0].startswith("the model could not be run on inputs of shape (1, 28, 28)")
     assert violations(model, P.MLP_100, input_shape=(1, 8, 8)) == []
     assert hidden_units(model, input_shape=(1, 8, 8)) == 64
     with pytest.raises(RuleViolation, match=r"could not be run on inputs of shape \(1, 28, 28\)"):
-        hidden_units(model)
+        hidden_units(model, input_shape=SHAPE)
 
 
 def test_checking_leaves_the_model_as_it_was():
-    model = build(CNN).train()
+    model = build(CNN, SHAPE).train()
     model[1].eval()
     before = [m.training for m in model.modules()]
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    check(model, P.CNN_1M)
+    check(model, P.CNN_1M, input_shape=SHAPE)
     assert [m.training for m in model.modules()] == before
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in model.modules())
@@ -405,16 +406,16 @@ def test_a_courses_own_layer_class_can_be_allowed_and_required():
     rules = R.Rules("own", [nn.Flatten, nn.Linear, Scale], required={"Scale"}, max_hidden_units=10)
     assert rules.allowed == {"Flatten", "Linear", "Scale"}
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), Scale())
-    assert violations(model, rules) == []
-    assert "no Scale layer" in violations(model[:2], rules)[0]
-    assert "Scale not allowed" in " ".join(violations(model, P.MLP_100))
+    assert violations(model, rules, input_shape=SHAPE) == []
+    assert "no Scale layer" in violations(model[:2], rules, input_shape=SHAPE)[0]
+    assert "Scale not allowed" in " ".join(violations(model, P.MLP_100, input_shape=SHAPE))
 
 
 def test_empty_allowed_means_any_layer_type():
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 30), nn.GELU(), nn.Linear(30, 10))
-    assert violations(model, R.Rules("any", [], max_hidden_units=30)) == []
-    assert violations(model, R.Rules("any", [], max_hidden_units=29)) == ["30 hidden units, more than the 29 allowed"]
-    assert violations(model, R.NONE) == []
+    assert violations(model, R.Rules("any", [], max_hidden_units=30), input_shape=SHAPE) == []
+    assert violations(model, R.Rules("any", [], max_hidden_units=29), input_shape=SHAPE) == ["30 hidden units, more than the 29 allowed"]
+    assert violations(model, R.NONE, input_shape=SHAPE) == []
 
 
 def test_book_rules_are_unchanged():

@@ -19,6 +19,7 @@ from nnlab.train import ConfigError, DivergedError, TrainConfig, train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over ten classes
+SHAPE = (1, 28, 28)  # one MNIST-shaped input, without the batch axis
 
 
 def fit(spec, config, seed=0, data=None, **kwargs):
@@ -32,7 +33,7 @@ def without_time(history: dict) -> dict:
 
 
 def test_loss_goes_down_on_a_small_problem():
-    model, res = fit(mlp([32]), TrainConfig(epochs=3, batch_size=64, lr=3e-3))
+    model, res = fit(mlp([32], classes=10), TrainConfig(epochs=3, batch_size=64, lr=3e-3))
     h = res.history
     assert len(h["train_loss"]) == 3
     assert h["train_loss"][-1] < h["train_loss"][0]
@@ -43,7 +44,7 @@ def test_loss_goes_down_on_a_small_problem():
 
 
 def test_one_seed_gives_bit_identical_runs():
-    spec = mlp([32, 16], dropout=0.3)
+    spec = mlp([32, 16], dropout=0.3, classes=10)
     cfg = TrainConfig(epochs=2, batch_size=50, lr=3e-3, schedule="onecycle", augment="affine")
     m1, r1 = fit(spec, cfg, seed=7)
     m2, r2 = fit(spec, cfg, seed=7)
@@ -59,7 +60,7 @@ def test_one_seed_gives_bit_identical_runs():
 
 
 def test_interrupted_and_resumed_training_is_bit_identical(tmp_path):
-    spec = mlp([32, 16], dropout=0.3)
+    spec = mlp([32, 16], dropout=0.3, classes=10)
     cfg = TrainConfig(epochs=4, batch_size=64, lr=3e-3, schedule="onecycle", augment="shift")
     ref_model, ref = fit(spec, cfg, seed=3)
     ckpt = tmp_path / "run.pt"
@@ -75,7 +76,7 @@ def test_interrupted_and_resumed_training_is_bit_identical(tmp_path):
 
 
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
-    spec = mlp([16])
+    spec = mlp([16], classes=10)
     cfg = TrainConfig(epochs=2, batch_size=64, lr=3e-3)
     ckpt = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
@@ -120,7 +121,7 @@ def test_divergence_in_a_later_epoch_names_it_and_leaves_no_checkpoint(results_d
                                                                         register_experiment, monkeypatch):
     exp = register_experiment(replace(T.TINY, name="test-diverge-late", rules=R.NONE, seeds=(0,)))
     bad_step = T.STEPS_PER_EPOCH + 5  # the fifth step of the second epoch
-    monkeypatch.setattr(runner, "build", lambda spec, *shape: InfAfter(build(spec, *shape), bad_step))
+    monkeypatch.setattr(E, "build", lambda spec, *shape: InfAfter(build(spec, *shape), bad_step))
     with pytest.raises(DivergedError, match="at epoch 2, step 5 "):
         runner.run_experiment(exp.name, device="cpu")
     assert store_files(results_dir) == []
@@ -132,7 +133,7 @@ def test_a_run_blown_up_from_its_first_steps_is_refused_whatever_its_length():
     config = TrainConfig(epochs=2, batch_size=32, lr=1e6)
     with pytest.raises(DivergedError, match=r"at epoch 1, step 50 .* more than 20 times that of a uniform guess "
                                             r"over 10 classes \(ln 10 = 2.3\)"):
-        fit(mlp([16]), config)
+        fit(mlp([16], classes=10), config)
 
 
 class Stuck(nn.Module):
@@ -185,7 +186,7 @@ def test_short_honest_runs_on_digits_are_kept(optimizer, lr, accuracy, results_d
     digits = ArrayData("sklearn-digits", train=(x[:1500].reshape(-1, 8, 8), y[:1500]),
                        test=(x[1500:].reshape(-1, 8, 8), y[1500:]))
     exp = register_experiment(E.Experiment(
-        name="test-digits", purpose="short runs", chapter="tests", variants=(E.Variant("mlp", tuple(mlp([32]))),),
+        name="test-digits", purpose="short runs", chapter="tests", variants=(E.Variant("mlp", tuple(mlp([32], classes=10))),),
         train=TrainConfig(epochs=5, batch_size=64, optimizer=optimizer, lr=lr), seeds=(0,), data=digits))
     runner.run_experiment(exp, device="cpu", log=lambda line: None)
     (run,) = load(exp)["runs"].values()
@@ -227,7 +228,7 @@ def test_config_lists_every_problem_at_once():
 @pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
 def test_dropout_outside_unit_interval_is_refused_when_built(p, results_dir, register_experiment):
     with pytest.raises(SpecError, match=r"dropout probability must be in \[0, 1\]"):
-        build(mlp([10], dropout=p))
+        build(mlp([10], dropout=p, classes=10), SHAPE)
     # a registered experiment with such a spec is refused before any training or writing
     spec = ("flatten", "linear 10", "relu", f"dropout {p}", "linear 10")
     exp = register_experiment(E.Experiment(
@@ -254,7 +255,7 @@ def test_cnn_evaluates_in_channels_last_and_is_handed_back_unchanged():
     from nnlab.train import evaluate
 
     torch.manual_seed(0)
-    model = build(("conv 4 3 p=1", "bn", "relu", "conv 8 3 p=1", "relu", "maxpool 2", "flatten", "linear 10")).eval()
+    model = build(("conv 4 3 p=1", "bn", "relu", "conv 8 3 p=1", "relu", "maxpool 2", "flatten", "linear 10"), SHAPE).eval()
     x, y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
     with torch.no_grad():
         logits = model(x)
@@ -287,7 +288,7 @@ def test_fit_on_train_and_val_fits_both_and_reports_no_validation():
     for fit_on in ("train", "train+val"):
         torch.manual_seed(0)
         counter = SampleCounter()
-        model = nn.Sequential(counter, *build(mlp([16])))
+        model = nn.Sequential(counter, *build(mlp([16], classes=10), SHAPE))
         results[fit_on] = (counter, train(model, replace(cfg, fit_on=fit_on), 0, data=data, device="cpu"))
     (plain, r_plain), (both, r_both) = results["train"], results["train+val"]
     assert plain.seen == 2 * len(data["train"][1])
@@ -320,7 +321,7 @@ def test_bf16_is_refused_without_native_support(monkeypatch):
 
     monkeypatch.setattr(nt, "bf16_native", lambda device: False)
     with pytest.raises(ConfigError, match="precision='bf16' needs native bfloat16 arithmetic.*use precision='fp32'"):
-        fit(mlp([16]), TrainConfig(epochs=1, precision="bf16"))
+        fit(mlp([16], classes=10), TrainConfig(epochs=1, precision="bf16"))
 
 
 def test_bf16_autocast_trains_with_fp32_weights(monkeypatch):
@@ -330,8 +331,8 @@ def test_bf16_autocast_trains_with_fp32_weights(monkeypatch):
 
     monkeypatch.setattr(nt, "bf16_native", lambda device: True)  # the CPU emulates it if it must
     config = TrainConfig(epochs=2, batch_size=64, lr=3e-3)
-    model16, res16 = fit(mlp([32]), replace(config, precision="bf16"))
-    _, res32 = fit(mlp([32]), config)
+    model16, res16 = fit(mlp([32], classes=10), replace(config, precision="bf16"))
+    _, res32 = fit(mlp([32], classes=10), config)
     assert all(p.dtype == torch.float32 for p in model16.parameters())
     assert res16.history["train_loss"] != res32.history["train_loss"]
     assert res16.val_acc > 0.8 and abs(res16.val_acc - res32.val_acc) < 0.05
@@ -341,13 +342,13 @@ def test_memory_format_rule_and_override():
     from nnlab.train import fast_memory_format
 
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    with_bn = build(("conv 32 3", "bn", "relu", "conv 64 3", "relu", "flatten", "linear 10"))
-    without = build(("conv 32 3", "relu", "conv 64 3", "relu", "maxpool 2", "flatten", "linear 10"))
+    with_bn = build(("conv 32 3", "bn", "relu", "conv 64 3", "relu", "flatten", "linear 10"), SHAPE)
+    without = build(("conv 32 3", "relu", "conv 64 3", "relu", "maxpool 2", "flatten", "linear 10"), SHAPE)
     for device in (cpu, cuda):  # the rule looks at the model and the device type only
         assert fast_memory_format(with_bn, device) == torch.channels_last
         assert fast_memory_format(without, device) == torch.contiguous_format
     assert fast_memory_format(with_bn, mps) == torch.contiguous_format
-    assert fast_memory_format(build(mlp([32])), cpu) == torch.contiguous_format
+    assert fast_memory_format(build(mlp([32], classes=10), SHAPE), cpu) == torch.contiguous_format
     assert fast_memory_format(with_bn, cpu, "contiguous") == torch.contiguous_format
     assert fast_memory_format(without, cpu, "channels_last") == torch.channels_last
 
@@ -370,7 +371,7 @@ def test_epoch_loss_and_accuracy_weigh_a_ragged_last_batch_correctly():
 
     data = T.synthetic_data()
     x, y = data["train"][0][:100], data["train"][1][:100]  # 100 = 3 x 32 + 4
-    model = T.seeded_model(mlp([32]), 0)
+    model = T.seeded_model(mlp([32], classes=10), 0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = train(model, TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=1e-30, momentum=0.0),
                 data={"train": (x, y), "val": data["val"]}, device="cpu", keep_failed=True)  # learns nothing
@@ -390,14 +391,14 @@ def test_evaluation_chunk_follows_the_largest_layer():
     )
 
     x, y = torch.randn(200, 1, 28, 28), torch.randint(0, 10, (200,))
-    assert eval_chunk(build(mlp([100])).eval(), x, 5000) == EVAL_SMALL_CHUNK  # no convolution
-    lenet_like = build(("conv 6 5 p=2", "relu", "maxpool 2", "flatten", "linear 10")).eval()
+    assert eval_chunk(build(mlp([100], classes=10), SHAPE).eval(), x, 5000) == EVAL_SMALL_CHUNK  # no convolution
+    lenet_like = build(("conv 6 5 p=2", "relu", "maxpool 2", "flatten", "linear 10"), SHAPE).eval()
     assert eval_chunk(lenet_like, x, 5000) == EVAL_SMALL_CHUNK  # 2 x 6 x 28 x 28 x 4 bytes is small
-    cnn = build(("conv 48 3 p=1", "relu", "conv 48 3 p=1", "relu", "flatten", "linear 10")).eval()
+    cnn = build(("conv 48 3 p=1", "relu", "conv 48 3 p=1", "relu", "flatten", "linear 10"), SHAPE).eval()
     largest = 2 * 48 * 28 * 28 * 4  # the second convolution's input and output, per image
     assert largest >= EVAL_SMALL_BYTES
     assert eval_chunk(cnn, x, 5000) == EVAL_CACHE_BYTES // largest
-    assert eval_chunk(cnn, x, 10) == 10 and eval_chunk(build(mlp([100])), x, 10) == 10
+    assert eval_chunk(cnn, x, 10) == 10 and eval_chunk(build(mlp([100], classes=10), SHAPE), x, 10) == 10
     with torch.no_grad():
         logits = cnn(x)
     loss, acc = evaluate(cnn, x, y)  # chunked, and still the metrics of one pass
@@ -406,5 +407,5 @@ def test_evaluation_chunk_follows_the_largest_layer():
 
 
 def test_adadelta_learns():
-    _, res = fit(mlp([32]), TrainConfig(epochs=2, batch_size=64, optimizer="adadelta", lr=1.0))
+    _, res = fit(mlp([32], classes=10), TrainConfig(epochs=2, batch_size=64, optimizer="adadelta", lr=1.0))
     assert res.history["train_loss"][-1] < res.history["train_loss"][0] and res.val_acc > 0.8

@@ -34,6 +34,7 @@ from nnlab.train import TrainConfig
 
 SIZES = {"train": 2048, "val": 512, "test": 512}
 STEPS_PER_EPOCH = SIZES["train"] // 64  # at the tiny experiments' batch size
+SHAPE = (1, 28, 28)  # one input of the synthetic MNIST-shaped data, without the batch axis
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,20 +61,20 @@ SYNTHETIC = ArrayData("synthetic-10", train=synthetic_mnist("train"), val=synthe
 
 TINY = E.Experiment(
     name="test-tiny", purpose="A 16-unit MLP on synthetic data.", chapter="tests",
-    variants=(E.Variant("main", tuple(mlp([16]))),),
+    variants=(E.Variant("main", tuple(mlp([16], classes=10))),),
     train=TrainConfig(epochs=2, batch_size=64, lr=3e-3), seeds=(0, 1), rules=P.MLP_100, data=SYNTHETIC)
 
 # Every source of randomness a resume must restore: dropout, augmentation, a schedule.
 RESUMABLE = E.Experiment(
     name="test-tiny-resume", purpose="A small MLP with dropout, augmentation and a schedule.",
-    chapter="tests", variants=(E.Variant("main", tuple(mlp([32, 16], dropout=0.2))),),
+    chapter="tests", variants=(E.Variant("main", tuple(mlp([32, 16], dropout=0.2, classes=10))),),
     train=TrainConfig(epochs=6, batch_size=64, lr=3e-3, schedule="onecycle", augment="shift"),
     seeds=(0,), rules=P.MLP_100, data=SYNTHETIC)
 
 # Six runs to interrupt while they are held at a gate (``train --gate``) in parallel.
 HELD = E.Experiment(
     name="test-tiny-held", purpose="Six runs of a small MLP, to interrupt.", chapter="tests",
-    variants=(E.Variant("main", tuple(mlp([16]))),),
+    variants=(E.Variant("main", tuple(mlp([16], classes=10))),),
     train=TrainConfig(epochs=4, batch_size=64, lr=3e-3), seeds=tuple(range(6)), rules=P.MLP_100, data=SYNTHETIC)
 
 EXPERIMENTS = (TINY, RESUMABLE, HELD)
@@ -170,7 +171,7 @@ class DoomedData(ArrayData):
 
 def seeded_model(spec, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build(spec)
+    return build(spec, SHAPE)
 
 
 def _register(gate: Path | None = None, gate_step: int = 0) -> None:

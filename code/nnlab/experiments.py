@@ -2,12 +2,12 @@
 
 An :class:`Experiment` is a frozen dataclass that carries everything its runs need, by
 value: the data it trains on (a :class:`~nnlab.data.DataSource`), one or more model
-variants (a spec each, optionally with their own training config), the rules they must
+variants (a spec or a factory each, optionally with their own training config), the rules they must
 obey, a training config and the seeds. A worker process receives the experiment itself,
 never a name to look up.
 
-Each variant has its own hash (:func:`variant_hashes`: its spec, its training config, the
-rules and the data's description), stored with its runs: a change to a variant makes that
+Each variant has its own hash (:func:`variant_hashes`: its spec, or its factory's path,
+kwargs and module source; its training config, the rules and the data's description), stored with its runs: a change to a variant makes that
 variant's runs stale, while a new variant or a new seed only adds runs to train.
 
 The registry is empty when ``nnlab`` is imported. A course registers its experiments in a
@@ -20,31 +20,68 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
-from nnlab import project
+from torch import nn
+
+from nnlab import factories, project
 from nnlab import rules as R
 from nnlab.data import MNIST, DataSource
 from nnlab.fileio import json_hash
+from nnlab.models import build
 from nnlab.train import TrainConfig
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One model of an experiment: a name, its spec and an optional training override."""
+    """One model of an experiment: a name, its model and an optional training override.
+
+    The model is either a ``spec`` (layer tokens, built by :func:`nnlab.models.build`) or a
+    ``factory``, the import path ``"module:function"`` of a function or class of the course's
+    own that returns an ``nn.Module`` (see :mod:`nnlab.factories`). A factory is called with
+    ``input_shape=`` and ``classes=`` from the experiment's data, plus ``kwargs`` (JSON values,
+    stored as sorted ``(name, value)`` pairs; a dict is accepted). Its variant's hash covers
+    the path, the kwargs and the source of the module that defines the factory.
+    """
 
     name: str
-    spec: tuple[str, ...]
+    spec: tuple[str, ...] | None = None
     train: TrainConfig | None = None
     info: tuple[tuple[str, float | int | str], ...] = ()  # e.g. (("depth", 2),) for tables
+    factory: str | None = None
+    kwargs: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if (self.spec is None) == (self.factory is None):
+            raise ValueError(f"variant {self.name!r}: give either spec (layer tokens) or factory "
+                             f"(an import path like {factories.EXAMPLE}), not {'both' if self.spec else 'neither'}")
+        if self.factory is not None:
+            factories.check_path(self.factory)
+            object.__setattr__(self, "kwargs", factories.check_kwargs(self.kwargs, self.factory))
+            return
+        if self.kwargs:
+            raise ValueError(f"variant {self.name!r}: kwargs go with a factory; a spec variant takes none")
         if isinstance(self.spec, str):
             raise TypeError(f"variant {self.name!r}: spec must be a sequence of layer tokens, not one string")
         object.__setattr__(self, "spec", tuple(self.spec))
 
+    def source(self) -> dict[str, str] | None:
+        """A factory variant's model source, ``{"file", "sha256"}`` (see
+        :func:`nnlab.factories.source`); None for a spec."""
+        return None if self.factory is None else factories.source(self.factory)
+
+    def build(self, data: DataSource) -> nn.Module:
+        """This variant's model, freshly initialised for ``data``'s input shape and classes."""
+        if self.factory is None:
+            return build(self.spec, data.input_shape)
+        return factories.call(self.factory, dict(self.kwargs), data.input_shape, data.num_classes)
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "spec": list(self.spec),
-                "train": self.train.to_dict() if self.train else None, "info": dict(self.info)}
+        train = self.train.to_dict() if self.train else None
+        if self.factory is None:  # exactly as before factories: stored spec results stay current
+            return {"name": self.name, "spec": list(self.spec), "train": train, "info": dict(self.info)}
+        return {"name": self.name, "factory": self.factory, "kwargs": dict(self.kwargs), "source": self.source(),
+                "train": train, "info": dict(self.info)}
 
 
 @dataclass(frozen=True)
@@ -143,7 +180,7 @@ def variant_hashes(config: dict) -> dict[str, str]:
     """Hash of everything that determines a variant's runs, per variant, from an experiment's
     :meth:`Experiment.config` (the registered one, or the one stored with a result).
 
-    The hash covers the experiment's name, the variant (spec, training override, info), the
+    The hash covers the experiment's name, the variant (spec or factory, training override, info), the
     training config it uses, the rules and the data's description. Seeds are left out: a run
     is keyed by its seed, so adding a seed or a variant leaves every stored run current.
     """

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nnlab import conv
-from nnlab.data import IMAGE_SHAPE, NUM_CLASSES
+from nnlab.data import DataSource
 
 
 class SpecError(ValueError):
@@ -28,6 +28,24 @@ class SpecError(ValueError):
 
 class ModelDataMismatch(ValueError):
     """A model that does not fit its data: wrong input shape or wrong number of outputs."""
+
+
+def input_shape_of(input_shape: Sequence[int] | DataSource | None, caller: str) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints; a data source stands for its own
+    ``input_shape``. Nothing given is a ``TypeError`` that says what to pass: no shape is
+    assumed, as no data is."""
+    if input_shape is None:
+        raise TypeError(f"{caller} needs input_shape, the shape of one input without the batch axis: pass "
+                        "input_shape=data.input_shape (the experiment's data source), e.g. (1, 28, 28) for "
+                        "MNIST or (1, 8, 8) for scikit-learn's digits")
+    shape = getattr(input_shape, "input_shape", input_shape)  # a DataSource
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        dims = ()
+    if not dims or any(d < 1 for d in dims) or any(isinstance(d, (bool, float)) for d in shape):
+        raise ValueError(f"{caller}: input_shape must be positive integers such as (1, 28, 28), got {shape!r}")
+    return dims
 
 
 def _number(text: str, kind: type, token: str):
@@ -51,12 +69,13 @@ _ARITY = {"flatten": 0, "relu": 0, "sigmoid": 0, "tanh": 0, "softmax": 0, "bn": 
 _OPTIONS = {"conv": {"s", "p", "d", "bias"}, "maxpool": {"s", "p"}, "avgpool": {"s", "p"}}
 
 
-def build(spec: Sequence[str], input_shape: Sequence[int] = IMAGE_SHAPE) -> nn.Sequential:
+def build(spec: Sequence[str], input_shape: Sequence[int] | DataSource | None = None) -> nn.Sequential:
     """Build an ``nn.Sequential`` from a spec, inferring every input size.
 
     Args:
         spec: layer tokens (see the module docstring).
-        input_shape: shape of one input without the batch axis, ``(1, 28, 28)`` for MNIST.
+        input_shape: shape of one input without the batch axis (``data.input_shape``:
+            ``(1, 28, 28)`` for MNIST), or the data source itself. Required.
 
     Returns:
         The model, freshly initialised with PyTorch's defaults.
@@ -67,7 +86,7 @@ def build(spec: Sequence[str], input_shape: Sequence[int] = IMAGE_SHAPE) -> nn.S
     """
     if isinstance(spec, str):
         raise SpecError("spec must be a list of layer tokens, not one string")
-    shape = tuple(input_shape)
+    shape = input_shape_of(input_shape, "nnlab.models.build")
     layers: list[nn.Module] = []
     for token in spec:
         name, args, opts = _parse(token)
@@ -129,14 +148,21 @@ def _make(name, args, opts, shape, token):
 
 
 def mlp(widths: Sequence[int], dropout: float | Sequence[float] = 0.0,
-        softmax_last: bool = False, classes: int = NUM_CLASSES) -> list[str]:
+        softmax_last: bool = False, classes: int | DataSource | None = None) -> list[str]:
     """Spec of a flat MLP: ``widths`` are the hidden layer sizes, ``classes`` the outputs (the
-    input size is inferred when the spec is built).
+    number, or the data source whose ``num_classes`` it is; required). The input size is
+    inferred when the spec is built.
 
     ``dropout`` is one probability for every hidden layer or one per hidden layer; a layer
     with 0 gets no Dropout module. ``softmax_last`` appends a Softmax (a known pitfall in
     front of ``CrossEntropyLoss``; kept to measure it).
     """
+    if classes is None:
+        raise TypeError("nnlab.models.mlp needs classes, the number of outputs: pass classes=data.num_classes "
+                        "(the experiment's data source), e.g. classes=10 for MNIST")
+    classes = getattr(classes, "num_classes", classes)  # a DataSource
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise SpecError(f"classes must be a positive integer, got {classes!r}")
     widths = list(widths)
     probs = [float(dropout)] * len(widths) if isinstance(dropout, (int, float)) else list(dropout)
     if len(probs) != len(widths):
@@ -189,18 +215,31 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe(model: nn.Module, input_shape: Sequence[int] = IMAGE_SHAPE) -> list[dict]:
-    """One row per leaf layer: repr, type, settings, output shape and parameter count."""
-    rows = []
-    x = torch.zeros(1, *input_shape)
+def describe(model: nn.Module, input_shape: Sequence[int] | DataSource | None = None) -> list[dict]:
+    """One row per leaf layer call, in the order the layers run (forward hooks on one pass of
+    a zero input of ``input_shape``, required, or a data source's shape): repr, type,
+    settings, output shape and parameter count. A layer called twice has two rows; its
+    parameters count in the first."""
+    shape = input_shape_of(input_shape, "nnlab.models.describe")
+    rows: list[dict] = []
+    seen: set[int] = set()
+
+    def record(layer: nn.Module, args, out) -> None:
+        first = id(layer) not in seen
+        seen.add(id(layer))
+        rows.append({"layer": repr(layer), "type": type(layer).__name__, "settings": layer.extra_repr(),
+                     "output": tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__,
+                     "parameters": count_parameters(layer) if first else 0})
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
     was_training = model.training
+    like = next(model.parameters(), None)
     model.eval()
-    with torch.no_grad():
-        for layer in model.modules():
-            if list(layer.children()):
-                continue
-            x = layer(x)
-            rows.append({"layer": repr(layer), "type": type(layer).__name__, "settings": layer.extra_repr(),
-                         "output": tuple(x.shape[1:]), "parameters": count_parameters(layer)})
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape, device=like.device if like is not None else None))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
     return rows

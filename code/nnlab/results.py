@@ -30,7 +30,6 @@ from nnlab import experiments as E
 from nnlab import project
 from nnlab.data import DataError
 from nnlab.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, sha256_file
-from nnlab.models import build
 from nnlab.rules import check
 
 SCHEMA = 1
@@ -254,7 +253,8 @@ def current_runs(name: str | E.Experiment, data: dict) -> tuple[dict, list[str]]
 
 def what_changed(name: str | E.Experiment, data: dict, variant: str) -> list[str]:
     """Which parts of a variant's config differ between a stored result (as :func:`read_raw`
-    returns it) and the experiment now: some of ``model`` (spec and info), ``recipe`` (the
+    returns it) and the experiment now: some of ``model`` (spec or factory and kwargs, and
+    info), ``model code in FILE`` (the source of a factory's module was edited), ``recipe`` (the
     training config it uses), ``rules`` and ``data`` (its description, or the fingerprint of
     what it loads); ``other`` if none of those (the experiment's name)."""
     exp = E.get(name)
@@ -264,8 +264,11 @@ def what_changed(name: str | E.Experiment, data: dict, variant: str) -> list[str
     if v_then is None:
         return ["model"]
     parts = []
-    if {k: x for k, x in v_now.items() if k != "train"} != {k: x for k, x in v_then.items() if k != "train"}:
+    model_now, model_then = ({k: x for k, x in v.items() if k not in ("train", "source")} for v in (v_now, v_then))
+    if model_now != model_then:
         parts.append("model")
+    elif v_now.get("source") != v_then.get("source"):  # a factory's module was edited
+        parts.append(f"model code in {v_now['source']['file']}")
     if (v_now["train"] or now["train"]) != (v_then["train"] or then["train"]):
         parts.append("recipe")
     if now["rules"] != then["rules"]:
@@ -575,7 +578,7 @@ def load_model(name: str | E.Experiment, seed: int | None = None, variant: str |
     if hashlib.sha256(blob).hexdigest() != run["weights"]["sha256"]:
         raise DamagedResult(f"weights file {path} does not match its sha256 in result.json "
                             f"(truncated or altered); restore it with git or run `{retrain_command(name)}`")
-    model = build(v.spec, exp.data.input_shape)
+    model = v.build(exp.data)
     check(model, exp.rules, input_shape=exp.data.input_shape)
     try:
         model.load_state_dict(st_load(blob))

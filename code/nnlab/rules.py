@@ -22,8 +22,8 @@ take another branch than real inputs; when they limit hidden units, so is a line
 ``nn.Linear`` (``F.linear``, ``@``). A user class named like a ``torch.nn`` class is known by
 its dotted name, so it never passes for the real one.
 
-``input_shape`` defaults to ``(1, 28, 28)``, MNIST's shape and the book's default; callers
-checking a model for other data must pass that data's shape (``exp.data.input_shape``).
+Every check needs ``input_shape``, one input's shape without the batch axis
+(``exp.data.input_shape``, or the data source itself): no shape is assumed.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from nnlab.data import IMAGE_SHAPE
-from nnlab.models import count_parameters
+from nnlab.data import DataSource
+from nnlab.models import count_parameters, input_shape_of
 
 
 class RuleViolation(ValueError):
@@ -139,12 +139,12 @@ def _layers(model: nn.Module) -> list[nn.Module]:
             if not list(m.children()) or next(m.parameters(recurse=False), None) is not None]
 
 
-def _called(model: nn.Module, input_shape: Sequence[int]) -> list[nn.Module]:
+def _called(model: nn.Module, input_shape: Sequence[int] | DataSource | None, caller: str) -> list[nn.Module]:
     """The layers called in one eval-mode pass on a zero batch of two inputs, in call order."""
     calls: list[nn.Module] = []
     hooks = [m.register_forward_pre_hook(lambda m, args: calls.append(m)) for m in _layers(model)]
     like = next((t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), None)
-    shape = tuple(input_shape)
+    shape = input_shape_of(input_shape, caller)
     try:
         with _modes_kept(model), torch.no_grad():
             model.eval()(torch.zeros(2, *shape, dtype=like.dtype if like is not None else None,
@@ -163,15 +163,15 @@ def _hidden(calls: list[nn.Module]) -> list[nn.Linear]:
     return [m for m in calls if isinstance(m, nn.Linear)][:-1]
 
 
-def hidden_units(model: nn.Module, *, input_shape: Sequence[int] = IMAGE_SHAPE) -> int:
+def hidden_units(model: nn.Module, *, input_shape: Sequence[int] | DataSource | None = None) -> int:
     """Sum of ``out_features`` over every Linear call but the last, in one pass on zeros of
-    ``input_shape`` (MNIST's by default). Raises :class:`RuleViolation` if the model cannot run."""
-    return sum(m.out_features for m in _hidden(_called(model, input_shape)))
+    ``input_shape`` (required). Raises :class:`RuleViolation` if the model cannot run."""
+    return sum(m.out_features for m in _hidden(_called(model, input_shape, "nnlab.rules.hidden_units")))
 
 
-def hidden_layers(model: nn.Module, *, input_shape: Sequence[int] = IMAGE_SHAPE) -> int:
+def hidden_layers(model: nn.Module, *, input_shape: Sequence[int] | DataSource | None = None) -> int:
     """Number of Linear calls but the last (see :func:`hidden_units`)."""
-    return len(_hidden(_called(model, input_shape)))
+    return len(_hidden(_called(model, input_shape, "nnlab.rules.hidden_layers")))
 
 
 _LINEAR = [F.linear, operator.matmul, torch.matmul, torch.mm, torch.bmm, torch.addmm, torch.einsum]
@@ -276,12 +276,13 @@ def _count_violations(hidden: list[nn.Linear], fwd: _Forward, rules: Rules) -> l
     return found
 
 
-def violations(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] = IMAGE_SHAPE) -> list[str]:
+def violations(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] | DataSource | None = None) -> list[str]:
     """Every way the model breaks the rules, in plain words (empty when it is legal).
 
-    ``input_shape`` is one input's shape without the batch axis: MNIST's ``(1, 28, 28)`` by
-    default; pass your data's shape. A model that cannot run on it is a violation.
+    ``input_shape`` is one input's shape without the batch axis (``data.input_shape``, or
+    the data source itself; required). A model that cannot run on it is a violation.
     """
+    input_shape = input_shape_of(input_shape, "nnlab.rules.violations")
     found: list[str] = []
     fwd = _Forward({}, set(), set())
     if rules.allowed or _counts_units(rules):
@@ -293,7 +294,7 @@ def violations(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] = I
         found.append(f"forward reads parameter(s) {', '.join(sorted(fwd.raw))} directly instead of "
                      "calling the layer that holds them, so what they compute cannot be checked")
     try:
-        calls = _called(model, input_shape)
+        calls = _called(model, input_shape, "nnlab.rules.violations")
     except RuleViolation as exc:  # then check the types of every layer it defines
         calls = None
         found.append(str(exc))
@@ -309,8 +310,8 @@ def violations(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] = I
     return found
 
 
-def check(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] = IMAGE_SHAPE) -> None:
+def check(model: nn.Module, rules: Rules, *, input_shape: Sequence[int] | DataSource | None = None) -> None:
     """Raise :class:`RuleViolation` listing every violation, or return None if legal."""
-    found = violations(model, rules, input_shape=input_shape)
+    found = violations(model, rules, input_shape=input_shape_of(input_shape, "nnlab.rules.check"))
     if found:
         raise RuleViolation(f"model breaks the rules of {rules.name}: " + "; ".join(found))

@@ -25,7 +25,8 @@ import torch
 from nnlab import experiments as E
 from nnlab import reproduction
 from nnlab import results as store
-from nnlab.models import ModelDataMismatch, SpecError, build, check_fits, count_parameters
+from nnlab.factories import FactoryError
+from nnlab.models import ModelDataMismatch, SpecError, check_fits, count_parameters
 from nnlab.rules import RuleViolation, check, hidden_layers, hidden_units
 from nnlab.train import DivergedError, pick_device, progress_class, show_progress, train
 
@@ -62,7 +63,7 @@ def checkpoint_path(name: str, variant: str, seed: int):
 def build_checked(exp: E.Experiment, variant: E.Variant) -> torch.nn.Module:
     """A variant's model, built for the experiment's data, refused if it breaks the rules or
     does not fit the data's input shape and number of classes."""
-    model = build(variant.spec, exp.data.input_shape)
+    model = variant.build(exp.data)
     check(model, exp.rules, input_shape=exp.data.input_shape)
     check_fits(model, exp.data.input_shape, exp.data.num_classes)
     return model
@@ -88,6 +89,8 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
               "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
               "data": exp.data.describe(), "data_fingerprint": exp.data.fingerprint(),
               "threads": cfg.threads, "cpu_capability": torch.backends.cpu.get_cpu_capability(), **res.extra}
+    if variant.factory is not None:  # the code the model came from, as this process read it
+        record["model_source"] = {"factory": variant.factory, **variant.source()}
     if res.device.startswith("cuda"):  # the GPU decides a CUDA run's kernels, not the CPU
         record["gpu"] = torch.cuda.get_device_name(torch.device(res.device))
     return record, model
@@ -179,7 +182,7 @@ def _runs_to_train(exp: E.Experiment, seeds, variants, fresh: bool) -> list[tupl
     for v in wanted_variants:
         try:
             build_checked(exp, v)
-        except (RuleViolation, ModelDataMismatch, SpecError) as exc:
+        except (RuleViolation, ModelDataMismatch, SpecError, FactoryError) as exc:
             refused.append((v.name, exc))
     if refused:
         detail = "; ".join(f"variant {name!r}: {exc}" for name, exc in refused)
@@ -438,6 +441,8 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
     Raises:
         RuleViolation: a variant breaks the experiment's rules (before anything trains).
         ModelDataMismatch: a variant does not fit the experiment's data (before anything trains).
+        nnlab.factories.FactoryError: a variant's factory cannot be imported or called, or returns
+            no ``nn.Module`` (before anything trains).
         DamagedResult: the stored result cannot be read and ``fresh`` is not set (before
             anything trains).
         DivergedError: a run diverged (after the other runs were stored).

@@ -31,8 +31,23 @@ register(Experiment(
     chapter="week 4",
     data=DIGITS,
     rules=HOMEWORK,
-    variants=(Variant("32-32", tuple(mlp([32, 32]))),
-              Variant("48-16", tuple(mlp([48, 16])))),
+    variants=(Variant("32-32", tuple(mlp([32, 32], classes=DIGITS.num_classes))),
+              Variant("48-16", tuple(mlp([48, 16], classes=DIGITS.num_classes)))),
     train=TrainConfig(epochs=15, batch_size=64, optimizer="adam", lr=3e-3, schedule="onecycle"),
     seeds=(0, 1, 2),
+))
+
+# A second experiment: the course's own residual network (digits_models.py), named by its
+# import path; nnlab calls it with the data's input shape and classes, plus the kwargs.
+CONVOLUTIONS = Rules("convolutions, batch norm and a linear read-out",
+                     allowed={"Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten", "Linear"})
+register(Experiment(
+    name="digits-resnet",
+    purpose="A small residual network of the course's own code on 8x8 digits.",
+    chapter="week 6",
+    data=DIGITS,
+    rules=CONVOLUTIONS,
+    variants=(Variant("resnet-16", factory="digits_models:small_resnet", kwargs={"width": 16}),),
+    train=TrainConfig(epochs=6, batch_size=64, optimizer="adam", lr=3e-3, schedule="onecycle"),
+    seeds=(0, 1),
 ))

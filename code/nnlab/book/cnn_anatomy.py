@@ -91,7 +91,7 @@ def book_cnn(name: str = "cnn-final") -> tuple[nn.Module, tuple[str, ...], tuple
     exp = experiments.get(name)
     chosen = store.chosen_variant(name)
     spec = next(v.spec for v in exp.variants if v.name == chosen)
-    return build(spec), tuple(spec), (1, 28, 28)
+    return build(spec, exp.data.input_shape), tuple(spec), (1, 28, 28)
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from nnlab import results as store
 from nnlab.book import bn_statistics, cnn_predictions
 from nnlab.book.bn_statistics import BN_IMAGES, BN_STATS, reestimate_bn, variance_ratio  # noqa: F401
 from nnlab.book.report import candidate_rows, fmt_pm, pct
-from nnlab.data import mnist, raw_split
+from nnlab.data import MNIST, mnist, raw_split
 from nnlab.models import build, count_parameters
 
 
@@ -254,7 +254,7 @@ def cnn_summary() -> dict:
     exp = E.get("cnn")
     chosen = store.chosen_variant("cnn")
     variant = exp.variant(chosen)
-    model = build(variant.spec)
+    model = build(variant.spec, exp.data.input_shape)
     recipe = exp.train_config(variant)
     return {"mean": s["mean"], "std": s["std"], "min": s["min"], "max": s["max"], "n": s["n"],
             "seeds": ", ".join(map(str, s["seeds"])), "val_mean": v["mean"], "val_std": v["std"],
@@ -397,7 +397,7 @@ def candidate_pairs_in_images(name: str = "cnn") -> dict:
 
 def first_width(spec) -> int:
     """Filters of the first convolution of a model spec."""
-    return next(m.out_channels for m in build(spec) if isinstance(m, torch.nn.Conv2d))
+    return next(m.out_channels for m in build(spec, MNIST.input_shape) if isinstance(m, torch.nn.Conv2d))
 
 
 # The candidates in the rounds they were added: each round was designed after the validation

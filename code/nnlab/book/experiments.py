@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from nnlab import rules as R
 from nnlab.book import problems as P
+from nnlab.data import MNIST
 from nnlab.experiments import REGISTRY, Experiment, Variant, get, names, register  # noqa: F401
 from nnlab.models import mlp
 from nnlab.train import TrainConfig
@@ -25,7 +26,7 @@ ELASTIC_RECIPE = replace(MLP_RECIPE, augment="elastic")
 
 
 def _mlp_variant(name: str, widths: list[int], dropout: float = 0.0, **info) -> Variant:
-    return Variant(name, tuple(mlp(widths, dropout)),
+    return Variant(name, tuple(mlp(widths, dropout, classes=MNIST)),
                    info=tuple({"widths": "-".join(map(str, widths)), "depth": len(widths),
                                "hidden_units": sum(widths), **info}.items()))
 
@@ -64,13 +65,13 @@ register(Experiment(
             "Softmax in front of CrossEntropyLoss, and with the book's recipe change (one-cycle, peak 3e-3, "
             "batch 128, 40 epochs, changed together) without and with random shifts.",
     variants=(
-        Variant("problem-recipe", tuple(mlp([100])), PROBLEM_RECIPE,
+        Variant("problem-recipe", tuple(mlp([100], classes=MNIST)), PROBLEM_RECIPE,
                 info=(("label", "problem recipe: Adam 1e-3, batch 32, 10 epochs"),)),
-        Variant("softmax-last", tuple(mlp([100], softmax_last=True)), PROBLEM_RECIPE,
+        Variant("softmax-last", tuple(mlp([100], softmax_last=True, classes=MNIST)), PROBLEM_RECIPE,
                 info=(("label", "problem recipe with a final Softmax layer"),)),
-        Variant("onecycle", tuple(mlp([100])), replace(MLP_RECIPE, augment="none"),
+        Variant("onecycle", tuple(mlp([100], classes=MNIST)), replace(MLP_RECIPE, augment="none"),
                 info=(("label", "one-cycle schedule, batch 128, longer training"),)),
-        Variant("onecycle-shift", tuple(mlp([100])), MLP_RECIPE,
+        Variant("onecycle-shift", tuple(mlp([100], classes=MNIST)), MLP_RECIPE,
                 info=(("label", "one-cycle + random shifts (the mlp-100 recipe)"),)),
     ),
     train=PROBLEM_RECIPE, rules=P.MLP_100, save_weights=False))

@@ -32,12 +32,12 @@ def budget_results() -> pd.DataFrame:
     for t, budget in zip(TARGETS[:3], BUDGETS):
         exp = E.get(t.experiment)
         variant = exp.variant(store.chosen_variant(exp.name))
-        model = build(variant.spec)
+        model = build(variant.spec, exp.data.input_shape)
         s = store.summary(t.experiment)
         v = store.summary(t.experiment, "val_acc")
         columns[f"{t.problem}: ≤ {budget} units"] = {
-            "hidden widths": dict(variant.info)["widths"], "hidden units": str(hidden_units(model)),
-            "hidden layers": hidden_layers(model), "parameters": f"{count_parameters(model):,}",
+            "hidden widths": dict(variant.info)["widths"], "hidden units": str(hidden_units(model, input_shape=exp.data.input_shape)),
+            "hidden layers": hidden_layers(model, input_shape=exp.data.input_shape), "parameters": f"{count_parameters(model):,}",
             "augmentation": exp.train_config(variant).augment, "epochs": exp.train_config(variant).epochs,
             "validation accuracy (%)": fmt_pm(v["mean"], v["std"]), "test accuracy (%)": fmt_pm(s["mean"], s["std"]),
             "worst seed, test (%)": pct(s["min"]), "required (%)": pct(t.required),
@@ -134,7 +134,7 @@ def depth_width_table(budget: int, suffix: str = "") -> pd.DataFrame:
         val = store.summary(name, "val_acc", v.name)
         test = store.summary(name, "test_acc", v.name)
         rows.append({"variant": v.name, "widths": info["widths"], "depth": info["depth"],
-                     "parameters": count_parameters(build(v.spec)), "val_mean": val["mean"],
+                     "parameters": count_parameters(build(v.spec, exp.data.input_shape)), "val_mean": val["mean"],
                      "val_std": val["std"], "test_mean": test["mean"], "test_std": test["std"]})
     return pd.DataFrame(rows).set_index("variant")
 
@@ -346,14 +346,14 @@ def softmax_gradients(checkpoints: tuple[int, ...] = (0, 100, 300, 600), batch: 
     their ratios, and ``factors``: :func:`example_factors` of the double-softmax network on the
     probe at each checkpoint.
     """
-    from nnlab.data import mnist
+    from nnlab.data import MNIST, mnist
     from nnlab.models import mlp
 
     x, y = mnist("train")
     xp, yp = x[:probe], y[:probe]
     torch.manual_seed(seed)
-    plain = build(mlp([100]))
-    doubled = build(mlp([100], softmax_last=True))
+    plain = build(mlp([100], classes=MNIST), MNIST)
+    doubled = build(mlp([100], softmax_last=True, classes=MNIST), MNIST)
     doubled.load_state_dict(plain.state_dict())
     models = {"logits": plain, "softmax": doubled}
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}

@@ -501,7 +501,7 @@ def ablation_table(experiment: str = "pooling-ablation") -> pd.DataFrame:
     for v in exp.variants:
         s = store.summary(experiment, "test_acc", v.name)
         rows.append({"variant": v.name, "downsampling": re.sub(r"(\d)x(\d)", "\\1×\\2", dict(v.info).get("downsampling", "")),
-                     "parameters": count_parameters(build(v.spec)),
+                     "parameters": count_parameters(build(v.spec, exp.data.input_shape)),
                      "test accuracy (%)": f"{100 * s['mean']:.2f}\u00a0±\u00a0{100 * s['std']:.2f}",
                      "seeds": ", ".join(map(str, s["seeds"]))})
     return pd.DataFrame(rows)

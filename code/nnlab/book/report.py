@@ -100,11 +100,12 @@ def _layer_settings(layer: nn.Module) -> str:
 def layer_table(name: str) -> pd.DataFrame:
     """The layers of an experiment's reported model: layer, settings (``784 → 100``), output
     shape and parameters."""
-    model = build(E.get(name).variant(store.chosen_variant(name)).spec)
+    exp = E.get(name)
+    model = build(exp.variant(store.chosen_variant(name)).spec, exp.data.input_shape)
     leaves = [m for m in model.modules() if not list(m.children())]
     return pd.DataFrame([{"layer": r["type"], "settings": _layer_settings(m), "output shape": _shape(r["output"]),
                           "parameters": r["parameters"]}
-                         for r, m in zip(describe(model), leaves, strict=True)])
+                         for r, m in zip(describe(model, exp.data.input_shape), leaves, strict=True)])
 
 
 _SCHEDULES = {"none": "constant", "onecycle": "one-cycle (warm-up, then cosine decay to zero)",
@@ -147,7 +148,7 @@ def candidate_rows(name: str, label: str = "candidate") -> list[dict]:
     for v in exp.variants:
         val = store.summary(name, "val_acc", v.name)
         test = store.summary(name, "test_acc", v.name)
-        rows.append({"experiment": name, label: v.name, "parameters": count_parameters(build(v.spec)),
+        rows.append({"experiment": name, label: v.name, "parameters": count_parameters(build(v.spec, exp.data.input_shape)),
                      "epochs": exp.train_config(v).epochs, "validation accuracy (%)": fmt_pm(val["mean"], val["std"]),
                      "chosen": "yes" if v.name == chosen else "",
                      "test accuracy (%)": fmt_pm(test["mean"], test["std"])})
