@@ -498,7 +498,8 @@ def _classes(arrays: dict, num_classes: int | None) -> int:
     classes = top + 1 if num_classes is None else int(num_classes)
     if low < 0 or top >= classes:
         raise DataError(f"labels must lie in 0..{classes - 1} ({classes} classes), found {low}..{top}; "
-                        "map them to class indices (or give num_classes)")
+                        "map them to class indices (or give num_classes; or, for a regression's float targets, "
+                        "targets='values')")
     return classes
 
 
@@ -648,8 +649,8 @@ def as_splits(data, targets: str = "classes") -> dict[str, tuple[torch.Tensor, t
             x, y = pair
             if targets == "values":
                 y = y.float() if y.is_floating_point() else y  # the task refuses integer labels by name
-            elif y.dtype != torch.int64:
-                y = y.long()
+            elif y.dtype != torch.int64 and not (y.is_floating_point() and bool((y != y.round()).any())):
+                y = y.long()  # whole numbers as labels; fractions are left for the task to refuse by name
             out[split] = (x if x.is_floating_point() else x.float(), y)
         else:
             x, y = _pair(pair, split, targets)

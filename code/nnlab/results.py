@@ -430,7 +430,7 @@ def task_of(name: str | E.Experiment, variant: str | None = None) -> tasks.Task:
     return tasks.get(names[0])
 
 
-def chosen_variant(name: str | E.Experiment) -> str:
+def chosen_variant(name: str | E.Experiment, *, allow_incomplete: bool = False) -> str:
     """The variant an experiment reports: its only one, or the best by the mean validation
     value of its task's main metric (accuracy for classification: higher is better; RMSE for
     regression: lower is better; see :mod:`nnlab.tasks`).
@@ -438,6 +438,7 @@ def chosen_variant(name: str | E.Experiment) -> str:
     Experiments with several candidate variants (e.g. two augmentation recipes) are decided
     here, on the validation split, never on the test set. Accuracies are counts of correct
     images, so two candidates can tie exactly; a tie goes to the lower mean validation loss.
+    With ``allow_incomplete``, a result with runs missing is decided on the runs it holds.
     """
     exp = E.get(name)
     if len(exp.variants) == 1:
@@ -449,10 +450,12 @@ def chosen_variant(name: str | E.Experiment) -> str:
                          "choose among variants fit on the training split alone")
     task = task_of(exp)
     sign = 1 if task.higher_is_better else -1
-    data = load(exp)
+    data = load(exp, allow_incomplete=allow_incomplete)
     keys = {}
     for v in exp.variants:
         runs = [r for r in data["runs"].values() if r["variant"] == v.name]
+        if not runs:  # only where allowed incomplete: a variant without runs is no candidate
+            continue
         # rounded, so that equal accuracies summed in another order still compare equal
         keys[v.name] = (round(sign * statistics.fmean(r[f"val_{task.main}"] for r in runs), 9),
                         -statistics.fmean(r["val_loss"] for r in runs))

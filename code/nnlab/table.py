@@ -29,7 +29,7 @@ def _spread(values: list) -> tuple[float | None, float | None]:
 
 def _chosen(exp: E.Experiment) -> str | None:
     try:
-        return store.chosen_variant(exp)
+        return store.chosen_variant(exp, allow_incomplete=True)
     except (store.ResultError, ValueError, KeyError):  # incomplete, or fit on validation: none chosen
         return None
 
@@ -94,7 +94,8 @@ def text(name: str | E.Experiment) -> str:
     lines.append(f"mean ± std over seeds; * the variant chosen on validation ({chosen})" if chosen else
                  "mean ± std over seeds; no variant chosen on validation (runs missing, or trained on it)")
     if state == "incomplete":
-        lines.append(f"some runs are missing: `{store.retrain_command(exp)}` trains them")
+        lines.append(f"some runs are missing (the choice is made on those stored): "
+                     f"`{store.retrain_command(exp)}` trains them")
     return "\n".join(lines)
 
 

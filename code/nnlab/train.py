@@ -481,9 +481,13 @@ class _Watch:
             self.fail(f"the training loss rose to {mean_loss:.3g} at {where}, more than {BLOWUP_FACTOR:g} times "
                       f"its starting value {self.start_loss:.3g}", bar=bar)
 
-    def at_chance(self, score: float) -> bool:
-        """Whether ``score`` is at chance, as the run's first window was."""
+    def at_chance(self, score: float, loss: float) -> bool:
+        """Whether ``score`` is at chance, as the run's first window was (and, for a score
+        computed from the loss, the loss has fallen less than ``CHANCE_MARGIN`` from the
+        first window's: a regression still descending towards its targets' mean learns)."""
         chance = self.chance.level + CHANCE_MARGIN
+        if self.chance.from_loss and loss <= (1 - CHANCE_MARGIN) * self.start_loss:
+            return False
         return self.start_acc < chance and score < chance
 
     def judge(self, history: dict, epoch: int, steps_per_epoch: int, epochs: int, bar) -> None:
@@ -495,7 +499,7 @@ class _Watch:
         chance = self.chance
         if steps_per_epoch * epochs >= CHANCE_STEPS:
             score = chance.score(history["train_loss"][-1], (history.get("train_acc") or [None])[-1])
-            if self.at_chance(score):
+            if self.at_chance(score, history["train_loss"][-1]):
                 self.fail(f"training {chance.score_name} after epoch {epoch} is {score:.3f}, {chance.at_chance} "
                           "where it started", bar=bar)
             return
@@ -508,7 +512,7 @@ class _Watch:
         loss = history[f"{key}_loss"][-1]
         accuracy = history[f"{key}_acc"][-1] if f"{key}_acc" in history else None
         score = chance.score(loss, accuracy)
-        if not (self.at_chance(score) and loss > (1 + CHANCE_LOSS_MARGIN) * chance.loss):
+        if not (self.at_chance(score, loss) and loss > (1 + CHANCE_LOSS_MARGIN) * chance.loss):
             return
         if chance.from_loss:
             self.fail(f"{split} loss after epoch {epoch} is {loss:.3g}, {chance.at_chance} "
@@ -574,6 +578,8 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             above chance is R² = 1 - loss / that loss: a run fails whose R² stays below 0.05,
             or, if short, whose final loss is more than 5% above the mean's. A task of a
             course's own without a baseline is checked for non-finite losses and blow-ups only.
+            A regression whose loss has fallen by more than 5% from its first window's is
+            learning (its targets may lie far from zero) and is not judged at chance.
     """
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     check_precision(config, dev)
