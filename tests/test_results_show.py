@@ -119,3 +119,30 @@ def test_results_show_of_a_book_result_reads_accuracy(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "val acc" in out and "test acc" in out and "rmse" not in out
     assert f"({store.chosen_variant('mlp-100')})" in out
+
+
+def test_summary_and_choice_read_the_tasks_main_metric(course):
+    """With the experiment's seeds cut to those trained (seeds are not hashed: the runs stay
+    current), the result is complete; the summary defaults to test RMSE, and the variant
+    chosen has the lower mean validation RMSE."""
+    from dataclasses import replace
+
+    import course_regression
+
+    E.register(replace(course_regression.REGRESSION, seeds=(0, 1)), replace=True)
+    assert store.status(NAME).state == "ok"
+    runs = stored_runs(course)
+    means = {v: statistics.fmean(r["val_rmse"] for r in runs.values() if r["variant"] == v) for v in ("mlp-16", "mlp-64")}
+    chosen = store.chosen_variant(NAME)
+    assert chosen == min(means, key=means.get)
+    s = store.summary(NAME)
+    assert s["values"] == [runs[f"{chosen}/seed={seed}"]["test_rmse"] for seed in (0, 1)]
+    assert store.summary(NAME, "val_r2")["n"] == 2
+
+
+def test_results_show_help_says_where_the_csv_goes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["results", "show", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and "--csv [FILE]" in out
+    assert "to FILE if given, else to standard output" in out

@@ -188,3 +188,18 @@ def test_plots_name_the_tasks_metrics():
     assert plots.metric_label("val_acc") == "validation accuracy"
     fig = plots.curves({"mlp": [{"val_rmse": [2.0, 1.0]}]}, keys=("val_rmse",))
     assert fig.axes[0].get_ylabel() == "RMSE" and fig.axes[0].get_title() == "validation RMSE"
+
+
+def test_a_submitted_recipe_cannot_name_a_task():
+    """A graded submission's recipe() may tune training, never name the task: a task by import
+    path would import a module of the student's choosing on the grader's trusted side."""
+    from nnlab.grade import Problem
+    from nnlab.grade.grader import _submitted_recipe
+    from nnlab.rules import Rules
+
+    problem = Problem("D", ArrayData("tiny", train=(torch.zeros(40, 1, 2, 2), torch.zeros(40).long())),
+                      Rules("any", frozenset()), 0.5)
+    for task in ("regression", "os:system"):
+        recipe, why = _submitted_recipe(problem, {"task": task, "epochs": 1})
+        assert recipe is None and why == "recipe() gave unknown or wrongly typed fields: task"
+    assert _submitted_recipe(problem, {"epochs": 1})[0].task == "classification"
