@@ -203,3 +203,15 @@ def test_a_submitted_recipe_cannot_name_a_task():
         recipe, why = _submitted_recipe(problem, {"task": task, "epochs": 1})
         assert recipe is None and why == "recipe() gave unknown or wrongly typed fields: task"
     assert _submitted_recipe(problem, {"epochs": 1})[0].task == "classification"
+
+
+def test_an_interrupted_regression_resumes_to_the_uninterrupted_result(tmp_path, one_thread):
+    cfg = TrainConfig(task="regression", epochs=4, lr=1e-2)
+    data = regression_data(offset=3.0)
+    whole = train(mlp_for(), cfg, data=data, device="cpu")
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(mlp_for(), cfg, data=data, device="cpu", checkpoint=ckpt, stop_after_epoch=lambda e: e == 2)
+    resumed = train(mlp_for(), cfg, data=data, device="cpu", checkpoint=ckpt, resume=True)
+    assert resumed.extra["resumed_from_epoch"] == 2
+    assert resumed.history["val_rmse"] == whole.history["val_rmse"] and resumed.test_metrics == whole.test_metrics
