@@ -54,7 +54,9 @@ class DivergedError(RuntimeError):
 # accuracy less than CHANCE_MARGIN above chance (1/K), having started there too, once the
 # run has taken CHANCE_STEPS steps, and at its end. A run shorter than that may still be
 # warming up: at its end its final model is refused when at chance in accuracy (validation,
-# else training) and also more than CHANCE_LOSS_MARGIN (relative) above ln K in loss.
+# else training) and also more than CHANCE_LOSS_MARGIN (relative) above ln K in loss. Other
+# tasks put their own baseline in place of ln K and their score in place of accuracy (see
+# nnlab.tasks.Chance: for regression, predicting the training mean and R²).
 BLOWUP_FACTOR = 10.0
 CHANCE_LOSS_FACTOR = 20.0
 CHANCE_MARGIN = 0.05
