@@ -9,11 +9,13 @@ to ``$NNLAB_RESULTS``, else the table's ``results``, else ``./results`` (see
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import nnlab
 from nnlab import analyses, project, reproduction
@@ -102,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
                         "bit), rounding (default: accuracies equal, losses within "
                         f"{reproduction.ROUNDING:g} relative) or noise (within {reproduction.NOISE_STDS:g} "
                         "std of the variant's stored seeds)")
+    s = rsub.add_parser("show", parents=[common],
+                        help="print an experiment's table: per variant, the mean ± std over seeds of each "
+                             "metric on validation and test, the seeds, the training time, and the variant "
+                             "chosen on validation")
+    s.add_argument("name", help="experiment name (see `nnlab list`)")
+    s.add_argument("--csv", nargs="?", const="-", metavar="FILE",
+                   help="write the table as CSV for a spreadsheet instead: to FILE if given, else to "
+                        "standard output (columns variant, chosen, seeds, then <metric>_mean and "
+                        "<metric>_std for each metric and for seconds)")
     k = rsub.add_parser("clean", parents=[common],
                         help="remove leftover temporary files and weights that no stored run points at")
     k.add_argument("names", nargs="*", metavar="NAME", help="experiments to clean (default: all)")
@@ -265,6 +276,24 @@ def _reproduce(args) -> int:
     return 0 if ok == len(rows) else 1
 
 
+def _show(args) -> int:
+    """An experiment's table, on the terminal or as CSV (to stdout, or atomically to a file)."""
+    from nnlab import table
+    from nnlab.fileio import atomic_write_bytes
+
+    name = E.get(args.name).name
+    if args.csv is None:
+        print(table.text(name))
+    elif args.csv == "-":
+        table.write_csv(name, sys.stdout)
+    else:
+        buf = io.StringIO()
+        table.write_csv(name, buf)
+        atomic_write_bytes(Path(args.csv), buf.getvalue().encode("utf-8"))
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0
+
+
 def _clean(names: list[str]) -> int:
     removed = [p for name in _names(names) for p in store.clean(name)]
     for p in removed:
@@ -345,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             return _grade(args)
         if args.command == "results":
             return {"check": lambda: _check(args.names), "clean": lambda: _clean(args.names),
-                    "reproduce": lambda: _reproduce(args)}[args.action]()
+                    "reproduce": lambda: _reproduce(args), "show": lambda: _show(args)}[args.action]()
         return _train(args)
     except E.UnknownVariant as exc:  # a misspelt --variants: a usage error
         print(f"nnlab: error: {exc}", file=sys.stderr)

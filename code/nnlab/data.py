@@ -12,7 +12,19 @@ trained on other data is never mistaken for this one. Built in:
   training and 5,000 for validation; images are float32 ``(N, 1, 28, 28)`` normalised with
   the training split's mean and standard deviation.
 * :class:`ArrayData`: any arrays (numpy or torch), e.g. scikit-learn's bundled digits, with
-  a seeded validation split carved from the training arrays when none is given.
+  a seeded validation split carved from the training arrays when none is given; integer
+  labels for classification, or float targets of any shape for a regression.
+* :func:`from_dataset`: a map-style ``torch.utils.data.Dataset`` read once into an
+  :class:`ArrayData`, when it fits in memory (it is refused, in one line, before it is read
+  when it does not).
+
+Every source is held in memory: the training loop draws each batch from tensors by index
+(see :mod:`nnlab.train`), which is what makes it fast, and the data's sha256 is part of the
+result's hash. A course with a ``Dataset`` of its own therefore either passes it to
+:func:`from_dataset`, or writes a :class:`DataSource` whose :meth:`~DataSource.load` returns
+the tensors of a split (stacking the dataset's items) and whose
+:meth:`~DataSource.describe` names it. Data larger than memory is outside what nnlab's loop
+does; a course trains such data with a loop of its own.
 
 Every failure to find or read files (no files offline, a truncated file, a wrong magic
 number or count) raises :class:`DataError` with one message that names the path, the
@@ -84,7 +96,9 @@ class DataSource:
         raise NotImplementedError
 
     def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 inputs ``(N, *input_shape)`` and int64 labels ``(N,)`` of one split."""
+        """float32 inputs ``(N, *input_shape)`` and int64 labels ``(N,)`` of one split (for a
+        regression: float targets ``(N, ...)``, and ``num_classes`` is the number of outputs
+        per sample)."""
         raise NotImplementedError
 
     def has_split(self, split: str) -> bool:
@@ -413,13 +427,36 @@ def _as_numpy(a, what: str) -> np.ndarray:
         raise DataError(f"{what} must be a numpy array or a torch tensor, got {type(a).__name__} ({exc})") from None
 
 
-def _pair(pair, split: str) -> tuple[np.ndarray, np.ndarray]:
+def target_kind(y) -> str:
+    """``classes`` for integer labels (and whole-number floats of one axis, read as labels as
+    ever), ``values`` for other float targets: what :class:`ArrayData` infers."""
+    y = _as_numpy(y, "targets")
+    if np.issubdtype(y.dtype, np.floating) and (y.ndim != 1 or not np.all(np.mod(y, 1) == 0)):
+        return "values"
+    return "classes"
+
+
+def _values(y: np.ndarray, n: int, split: str) -> np.ndarray:
+    """Float targets of a regression: one array of any shape per input, finite."""
+    if len(y) != n or y.ndim < 1:
+        raise DataError(f"{split} targets must have one entry per input: {n} inputs but targets of shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.floating):
+        raise DataError(f"{split} targets must be floating-point values for regression, got dtype {y.dtype}: "
+                        "convert them (y.astype('float32')), or learn them as classes (targets='classes')")
+    if not np.isfinite(y).all():
+        raise DataError(f"{split} targets hold NaN or infinite values; clean them before training")
+    return np.ascontiguousarray(y.astype(np.float32))
+
+
+def _pair(pair, split: str, targets: str = "classes") -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise DataError(f"the {split} split must be a pair (inputs, labels), got {type(pair).__name__}")
     x, y = _as_numpy(pair[0], f"{split} inputs"), _as_numpy(pair[1], f"{split} labels")
     if x.ndim < 2:
         raise DataError(f"{split} inputs must have a sample axis and at least one feature axis, "
                         f"got shape {x.shape}")
+    if targets == "values":
+        return _inputs(x, split), _values(y, len(x), split)
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"{split} labels must be one integer per input: {len(x)} inputs but labels of "
                         f"shape {y.shape}")
@@ -428,6 +465,10 @@ def _pair(pair, split: str) -> tuple[np.ndarray, np.ndarray]:
             y = y.astype(np.int64)
         else:
             raise DataError(f"{split} labels must be class indices 0..K-1 (integers), got dtype {y.dtype}")
+    return _inputs(x, split), y.astype(np.int64)
+
+
+def _inputs(x: np.ndarray, split: str) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{split} inputs must be real numbers, got dtype {x.dtype}")
     x = x.astype(np.float32)
@@ -435,12 +476,51 @@ def _pair(pair, split: str) -> tuple[np.ndarray, np.ndarray]:
         x = x[:, None]
     if not np.isfinite(x).all():
         raise DataError(f"{split} inputs hold NaN or infinite values; clean them before training")
-    return np.ascontiguousarray(x), y.astype(np.int64)
+    return np.ascontiguousarray(x)
+
+
+def _held_out(pair: tuple[np.ndarray, np.ndarray], val_size: float | int, split_seed: int) -> dict:
+    """The training pair split into ``train`` and a seeded ``val`` of ``val_size`` samples."""
+    x, y = pair
+    n = len(x)
+    k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 < k < n:
+        raise DataError(f"val_size={val_size!r} leaves no training or no validation data out of {n} "
+                        "samples; give a fraction in (0, 1), a count, or a val split")
+    train_idx, val_idx = split_indices(n, k, split_seed)
+    return {"train": (x[train_idx.numpy()], y[train_idx.numpy()]), "val": (x[val_idx.numpy()], y[val_idx.numpy()])}
+
+
+def _classes(arrays: dict, num_classes: int | None) -> int:
+    """The number of classes of integer labels, checked against ``num_classes`` if given."""
+    top = max(int(a[1].max()) for a in arrays.values() if len(a[1]))
+    low = min(int(a[1].min()) for a in arrays.values() if len(a[1]))
+    classes = top + 1 if num_classes is None else int(num_classes)
+    if low < 0 or top >= classes:
+        raise DataError(f"labels must lie in 0..{classes - 1} ({classes} classes), found {low}..{top}; "
+                        "map them to class indices (or give num_classes; or, for a regression's float targets, "
+                        "targets='values')")
+    return classes
+
+
+def _target_shape(arrays: dict) -> tuple[int, ...]:
+    shapes = {s: a[1].shape[1:] for s, a in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"all splits must have targets of one shape, got {shapes}")
+    return tuple(int(d) for d in shapes["train"])
 
 
 class ArrayData(DataSource):
     """Data from arrays (numpy or torch): vectors ``(N, D)``, grey images ``(N, H, W)`` or
-    images ``(N, C, H, W)``, with integer labels ``0..K-1``.
+    images ``(N, C, H, W)``, with integer labels ``0..K-1``, or float targets of any shape
+    ``(N, ...)`` for a regression (``TrainConfig(task="regression")``).
+
+    ``targets`` says which: ``classes`` or ``values``; by default integer labels (and
+    whole-number floats of one axis) are classes and other floats are values, so a
+    regression whose targets happen to be whole numbers (scikit-learn's diabetes) says
+    ``targets="values"``. For values, ``num_classes`` is the number of outputs per sample
+    (the product of ``target_shape``) and :meth:`describe` holds ``targets`` instead of
+    ``classes``.
 
     Without ``val``, a seeded random ``val_size`` of the training arrays is held out for
     validation (a fraction below 1, or a count). ``test`` is optional: without it a run
@@ -449,7 +529,8 @@ class ArrayData(DataSource):
     ``normalise=False`` keeps them as given.
 
     :meth:`describe` holds the name, the shapes, the number of classes and a sha256 of every
-    array, so results trained on other arrays never pass for these.
+    array, so results trained on other arrays never pass for these. The arrays live in
+    memory; for a ``torch.utils.data.Dataset`` see :func:`from_dataset`.
 
     Example::
 
@@ -461,36 +542,33 @@ class ArrayData(DataSource):
 
     def __init__(self, name: str, train, val=None, test=None, *, num_classes: int | None = None,
                  val_size: float | int = 0.1, split_seed: int = 0, normalise: bool = True,
-                 description: str = ""):
+                 description: str = "", targets: str | None = None):
         if not isinstance(name, str) or not name.strip():
             raise DataError("ArrayData needs a name (it identifies the data in stored results)")
-        arrays = {"train": _pair(train, "train")}
+        if targets not in (None, "classes", "values"):
+            raise DataError(f"targets must be 'classes' (integer labels) or 'values' (float targets of a "
+                            f"regression), got {targets!r}")
+        kind = targets or (target_kind(train[1]) if isinstance(train, (tuple, list)) and len(train) == 2
+                           else "classes")
+        arrays = {"train": _pair(train, "train", kind)}
         if val is None:
-            n = len(arrays["train"][0])
-            k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-            if not 0 < k < n:
-                raise DataError(f"val_size={val_size!r} leaves no training or no validation data out of {n} "
-                                "samples; give a fraction in (0, 1), a count, or a val split")
-            train_idx, val_idx = split_indices(n, k, split_seed)
-            x, y = arrays["train"]
-            arrays = {"train": (x[train_idx.numpy()], y[train_idx.numpy()]),
-                      "val": (x[val_idx.numpy()], y[val_idx.numpy()])}
+            arrays.update(_held_out(arrays["train"], val_size, split_seed))
         else:
-            arrays["val"] = _pair(val, "val")
+            arrays["val"] = _pair(val, "val", kind)
         if test is not None:
-            arrays["test"] = _pair(test, "test")
+            arrays["test"] = _pair(test, "test", kind)
         shapes = {s: a[0].shape[1:] for s, a in arrays.items()}
         if len(set(shapes.values())) != 1:
             raise DataError(f"all splits must have inputs of one shape, got {shapes}")
-        top = max(int(a[1].max()) for a in arrays.values() if len(a[1]))
-        low = min(int(a[1].min()) for a in arrays.values() if len(a[1]))
-        classes = top + 1 if num_classes is None else int(num_classes)
-        if low < 0 or top >= classes:
-            raise DataError(f"labels must lie in 0..{classes - 1} ({classes} classes), found {low}..{top}; "
-                            "map them to class indices (or give num_classes)")
+        self.targets = kind
+        if kind == "values":
+            self.target_shape = _target_shape(arrays)
+            self.num_classes = int(np.prod(self.target_shape, dtype=np.int64))  # outputs per sample
+        else:
+            self.target_shape = ()
+            self.num_classes = _classes(arrays, num_classes)
         self.name = name
         self.input_shape = tuple(int(d) for d in shapes["train"])
-        self.num_classes = classes
         self.normalise_inputs = bool(normalise)
         self.split_seed = split_seed
         self.description = description
@@ -506,6 +584,9 @@ class ArrayData(DataSource):
         d = {"dataset": self.name, "input_shape": list(self.input_shape), "classes": self.num_classes,
              "sizes": {s: len(a[1]) for s, a in self._arrays.items()}, "normalise": self.normalise_inputs,
              "sha256": self._sha256}
+        if self.targets == "values":  # no classes: what a regression's targets look like instead
+            del d["classes"]
+            d["targets"] = {"kind": "values", "shape": list(self.target_shape)}
         if self.description:
             d["description"] = self.description
         return d
@@ -541,11 +622,20 @@ class ArrayData(DataSource):
         self.__dict__.update(state, _cache={})
 
 
-def as_splits(data) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def as_splits(data, targets: str = "classes") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """What the trainer takes: a :class:`DataSource`, or a dict ``{"train": (x, y), "val":
-    (x, y), "test": (x, y)}`` of numpy arrays or tensors (``test`` optional), checked."""
+    (x, y), "test": (x, y)}`` of numpy arrays or tensors (``test`` optional), checked.
+    ``targets`` is what the task learns: ``classes`` (int64 labels) or ``values`` (float
+    targets, served as float32)."""
     if isinstance(data, DataSource):
-        return data.splits()
+        splits = data.splits()
+        if targets == "values":
+            splits = {s: (x, y.float() if y.is_floating_point() else y) for s, (x, y) in splits.items()}
+        return splits
+    if _is_torch_dataset(data):
+        raise DataError(f"data is a {type(data).__name__} (a torch Dataset): nnlab trains from tensors held in "
+                        "memory; turn it into a DataSource with nnlab.data.from_dataset(name, train=..., val=...), "
+                        "which refuses data too large for this machine's memory")
     if not isinstance(data, dict):
         raise DataError(f"data must be a DataSource or a dict of (inputs, labels) pairs, got {type(data).__name__}")
     unknown = set(data) - set(SPLITS)
@@ -557,10 +647,79 @@ def as_splits(data) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     for split, pair in data.items():
         if isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair):
             x, y = pair
-            if y.dtype != torch.int64:
-                y = y.long()
+            if targets == "values":
+                y = y.float() if y.is_floating_point() else y  # the task refuses integer labels by name
+            elif y.dtype != torch.int64 and not (y.is_floating_point() and bool((y != y.round()).any())):
+                y = y.long()  # whole numbers as labels; fractions are left for the task to refuse by name
             out[split] = (x if x.is_floating_point() else x.float(), y)
         else:
-            x, y = _pair(pair, split)
+            x, y = _pair(pair, split, targets)
             out[split] = (torch.from_numpy(x), torch.from_numpy(y))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# torch Datasets, held in memory
+
+MEMORY_SHARE = 0.5  # the most of the available memory that from_dataset lets the tensors take
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's ``MemAvailable``; elsewhere the
+    physical memory), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _is_torch_dataset(data) -> bool:
+    try:
+        from torch.utils.data import Dataset
+    except ImportError:  # pragma: no cover - torch always has it
+        return False
+    return isinstance(data, Dataset)
+
+
+def _dataset_arrays(dataset, split: str, budget: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(input, target)`` item of a map-style dataset, stacked, after checking that
+    ``len(dataset)`` items of the first one's size fit in ``budget`` bytes."""
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise DataError(f"the {split} dataset is a {type(dataset).__name__} without __len__ and __getitem__: "
+                        "nnlab needs a map-style Dataset (an IterableDataset cannot be held in memory by index)")
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"the {split} dataset is empty")
+    first = [_as_numpy(t, f"{split} item") for t in dataset[0]]
+    need = n * sum(a.astype(np.float32).nbytes if a.dtype != np.int64 else a.nbytes for a in first)
+    if budget is not None and need > budget:
+        raise DataError(f"the {split} dataset needs about {need / 2**30:.2f} GiB in memory ({n} items), more than "
+                        f"the {budget / 2**30:.2f} GiB nnlab allows itself here: nnlab trains from tensors held in "
+                        "memory, so subsample it, shrink its items, or train it with a loop of your own")
+    items = [first] + [[_as_numpy(t, f"{split} item") for t in dataset[i]] for i in range(1, n)]
+    return np.stack([i[0] for i in items]), np.stack([i[1] for i in items])
+
+
+def from_dataset(name: str, train, val=None, test=None, *, max_bytes: int | None = None, **kwargs) -> ArrayData:
+    """A :class:`ArrayData` made of the items of map-style ``torch.utils.data.Dataset`` s
+    (each item an ``(input, target)`` pair of tensors or arrays), when they fit in memory.
+
+    nnlab's loop draws its batches from tensors held in memory (see :mod:`nnlab.train`), so
+    a dataset is read once, item by item, and stacked; everything else is as for
+    :class:`ArrayData` (``kwargs``: ``targets``, ``val_size``, ``normalise``, ...), hashes
+    included: the result's hash covers the stacked arrays' sha256. Data that would take more
+    than ``max_bytes`` (default: half the memory available now) is refused before it is read,
+    in one line that says so. Data larger than memory needs a loop of its own: the
+    ``nnlab.train.train`` loop does not stream.
+    """
+    budget = max_bytes if max_bytes is not None else (
+        None if (free := available_memory()) is None else int(free * MEMORY_SHARE))
+    pairs = {s: (_dataset_arrays(d, s, budget) if _is_torch_dataset(d) else d)
+             for s, d in (("train", train), ("val", val), ("test", test)) if d is not None}
+    return ArrayData(name, pairs["train"], pairs.get("val"), pairs.get("test"), **kwargs)

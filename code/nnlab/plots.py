@@ -44,6 +44,19 @@ SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 METRIC_LABELS = {"train_loss": "training loss", "val_loss": "validation loss", "test_loss": "test loss",
                  "train_acc": "training accuracy", "val_acc": "validation accuracy",
                  "test_acc": "test accuracy"}
+#: Readers' names of the metrics of the tasks (:mod:`nnlab.tasks`), as stored after ``val_``
+#: or ``test_``: the y-axis label of a curve of that metric.
+METRIC_NAMES = {"acc": "accuracy", "loss": "loss", "rmse": "RMSE", "r2": "R²"}
+
+
+def metric_label(key: str) -> str:
+    """A reader's name for a stored metric, e.g. ``val_rmse`` -> ``validation RMSE``."""
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    split, _, metric = key.partition("_")
+    if split in SPLIT_NAMES and metric:
+        return f"{SPLIT_NAMES[split]} {METRIC_NAMES.get(metric, metric.replace('_', ' '))}"
+    return key.replace("_", " ")
 
 
 def use_style() -> None:
@@ -131,8 +144,10 @@ def curves(histories: dict[str, Sequence[dict]], keys: Sequence[str] = ("train_l
            ylabel: str = "cross-entropy per sample", logy: bool = False):
     """Per-epoch curves, mean over runs with a min-max band, one colour per named model.
 
-    One panel per key, two to a row; accuracies are drawn in percent. With more than one
-    model the legend takes the spare cell of the grid, or sits above the panels.
+    One panel per key, two to a row; accuracies are drawn in percent. A loss panel's y axis
+    is labelled ``ylabel`` (pass ``"mean squared error"`` for a regression); another metric's
+    (``val_rmse``, ``val_r2``, ...) by its name. With more than one model the legend takes the
+    spare cell of the grid, or sits above the panels.
     """
     fig, axes, spare = panel_grid(len(keys))
     for ax, key in zip(axes, keys):
@@ -144,8 +159,10 @@ def curves(histories: dict[str, Sequence[dict]], keys: Sequence[str] = ("train_l
             if len(arr) > 1:
                 ax.fill_between(ep, arr.min(0), arr.max(0), color=colour, alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)" if scale == 100 else ylabel)
-        ax.set_title(METRIC_LABELS.get(key, key.replace("_", " ")))
+        metric = key.partition("_")[2]
+        named = metric in METRIC_NAMES and metric != "loss"  # RMSE, R²: labelled by name, not ylabel
+        ax.set_ylabel("accuracy (%)" if scale == 100 else METRIC_NAMES[metric] if named else ylabel)
+        ax.set_title(metric_label(key))
         if logy:
             ax.set_yscale("log")
     if len(histories) > 1:

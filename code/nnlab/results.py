@@ -27,7 +27,7 @@ from torch import nn
 
 import nnlab
 from nnlab import experiments as E
-from nnlab import project
+from nnlab import project, tasks
 from nnlab.data import DataError
 from nnlab.fileio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, sha256_file
 from nnlab.rules import check
@@ -125,8 +125,8 @@ def _out_of_range(key: str, value) -> str | None:
         return f"holds {key}={value!r}, not a finite number"
     if key.endswith("_acc") and not 0 <= value <= 1:
         return f"holds {key}={value!r}, not an accuracy in [0, 1]"
-    if value < 0:
-        return f"holds {key}={value!r}, a negative {'time' if key == 'seconds' else 'loss'}"
+    if value < 0 and (key.endswith(("_loss", "_rmse")) or key == "seconds"):
+        return f"holds {key}={value!r}, a negative {'time' if key == 'seconds' else 'loss or error'}"
     return None
 
 
@@ -146,8 +146,9 @@ def _weights_problem(w) -> str | None:
 
 def run_problems(run) -> list[str]:
     """What is wrong with one stored run, in plain words (empty when it is readable): the
-    fields every reader relies on (``variant``, ``seed``, ``val_acc``, ``test_acc``), the
-    types and ranges of its metrics (accuracies in [0, 1], losses and times finite and not
+    fields every reader relies on (``variant``, ``seed``, ``val_loss`` and ``test_loss``, and
+    ``val_acc`` and ``test_acc`` unless it holds the metrics of another task), the types and
+    ranges of its metrics (accuracies in [0, 1], losses, errors and times finite and not
     negative), and the form of its weights entry (a file in the experiment's weights folder)."""
     if not isinstance(run, dict):
         return [f"is a {type(run).__name__}, not a run"]
@@ -156,11 +157,13 @@ def run_problems(run) -> list[str]:
         problems.append("has no variant name")
     if not isinstance(run.get("seed"), int) or isinstance(run.get("seed"), bool):
         problems.append("has no integer seed")
-    for key in ("val_acc", "test_acc"):
+    other_task = "val_loss" in run and "val_acc" not in run and any(
+        k.startswith("val_") and k != "val_loss" for k in run)
+    for key in ("val_loss", "test_loss") if other_task else ("val_acc", "test_acc"):
         if key not in run:
             problems.append(f"has no {key}")
     for key, value in run.items():
-        if key.endswith(("_acc", "_loss")) or key == "seconds":
+        if key.startswith(("val_", "test_")) or key.endswith(("_acc", "_loss")) or key == "seconds":
             problem = _out_of_range(key, value)
             if problem:
                 problems.append(problem)
@@ -485,12 +488,27 @@ def clean(name: str | E.Experiment) -> list[Path]:
     return removed
 
 
-def chosen_variant(name: str | E.Experiment) -> str:
-    """The variant an experiment reports: its only one, or the best by mean validation accuracy.
+def task_of(name: str | E.Experiment, variant: str | None = None) -> tasks.Task:
+    """The :class:`~nnlab.tasks.Task` an experiment's runs learn (one variant's, if named;
+    else that of all its variants, which must agree)."""
+    exp = E.get(name)
+    chosen = [exp.variant(variant)] if variant is not None else exp.variants
+    names = sorted({exp.train_config(v).task for v in chosen})
+    if len(names) > 1:
+        raise ValueError(f"the variants of experiment {exp.name!r} learn different tasks ({', '.join(names)}); "
+                         "their metrics cannot be compared: name a variant")
+    return tasks.get(names[0])
+
+
+def chosen_variant(name: str | E.Experiment, *, allow_incomplete: bool = False) -> str:
+    """The variant an experiment reports: its only one, or the best by the mean validation
+    value of its task's main metric (accuracy for classification: higher is better; RMSE for
+    regression: lower is better; see :mod:`nnlab.tasks`).
 
     Experiments with several candidate variants (e.g. two augmentation recipes) are decided
     here, on the validation split, never on the test set. Accuracies are counts of correct
     images, so two candidates can tie exactly; a tie goes to the lower mean validation loss.
+    With ``allow_incomplete``, a result with runs missing is decided on the runs it holds.
     """
     exp = E.get(name)
     if len(exp.variants) == 1:
@@ -500,12 +518,16 @@ def chosen_variant(name: str | E.Experiment) -> str:
         raise ValueError(f"experiment {exp.name!r} cannot choose a variant on validation: {', '.join(blind)} "
                          "trained on the validation images (fit_on='train+val'); name the variant, or "
                          "choose among variants fit on the training split alone")
-    data = load(exp)
+    task = task_of(exp)
+    sign = 1 if task.higher_is_better else -1
+    data = load(exp, allow_incomplete=allow_incomplete)
     keys = {}
     for v in exp.variants:
         runs = [r for r in data["runs"].values() if r["variant"] == v.name]
+        if not runs:  # only where allowed incomplete: a variant without runs is no candidate
+            continue
         # rounded, so that equal accuracies summed in another order still compare equal
-        keys[v.name] = (round(statistics.fmean(r["val_acc"] for r in runs), 9),
+        keys[v.name] = (round(sign * statistics.fmean(r[f"val_{task.main}"] for r in runs), 9),
                         -statistics.fmean(r["val_loss"] for r in runs))
     return max(keys, key=keys.get)
 
@@ -531,11 +553,15 @@ def runs(name: str | E.Experiment, variant: str | None = None) -> list[dict]:
     return sorted(out, key=lambda r: (order.get(r["variant"], 99), r["seed"]))
 
 
-def summary(name: str | E.Experiment, metric: str = "test_acc", variant: str | None = None) -> dict:
+def summary(name: str | E.Experiment, metric: str | None = None, variant: str | None = None) -> dict:
     """Mean, standard deviation (n-1), min, max and seeds of a metric over a variant's runs
-    (the chosen variant, see :func:`chosen_variant`, by default)."""
+    (the chosen variant, see :func:`chosen_variant`, by default). The metric is a stored
+    run's key; by default the test value of the task's main metric (``test_acc`` for
+    classification, ``test_rmse`` for regression)."""
     exp = E.get(name)
-    rs = runs(exp, _variant_name(exp, variant))
+    chosen = _variant_name(exp, variant)
+    metric = metric or f"test_{task_of(exp, chosen).main}"
+    rs = runs(exp, chosen)
     values = [r.get(metric) for r in rs]
     if not rs or not all(_number_or_none(v) and v is not None for v in values):
         raise ResultError(f"experiment {exp.name!r}: {len(rs)} stored run(s) of this variant, not all with a "

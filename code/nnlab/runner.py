@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from nnlab import experiments as E
-from nnlab import reproduction
+from nnlab import reproduction, tasks
 from nnlab import results as store
 from nnlab.factories import FactoryError
 from nnlab.models import ModelDataMismatch, SpecError, check_fits, count_parameters
@@ -82,8 +82,7 @@ def train_one(exp: E.Experiment, variant: E.Variant, seed: int, *, device=None, 
         res = train(model, cfg, seed, data=exp.data, device=device, desc=f"{exp.name} {variant.name} s{seed}",
                     checkpoint=ckpt, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch,
                     keep_failed=exp.keep_failed)
-    record = {"history": res.history, "val_loss": res.val_loss, "val_acc": res.val_acc,
-              "test_loss": res.test_loss, "test_acc": res.test_acc, "seconds": res.seconds,
+    record = {"history": res.history, **res.record(), "seconds": res.seconds,
               "device": res.device, "parameters": count_parameters(model),
               "hidden_units": hidden_units(model, input_shape=exp.data.input_shape),
               "hidden_layers": hidden_layers(model, input_shape=exp.data.input_shape),
@@ -486,7 +485,8 @@ def run_experiment(experiment: str | E.Experiment, *, seeds: Sequence[int] | Non
                 continue
             _store(exp, v.name, s, record, weights, fresh)
             done += 1
-            accs = "".join(f"{k}={record[k]:.4f} " for k in ("val_acc", "test_acc") if record[k] is not None)
+            main = tasks.get(exp.train_config(v).task).main
+            accs = "".join(f"{k}={record[k]:.4f} " for k in (f"val_{main}", f"test_{main}") if record[k] is not None)
             failed = f" [kept, learned nothing: {record['failed']}]" if record.get("failed") else ""
             node = f" from node {record['node']}" if record.get("node") else ""
             say(f"{where} {accs}({record['seconds']:.0f} s on {record['device']}){node}{failed}"

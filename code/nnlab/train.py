@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnlab import augment
+from nnlab import augment, tasks
 from nnlab.data import MNIST, DataError, DataSource, as_splits
 from nnlab.fileio import atomic_write_bytes
 
@@ -53,7 +53,9 @@ class DivergedError(RuntimeError):
 # accuracy less than CHANCE_MARGIN above chance (1/K), having started there too, once the
 # run has taken CHANCE_STEPS steps, and at its end. A run shorter than that may still be
 # warming up: at its end its final model is refused when at chance in accuracy (validation,
-# else training) and also more than CHANCE_LOSS_MARGIN (relative) above ln K in loss.
+# else training) and also more than CHANCE_LOSS_MARGIN (relative) above ln K in loss. Other
+# tasks put their own baseline in place of ln K and their score in place of accuracy (see
+# nnlab.tasks.Chance: for regression, predicting the training mean and R²).
 BLOWUP_FACTOR = 10.0
 CHANCE_LOSS_FACTOR = 20.0
 CHANCE_MARGIN = 0.05
@@ -107,6 +109,9 @@ class TrainConfig:
             or ``contiguous``, the layout of a convolutional model's weights and activations.
             The kernels differ, so so do the last bits of the numbers: like ``threads``, it is
             part of the recipe.
+        task: what the run learns (see :mod:`nnlab.tasks`): ``classification`` (default:
+            cross-entropy, accuracy), ``regression`` (mean squared error; RMSE and R²), or
+            ``module:attr`` naming a :class:`nnlab.tasks.Task` of the course's own.
     """
 
     epochs: int = 10
@@ -126,6 +131,7 @@ class TrainConfig:
     threads: int = 1
     precision: str = "fp32"
     memory_format: str = "auto"
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         problems = []
@@ -158,6 +164,7 @@ class TrainConfig:
         if self.memory_format not in MEMORY_FORMATS:
             problems.append(f"unknown memory_format {self.memory_format!r}; choose one of "
                             f"{', '.join(MEMORY_FORMATS)}")
+        problems += _task_problems(self)
         if problems:
             raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -165,10 +172,19 @@ class TrainConfig:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         for key, default in (("fit_on", "train"), ("threads", 1), ("precision", "fp32"),
-                             ("memory_format", "auto")):
+                             ("memory_format", "auto"), ("task", "classification")):
             if d[key] == default:  # defaults are left out: configs stored before they existed match
                 del d[key]
         return d
+
+
+def _task_problems(config: TrainConfig) -> list[str]:
+    if not isinstance(config.task, str) or not (config.task in tasks.BUILT_IN or tasks.is_import_path(config.task)):
+        return [f"unknown task {config.task!r}; choose one of {', '.join(tasks.BUILT_IN)}, or 'module:attr' naming "
+                "an nnlab.tasks.Task"]
+    if config.label_smoothing and config.task != "classification":
+        return [f"label_smoothing applies to classification only, not to task {config.task!r}; leave it at 0"]
+    return []
 
 
 @dataclass
@@ -183,6 +199,14 @@ class RunResult:
     seconds: float
     device: str
     extra: dict = field(default_factory=dict)
+    val_metrics: dict[str, float | None] = field(default_factory=dict)  # the task's metrics, by name
+    test_metrics: dict[str, float | None] = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """The metrics as a run stores them: ``val_<metric>`` and ``test_<metric>``, None when
+        that split was not measured."""
+        return {f"{split}_{m}": value for split, metrics in (("val", self.val_metrics), ("test", self.test_metrics))
+                for m, value in metrics.items()}
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -365,12 +389,17 @@ def _evaluate_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return float(total_loss), int(correct)
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch: int = 5000, memory_format: str = "auto") -> tuple[float, float]:
-    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches (fp32).
+@torch.inference_mode()
+def _outputs(model: nn.Module, images: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """The model's outputs for every image, chunk by chunk, on the device."""
+    step = eval_chunk(model, images[:1].to(device), batch) if device.type == "cpu" and len(images) else batch
+    return torch.cat([model(images[start:start + step].to(device, non_blocking=True))
+                      for start in range(0, len(images), step)])
 
-    The model runs in the layout it trains in (:func:`fast_memory_format`); one handed over
-    in another layout is handed back in that one, and its mode is restored."""
+
+def _evaluating(model: nn.Module, memory_format: str, measure: Callable[[torch.device], object]):
+    """``measure(device)`` with the model in eval mode and in the layout it trains in; the
+    model's layout and mode are restored afterwards."""
     was_training = model.training
     device = next(model.parameters()).device
     layout = fast_memory_format(model, device, memory_format)
@@ -381,13 +410,34 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         model.to(memory_format=layout)
     model.eval()
     try:
-        total_loss, correct = _evaluate_sums(model, images, labels, batch, device)
+        return measure(device)
     finally:
         model.train(was_training)
         if switch:
             model.to(memory_format=torch.contiguous_format if layout == torch.channels_last else torch.channels_last)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch: int = 5000, memory_format: str = "auto") -> tuple[float, float]:
+    """Mean cross-entropy per sample and accuracy, in eval mode, in large batches (fp32).
+
+    The model runs in the layout it trains in (:func:`fast_memory_format`); one handed over
+    in another layout is handed back in that one, and its mode is restored."""
+    total_loss, correct = _evaluating(model, memory_format,
+                                      lambda device: _evaluate_sums(model, images, labels, batch, device))
     n = len(images)
     return total_loss / n, correct / n
+
+
+def evaluate_task(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, task: tasks.Task,
+                  batch: int = 5000, memory_format: str = "auto") -> dict[str, float]:
+    """Every metric of ``task`` (``loss`` and the task's own) on one split, in eval mode, as
+    :func:`evaluate` runs the model; for classification, exactly :func:`evaluate`'s numbers."""
+    if isinstance(task, tasks.Classification):
+        loss, acc = evaluate(model, inputs, targets, batch, memory_format)
+        return {"loss": loss, "acc": acc}
+    outputs = _evaluating(model, memory_format, lambda device: _outputs(model, inputs, batch, device))
+    return task.measure(outputs.float(), targets.to(outputs.device))
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -399,10 +449,13 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 class _Watch:
-    """Decides whether a run is diverging (the thresholds are documented in :func:`train`)."""
+    """Decides whether a run is diverging (the thresholds are documented in :func:`train`),
+    against the task's :class:`~nnlab.tasks.Chance` (None: only non-finite losses and blow-ups
+    count)."""
 
-    def __init__(self, checkpoint: Path | None, keep_failed: bool, saved: dict | None = None):
-        self.checkpoint, self.keep_failed = checkpoint, keep_failed
+    def __init__(self, checkpoint: Path | None, keep_failed: bool, chance: tasks.Chance | None,
+                 saved: dict | None = None):
+        self.checkpoint, self.keep_failed, self.chance = checkpoint, keep_failed, chance
         saved = saved or {}
         self.start_loss, self.start_acc = saved.get("start_loss"), saved.get("start_acc")
         self.classes, self.failed = saved.get("classes"), saved.get("failed")
@@ -422,39 +475,58 @@ class _Watch:
         raise DivergedError(f"training diverged: {reason}; lower the learning rate or check the inputs "
                             "(or keep such a run for teaching: keep_failed). Nothing was saved.")
 
-    def window(self, mean_loss: float, accuracy: float, classes: int, where: str, bar) -> None:
+    def window(self, mean_loss: float, accuracy: float | None, classes: int, where: str, bar) -> None:
+        """A window of training steps: its mean loss and (classification) accuracy."""
+        chance = self.chance
         if self.start_loss is None:
-            self.start_loss, self.start_acc, self.classes = mean_loss, accuracy, classes
-        guess = math.log(classes)  # the loss of a uniform guess
-        if mean_loss > CHANCE_LOSS_FACTOR * guess:
+            score = chance.score(mean_loss, accuracy) if chance else None
+            self.start_loss, self.start_acc, self.classes = mean_loss, score, classes
+        if chance and mean_loss > CHANCE_LOSS_FACTOR * chance.ceiling_loss:
             self.fail(f"the training loss is {mean_loss:.3g} at {where}, more than {CHANCE_LOSS_FACTOR:g} times "
-                      f"that of a uniform guess over {classes} classes (ln {classes} = {guess:.3g})", bar=bar)
+                      f"that of {chance.guess}", bar=bar)
         elif mean_loss > BLOWUP_FACTOR * self.start_loss:
             self.fail(f"the training loss rose to {mean_loss:.3g} at {where}, more than {BLOWUP_FACTOR:g} times "
                       f"its starting value {self.start_loss:.3g}", bar=bar)
 
-    def at_chance(self, accuracy: float) -> bool:
-        """Whether ``accuracy`` is at chance, as the run's first window was."""
-        chance = 1 / self.classes + CHANCE_MARGIN
-        return self.start_acc < chance and accuracy < chance
+    def at_chance(self, score: float, loss: float) -> bool:
+        """Whether ``score`` is at chance, as the run's first window was (and, for a score
+        computed from the loss, the loss has fallen less than ``CHANCE_MARGIN`` from the
+        first window's: a regression still descending towards its targets' mean learns)."""
+        chance = self.chance.level + CHANCE_MARGIN
+        if self.chance.from_loss and loss <= (1 - CHANCE_MARGIN) * self.start_loss:
+            return False
+        return self.start_acc < chance and score < chance
 
     def judge(self, history: dict, epoch: int, steps_per_epoch: int, epochs: int, bar) -> None:
         """After an epoch: whether the run has learned anything, in the epoch in which it
         passes ``CHANCE_STEPS`` steps and after its last (see :func:`train`)."""
         steps = epoch * steps_per_epoch
-        if not (steps - steps_per_epoch < CHANCE_STEPS <= steps or epoch == epochs):
+        if self.chance is None or not (steps - steps_per_epoch < CHANCE_STEPS <= steps or epoch == epochs):
             return
+        chance = self.chance
         if steps_per_epoch * epochs >= CHANCE_STEPS:
-            if self.at_chance(history["train_acc"][-1]):
-                self.fail(f"training accuracy after epoch {epoch} is {history['train_acc'][-1]:.3f}, at chance for "
-                          f"{self.classes} classes where it started", bar=bar)
+            score = chance.score(history["train_loss"][-1], (history.get("train_acc") or [None])[-1])
+            if self.at_chance(score, history["train_loss"][-1]):
+                self.fail(f"training {chance.score_name} after epoch {epoch} is {score:.3f}, {chance.at_chance} "
+                          "where it started", bar=bar)
             return
-        # a short run may still be warming up: judge its final model, on accuracy and loss
-        split, key = ("validation", "val") if history["val_acc"] else ("training", "train")
-        accuracy, loss, guess = history[f"{key}_acc"][-1], history[f"{key}_loss"][-1], math.log(self.classes)
-        if self.at_chance(accuracy) and loss > (1 + CHANCE_LOSS_MARGIN) * guess:
-            self.fail(f"{split} accuracy after epoch {epoch} is {accuracy:.3f}, at chance for {self.classes} "
-                      f"classes, and its loss {loss:.3g} is above a uniform guess's ({guess:.3g})", bar=bar)
+        self._judge_short(history, epoch, bar)
+
+    def _judge_short(self, history: dict, epoch: int, bar) -> None:
+        """A short run may still be warming up: judge its final model, on score and loss."""
+        chance = self.chance
+        split, key = ("validation", "val") if history["val_loss"] else ("training", "train")
+        loss = history[f"{key}_loss"][-1]
+        accuracy = history[f"{key}_acc"][-1] if f"{key}_acc" in history else None
+        score = chance.score(loss, accuracy)
+        if not (self.at_chance(score, loss) and loss > (1 + CHANCE_LOSS_MARGIN) * chance.loss):
+            return
+        if chance.from_loss:
+            self.fail(f"{split} loss after epoch {epoch} is {loss:.3g}, {chance.at_chance} "
+                      f"({chance.loss:.3g})", bar=bar)
+        else:
+            self.fail(f"{split} accuracy after epoch {epoch} is {accuracy:.3f}, {chance.at_chance}, and its loss "
+                      f"{loss:.3g} is above a uniform guess's ({chance.loss:.3g})", bar=bar)
 
 
 def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
@@ -464,10 +536,12 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
           progress: bool | None = None,
           stop_after_epoch: Callable[[int], bool] | None = None,
           keep_failed: bool = False) -> RunResult:
-    """Train ``model`` in place with cross-entropy and return its history and metrics.
+    """Train ``model`` in place with the loss of ``config.task`` (cross-entropy by default)
+    and return its history and metrics.
 
     Args:
-        model: any module mapping a batch of inputs to class logits.
+        model: any module mapping a batch of inputs to class logits (for regression: to
+            the targets' values, one output per target value of a sample).
         config: the :class:`TrainConfig`.
         seed: seeds the permutation, augmentation, dropout (and initialisation, if the caller
             built the model after ``torch.manual_seed``).
@@ -505,31 +579,40 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             the last epoch. A run of fewer steps may still be warming up: after its last
             epoch it fails when its final model's accuracy (on the validation split, else
             the training one) is at chance and its loss is more than ``CHANCE_LOSS_MARGIN``
-            (5%) above ln K too.
+            (5%) above ln K too. For regression the same checks compare the loss with that of
+            predicting the training targets' mean (the ceiling: 20 times the larger of that and
+            the loss of predicting zero, where a network starts), and the score that must rise
+            above chance is R² = 1 - loss / that loss: a run fails whose R² stays below 0.05,
+            or, if short, whose final loss is more than 5% above the mean's. A task of a
+            course's own without a baseline is checked for non-finite losses and blow-ups only.
+            A regression whose loss has fallen by more than 5% from its first window's is
+            learning (its targets may lie far from zero) and is not judged at chance.
     """
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     check_precision(config, dev)
-    data, (x_val, y_val) = _checked_splits(MNIST if data is None else data, config)
+    task = _task(config)
+    data, (x_val, y_val) = _checked_splits(MNIST if data is None else data, config, task)
     x_train, y_train = (t.to(dev) for t in data["train"])
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)  # permutation + augmentation, on the CPU
     # the layout is set before the optimiser exists, so its state takes the same strides
     layout = fast_memory_format(model, dev, config.memory_format)
     model.to(dev, memory_format=layout).train()
+    outputs = _check_fit(model, x_train, [y for _, y in data.values()], task)
     opt = make_optimizer(model, config, dev)
-    ckpt = _Checkpoint(checkpoint, config, seed, model)
+    ckpt = _Checkpoint(checkpoint, config, seed, model, history_keys(task))
     saved = ckpt.restore(model, opt, gen, dev) if resume else None
-    history = saved["history"] if saved else {k: [] for k in HISTORY}
+    history = saved["history"] if saved else {k: [] for k in history_keys(task)}
     start_epoch = saved["epoch"] if saved else 0
-    watch = _Watch(ckpt.path, keep_failed, saved.get("watch") if saved else None)
-    tally = _Tally(len(x_train), config.batch_size, config.epochs, dev)
+    watch = _Watch(ckpt.path, keep_failed, task.chance(y_train, outputs), saved.get("watch") if saved else None)
+    tally = _Tally(len(x_train), config.batch_size, config.epochs, dev, task.targets == "classes")
     bar = _progress_bar(tally, start_epoch, desc, progress)
     clock = _Clock(saved["seconds"] if saved else 0.0)
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         xs, perm = _shuffled(x_train, config, gen)
         lr = _train_epoch(model, opt, config, xs, y_train, perm, epoch, tally, watch, bar)
-        _bookkeep_epoch(history, tally, model, x_val, y_val, config, bar)
+        _bookkeep_epoch(history, tally, model, x_val, y_val, config, task, bar)
         watch.judge(history, epoch + 1, tally.steps_per_epoch, config.epochs, bar)
         history["lr"].append(lr)
         history["seconds"].append(time.perf_counter() - t0)
@@ -538,7 +621,7 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
             bar.close()
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
     bar.close()
-    return _result(model, history, data.get("test"), config, dev, layout, clock.seconds(),
+    return _result(model, history, data.get("test"), config, task, dev, layout, clock.seconds(),
                    {**({"failed": watch.failed} if watch.failed else {}),
                     **({"resumed_from_epoch": start_epoch} if start_epoch else {})})
 
@@ -546,10 +629,11 @@ def train(model: nn.Module, config: TrainConfig, seed: int = 0, *,
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, config: TrainConfig, xs: torch.Tensor,
                  y_train: torch.Tensor, perm: torch.Tensor, epoch: int, tally: _Tally, watch: _Watch,
                  bar) -> float:
+    task = _task(config)
     """One pass over the training images in the order ``perm``, a step per batch; returns the
     learning rate of the last step. Every ``CHECK_EVERY`` steps the watch looks at the losses."""
     model.train()
-    tally.start_epoch(y_train[perm])
+    tally.start_epoch(y_train[perm] if tally.count_correct else None)
     autocast = torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     for i in range(tally.steps_per_epoch):
         lr = lr_at(config, epoch * tally.steps_per_epoch + i, tally.total_steps, tally.steps_per_epoch)
@@ -559,13 +643,13 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, config: TrainConf
         xb, yb = xs[idx], y_train[idx]
         with autocast:
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            loss = task.batch_loss(logits, yb, config)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         tally.add(i, loss, logits)
         if tally.window_ends(i):
-            tally.check_window(i, watch, logits.shape[1], f"epoch {epoch + 1}", lr, bar)
+            tally.check_window(i, watch, math.prod(logits.shape[1:]), f"epoch {epoch + 1}", lr, bar)
     return lr
 
 
@@ -573,13 +657,47 @@ HISTORY = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 CHECK_EVERY = 50  # steps between two looks at the training losses (one host sync each)
 
 
-def _checked_splits(data: DataSource | dict, config: TrainConfig) -> tuple[dict, tuple]:
+def history_keys(task: tasks.Task) -> tuple[str, ...]:
+    """The per-epoch history of a run of ``task``: :data:`HISTORY` for classification; the
+    training loss and every validation metric otherwise."""
+    if isinstance(task, tasks.Classification):
+        return HISTORY
+    return ("train_loss", *(f"val_{m}" for m in task.metric_names), "lr", "seconds")
+
+
+def _task(config: TrainConfig) -> tasks.Task:
+    try:
+        return tasks.get(config.task)
+    except tasks.TaskError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_fit(model: nn.Module, x_train: torch.Tensor, targets: list[torch.Tensor], task: tasks.Task) -> int:
+    """Refuse, before the first step, a model whose outputs do not fit the task and the
+    targets (one forward pass of two samples in eval mode: no random numbers are drawn);
+    returns the number of outputs per sample."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(x_train[:2])
+    finally:
+        model.train(was_training)
+    for y in targets:
+        task.check_outputs(outputs, y)
+    return outputs[0].numel()
+
+
+def _checked_splits(data: DataSource | dict, config: TrainConfig, task: tasks.Task) -> tuple[dict, tuple]:
     """The splits to train on (validation images joined to the training ones when
     ``config.fit_on`` says so) and the validation pair (``(None, None)`` then); refuses data
     the recipe cannot use."""
-    classes = data.num_classes if isinstance(data, DataSource) else None
-    data = as_splits(data)
-    _check_sizes_and_labels(data, classes)
+    labels = task.targets == "classes"
+    classes = data.num_classes if labels and isinstance(data, DataSource) else None
+    data = as_splits(data, targets=task.targets)
+    _check_sizes_and_labels(data, classes, labels)
+    for split, (_, y) in data.items():
+        task.check_targets(y, split)
     if "val" not in data:
         raise ConfigError("the data has no 'val' split: give one (a third pair), or use "
                           "nnlab.data.ArrayData(name, train=(x, y)), which holds out a seeded validation split")
@@ -592,17 +710,18 @@ def _checked_splits(data: DataSource | dict, config: TrainConfig) -> tuple[dict,
     return data, data["val"]
 
 
-def _check_sizes_and_labels(data: dict, classes: int | None) -> None:
-    """Refuse an empty split, inputs and labels of different counts, and labels that are not
-    class indices ``0..K-1`` (K from the data source; only ``>= 0`` for bare arrays)."""
+def _check_sizes_and_labels(data: dict, classes: int | None, labels: bool = True) -> None:
+    """Refuse an empty split, inputs and targets of different counts, and (``labels``: a task
+    that learns classes) labels that are not class indices ``0..K-1`` (K from the data source;
+    only ``>= 0`` for bare arrays)."""
     for split, (x, y) in data.items():
         if len(x) == 0:
             what = "give it samples, or leave it out" if split == "test" else "give it samples"
             raise DataError(f"the {split} split is empty (0 samples); {what}")
         if len(y) != len(x):
-            raise DataError(f"the {split} split has {len(x)} inputs but {len(y)} labels; give one label per input")
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise DataError(f"the {split} labels are {y.dtype}, not class indices; give integer labels 0..K-1")
+            raise DataError(f"the {split} split has {len(x)} inputs but {len(y)} targets; give one target per input")
+        if not labels or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            continue  # the task's own check names what is wrong with targets of another kind
         low, top = int(y.min()), int(y.max())
         if low < 0 or (classes is not None and top >= classes):
             bound = f"0..{classes - 1} ({classes} classes)" if classes is not None else "0..K-1"
@@ -622,21 +741,22 @@ class _Tally:
     classes (two device writes per step); sums, checks and accuracy are batched over a window
     of steps, so a GPU run does not wait for the host on every step."""
 
-    def __init__(self, n: int, batch_size: int, epochs: int, dev: torch.device):
-        self.n, self.batch_size = n, batch_size
+    def __init__(self, n: int, batch_size: int, epochs: int, dev: torch.device, count_correct: bool = True):
+        self.n, self.batch_size, self.count_correct = n, batch_size, count_correct
         self.steps_per_epoch = math.ceil(n / batch_size)
         self.total_steps = self.steps_per_epoch * epochs
         self.step_losses = torch.zeros(self.steps_per_epoch, device=dev)
         self.batch_sizes = torch.full((self.steps_per_epoch,), float(batch_size), dtype=torch.float64, device=dev)
         self.batch_sizes[-1] = n - (self.steps_per_epoch - 1) * batch_size
-        self.predicted = torch.zeros(n, device=dev, dtype=torch.int64)
+        self.predicted = torch.zeros(n if count_correct else 0, device=dev, dtype=torch.int64)
 
     def start_epoch(self, y_epoch: torch.Tensor) -> None:
         self.y_epoch, self.last_checked = y_epoch, 0  # the labels in this epoch's order
 
     def add(self, i: int, loss: torch.Tensor, logits: torch.Tensor) -> None:
         self.step_losses[i] = loss.detach()
-        torch.argmax(logits.detach(), 1, out=self.predicted[i * self.batch_size:(i + 1) * self.batch_size])
+        if self.count_correct:
+            torch.argmax(logits.detach(), 1, out=self.predicted[i * self.batch_size:(i + 1) * self.batch_size])
 
     def window_ends(self, i: int) -> bool:
         return i + 1 - self.last_checked >= CHECK_EVERY or i + 1 == self.steps_per_epoch
@@ -649,8 +769,8 @@ class _Tally:
             bar.close()
             watch.fail(f"non-finite training loss at {epoch}, step {bad + 1} (lr={lr:.3g})", always=True)
         a, b = self.last_checked * self.batch_size, min((i + 1) * self.batch_size, self.n)
-        watch.window(float((window.double() * self.batch_sizes[self.last_checked:i + 1]).sum()) / (b - a),
-                     int((self.predicted[a:b] == self.y_epoch[a:b]).sum()) / (b - a),
+        correct = int((self.predicted[a:b] == self.y_epoch[a:b]).sum()) / (b - a) if self.count_correct else None
+        watch.window(float((window.double() * self.batch_sizes[self.last_checked:i + 1]).sum()) / (b - a), correct,
                      classes, f"{epoch}, step {i + 1} (lr={lr:.3g})", bar)
         bar.update(i + 1 - self.last_checked)
         self.last_checked = i + 1
@@ -663,8 +783,17 @@ class _Tally:
 
 
 def _bookkeep_epoch(history: dict, tally: _Tally, model: nn.Module, x_val, y_val, config: TrainConfig,
-                    bar) -> None:
-    """Append the epoch's training loss and accuracy and, unless trained on, its validation ones."""
+                    task: tasks.Task, bar) -> None:
+    """Append the epoch's training loss and accuracy and, unless trained on, its validation ones
+    (for a task other than classification: the training loss and the validation metrics)."""
+    if not isinstance(task, tasks.Classification):
+        history["train_loss"].append(tally.epoch_loss())
+        if x_val is not None:
+            for m, value in evaluate_task(model, x_val, y_val, task, config.eval_batch, config.memory_format).items():
+                history[f"val_{m}"].append(value)
+        key = f"val_{task.main}" if x_val is not None else "train_loss"
+        bar.set_postfix(epoch=len(history["train_loss"]), **{key: f"{history[key][-1]:.4g}"})
+        return
     history["train_loss"].append(tally.epoch_loss())
     history["train_acc"].append(tally.epoch_accuracy())
     if x_val is not None:
@@ -680,9 +809,10 @@ class _Checkpoint:
     """A run's checkpoint file (or none): written atomically after every epoch, read back to
     resume. A checkpoint written with another config, seed or model is not this run's."""
 
-    def __init__(self, path: str | Path | None, config: TrainConfig, seed: int, model: nn.Module):
+    def __init__(self, path: str | Path | None, config: TrainConfig, seed: int, model: nn.Module,
+                 keys: tuple[str, ...] = HISTORY):
         self.path = Path(path) if path else None
-        self.epochs = config.epochs
+        self.epochs, self.keys = config.epochs, keys
         self.fingerprint = json.dumps({"config": config.to_dict(), "seed": seed, "model": repr(model)},
                                       sort_keys=True)
 
@@ -728,8 +858,8 @@ class _Checkpoint:
         epoch, history = state["epoch"], state.get("history")
         if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= self.epochs):
             raise self._unusable(f"says it holds epoch {epoch!r}, but the recipe trains {self.epochs} epoch(s)")
-        if not (isinstance(history, dict) and set(HISTORY) <= set(history)
-                and all(isinstance(history[k], (list, tuple)) for k in HISTORY)):
+        if not (isinstance(history, dict) and set(self.keys) <= set(history)
+                and all(isinstance(history[k], (list, tuple)) for k in self.keys)):
             raise self._unusable(f"has no readable history (a {type(history).__name__}, not a dict of one "
                                  "list per metric)")
         if len(history["train_loss"]) != epoch or len(history["lr"]) != epoch:
@@ -767,16 +897,17 @@ def _progress_bar(tally: _Tally, start_epoch: int, desc: str, progress: bool | N
                             leave=False, dynamic_ncols=True)
 
 
-def _result(model: nn.Module, history: dict, test, config: TrainConfig, dev: torch.device,
+def _result(model: nn.Module, history: dict, test, config: TrainConfig, task: tasks.Task, dev: torch.device,
             layout: torch.memory_format, seconds: float, extra: dict) -> RunResult:
     """The finished run: its test metrics (evaluated once, now), and the model handed back in
     the usual layout."""
-    test_loss = test_acc = None
+    names = task.metric_names
+    tested = dict.fromkeys(names)
     if test is not None:
-        test_loss, test_acc = evaluate(model, *test, batch=config.eval_batch, memory_format=config.memory_format)
+        tested = evaluate_task(model, *test, task, batch=config.eval_batch, memory_format=config.memory_format)
     model.to(memory_format=torch.contiguous_format).eval()
-    val_loss, val_acc = (history["val_loss"][-1], history["val_acc"][-1]) if history["val_acc"] else (None, None)
-    return RunResult(history=history, val_loss=val_loss, val_acc=val_acc, test_loss=test_loss, test_acc=test_acc,
-                     seconds=seconds, device=str(dev),
+    validated = {m: history[f"val_{m}"][-1] if history["val_loss"] else None for m in names}
+    return RunResult(history=history, val_loss=validated["loss"], val_acc=validated.get("acc"),
+                     test_loss=tested["loss"], test_acc=tested.get("acc"), seconds=seconds, device=str(dev),
                      extra={"memory_format": "channels_last" if layout == torch.channels_last else "contiguous",
-                            **extra})
+                            **extra}, val_metrics=validated, test_metrics=tested)

@@ -290,7 +290,9 @@ def _submitted_recipe(problem: Problem, given) -> tuple[TrainConfig | None, str]
         return problem.budget.recipe, ""
     if not isinstance(given, dict) or len(given) > len(RECIPE_FIELDS):
         return None, "recipe() must return a dict of TrainConfig fields"
-    bad = [str(k)[:30] for k, x in given.items() if k not in RECIPE_FIELDS or k == "threads" or not _typed(k, x)]
+    # the task is the problem's: a submission naming one would import a module on the trusted side
+    bad = [str(k)[:30] for k, x in given.items()
+           if k not in RECIPE_FIELDS or k in ("threads", "task") or not _typed(k, x)]
     if bad:
         return None, f"recipe() gave unknown or wrongly typed fields: {', '.join(bad)}"
     fields = {**problem.budget.recipe.to_dict(), "threads": problem.threads, **given}
