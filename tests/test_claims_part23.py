@@ -201,3 +201,45 @@ def test_reproduce_appendix_levels_are_the_codes():
     args = _parser().parse_args(["results", "reproduce", "mlp-100"])
     assert args.tolerance == "rounding"  # "the default" in the appendix
     assert "`--tolerance`" in page and "status 1" in page
+
+
+# ---------------------------------------------------------------------------------------
+# Second review of Part II: depth versus width
+
+
+def test_every_network_gained_from_longer_training_and_the_gain_test_is_quoted():
+    """'Every network gained from the longer training ... all of them were under-trained': every
+    variant's mean validation accuracy is higher at 12 than at 4 epochs, and each budget's
+    sentence quotes the paired test of the deeper networks' gain against the single layer's."""
+    for b in mlp_budget.LONG_BUDGETS:
+        short, long = mlp_budget.depth_width_table(b), mlp_budget.depth_width_table(b, "-long")
+        assert ((long["val_mean"] - short["val_mean"]) > 0).all()
+        text = mlp_budget.long_sweep_sentence(b)
+        assert "Every network gained" in text and mlp_budget.gain_test(b).report() in text
+        assert "as feared" not in text
+
+
+def test_orders_of_depths_are_tested_only_top_against_bottom():
+    """Each stated order of depths names the test of its top against its bottom, and a changed
+    order whose ends cannot be told apart is said to have changed 'not detectably'."""
+    for b in mlp_budget.LONG_BUDGETS:
+        spread, text = mlp_budget.depth_spread(b), mlp_budget.long_sweep_sentence(b)
+        assert "only the top against the bottom is tested" in text and spread["report"] in text
+        changed = mlp_budget.depth_order(b) != mlp_budget.depth_order(b, "-long")
+        assert ("changed between 4 and 12 epochs, but not detectably" in text) == (changed and not spread["detected"])
+
+
+def test_sweeps_spend_the_budget_up_to_rounding():
+    """'spend the whole budget, up to rounding': every network of a sweep has between 98% of
+    the budget and the budget in hidden units."""
+    for b in mlp_budget.BUDGETS:
+        lo, hi = mlp_budget.budget_spent(b)
+        assert hi == b and lo >= 0.98 * b
+
+
+def test_four_epoch_gap_is_worded_as_deeper_minus_one_layer():
+    """The 4-epoch gap in the long-sweep sentences carries its sign convention."""
+    for b in mlp_budget.LONG_BUDGETS:
+        v = mlp_budget.depth_width_verdicts()[b]
+        assert (f"{v['best_deep']} minus equal-1 was {v['val_gap_pts']:+.2f} points"
+                in mlp_budget.long_sweep_sentence(b))

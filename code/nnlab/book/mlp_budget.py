@@ -583,18 +583,19 @@ def long_sweep_sentence(budget: int) -> str:
     spread = depth_spread(budget)
     same = "the same network as" if short["best"] == long["best"] else "a different network from"
     text = (f"At {order['epochs']} epochs the best network by validation is {long['best']}, {same} "
-            f"at 4 epochs ({short['best']}); {_against_one_layer(long)}; at 4 epochs the validation "
-            f"gap was {short['val_gap_pts']:+.2f} points. ")
-    ranked = (f"Ranked by their best network, the depths finish in the order {order['final_order']} "
-              "(hidden layers, best first)")
+            f"at 4 epochs ({short['best']}); {_against_one_layer(long)}; at 4 epochs, on validation, "
+            f"{short['best_deep']} minus equal-1 was {short['val_gap_pts']:+.2f} points. ")
+    ranked = (f"Ranked by their best network's mean, the depths finish in the order {order['final_order']} "
+              "(hidden layers, best first; only the top against the bottom is tested, not the neighbours)")
     if not spread["detected"]:
         text += (f"{ranked}, but the top and the bottom of these networks lie "
                  f"{spread['spread_pts']:.2f} points apart, with {spread['report']}, and the order "
                  f"changes from epoch to epoch up to epoch {order['settled']} of {order['epochs']}: it is "
                  "not determined by these runs. ")
     else:
-        text += (f"{ranked}, an order that holds from epoch {order['settled']} on; the best single "
-                 f"network stops changing from epoch {order['best_settled']}. ")
+        text += (f"{ranked}: {spread['top']} against {spread['bottom']} gives {spread['report']}. The order "
+                 f"of the means holds from epoch {order['settled']} on; the best single network stops "
+                 f"changing from epoch {order['best_settled']}. ")
     return text + _gain_sentence(budget)
 
 
@@ -640,6 +641,22 @@ def depth_verdict_sentence(suffix: str = "") -> str:
     return text
 
 
+def budget_spent(budget: int) -> tuple[int, int]:
+    """The fewest and the most hidden units any network of the sweep ``depth-width-{budget}``
+    has (halving widths rounds some budgets down by a unit or two)."""
+    exp = E.get(f"depth-width-{budget}")
+    units = [hidden_units(build(v.spec, exp.data.input_shape), input_shape=exp.data.input_shape)
+             for v in exp.variants]
+    return min(units), max(units)
+
+
+def uncorrected_tests() -> int:
+    """How many paired tests the depth-versus-width chapter reports, none corrected for the
+    others: per sweep the best deeper network against one layer on validation and on test, and
+    per long sweep also the top depth against the bottom and the gain test (:func:`gain_test`)."""
+    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS)
+
+
 def long_sweep_verdict() -> str:
     """What the long sweeps say together, in words computed from the numbers: at how many
     budgets the ranking of depths is the same at 4 and at 12 epochs and one hidden layer has
@@ -657,16 +674,20 @@ def long_sweep_verdict() -> str:
     def count(xs: list) -> str:
         return f"all {n}" if len(xs) == n else f"{len(xs)} of {n}"
 
-    text = (f"The ranking of depths after 12 epochs equals the one after 4 at {count(same)} budgets "
+    detected = [b for b in LONG_BUDGETS if gain_test(b).detected]
+    every = all(min(g["min_deeper"], g["shallow"]) > 0 for g in gains.values())
+    text = (f"The order of the depths' means after 12 epochs equals the one after 4 at {count(same)} budgets "
             f"({budgets} hidden units), and one hidden layer has the highest mean validation accuracy at "
-            f"{count(shallow_best)}. The deeper networks gained more from the longer training than "
-            f"the single layer at {count(deeper_gained)}, ")
+            f"{count(shallow_best)}. " + ("Every network gained from the longer training, so the 4-epoch sweeps "
+            "under-train all of them; " if every else "Not every network gained from the longer training; ")
+            + f"the deeper networks' mean gain exceeds the single layer's at "
+            f"{count(deeper_gained)}, detectably (paired by seed) at {count(detected)}. ")
     if len(same) == n and len(groups["one_layer_ahead"]) == n:
-        return text + ("so the short sweeps under-train depth without changing the verdict: at these "
+        return text + ("The longer training does not change the verdict: at these "
                        "budgets and with this recipe, one wide layer is ahead of every deeper network.")
     changed = [b for b in LONG_BUDGETS if b not in same]
-    text += "so the short sweeps under-train depth" + (f", and at {count(changed)} budgets that changes the "
-                                                     "order of the means. " if changed else ". ")
+    if changed:
+        text += f"At {count(changed)} budgets the order of the means changes. "
     verdicts = depth_width_verdicts("-long")
     for b in LONG_BUDGETS:
         v = verdicts[b]
@@ -726,16 +747,37 @@ def depth_order(budget: int, suffix: str = "") -> tuple[int, ...]:
     return tuple(int(d) for d in best.sort_values(ascending=False).index)
 
 
+def gain_test(budget: int) -> stats.Comparison:
+    """Seed by seed, the validation gain (12 minus 4 epochs) of the deeper networks (mean over
+    them) against that of the single hidden layer, paired by seed (the sweeps share seeds)."""
+    def gains(variants: list[str]) -> dict[int, float]:
+        per = [{s: per_seed(f"depth-width-{budget}-long", v)[s] - x
+                for s, x in per_seed(f"depth-width-{budget}", v).items()} for v in variants]
+        return {s: float(np.mean([g[s] for g in per])) for s in per[0]}
+
+    deeper = [str(n) for n in depth_width_table(budget).query("depth > 1").index]
+    return stats.compare(gains(deeper), gains(["equal-1"]),
+                         names=("the deeper networks' gain", "the single layer's gain"))
+
+
 def _gain_sentence(budget: int) -> str:
+    """Every network gained from the longer training (all were under-trained at 4 epochs); the
+    deeper networks' mean gain against the single layer's, tested seed by seed; and whether the
+    order of the depths' means changed, worded by the test of the top depth against the bottom."""
     g = length_gains(budget)
+    c = gain_test(budget)
     same = depth_order(budget) == depth_order(budget, "-long")
-    if g["deeper"] > g["shallow"]:
-        return (f"Longer training helped the deeper networks more ({g['deeper']:+.2f} points of validation "
-                f"accuracy on average, against {g['shallow']:+.2f} for one layer): they were under-trained "
-                "at 4 epochs, as feared, " + ("but not enough to change the ranking of depths."
-                                              if same else "and the ranking of depths changed."))
-    return (f"Longer training helped the single layer at least as much ({g['shallow']:+.2f} points against "
-            f"{g['deeper']:+.2f} on average for the deeper networks).")
+    low = min(g["min_deeper"], g["shallow"])
+    text = (f"Every network gained from the longer training (the smallest gain is {low:+.2f} points of "
+            "validation accuracy), so all of them were under-trained at 4 epochs. " if low > 0 else
+            f"Not every network gained from the longer training (the smallest gain is {low:+.2f} points). ")
+    text += (f"The deeper networks gained {g['deeper']:+.2f} points on average "
+            f"against {g['shallow']:+.2f} for one layer; seed by seed, {c.report()}. ")
+    if same:
+        return text + "The order of the depths' means is the same at 4 and at 12 epochs."
+    if depth_spread(budget)["detected"]:
+        return text + "The order of the depths' means changed between 4 and 12 epochs."
+    return text + "The order of the depths' means changed between 4 and 12 epochs, but not detectably."
 
 
 def recipe_overview() -> pd.DataFrame:
