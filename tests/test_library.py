@@ -7,6 +7,7 @@ not MNIST, and the ``nnlab`` command run from there (in parallel too).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -84,6 +85,21 @@ register(Experiment(
     name="shapes-resnet", purpose="The course's own residual network.", chapter="lecture 4",
     variants=(Variant("resnet-8", factory="mycourse.models:small_resnet", kwargs={"width": 8}),),
     train=TrainConfig(epochs=2, batch_size=32, lr=3e-3), seeds=(0, 1), data=SHAPES))
+'''
+
+COURSE_REGRESSION_EXPERIMENT = '''
+
+def wave(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, (n, 2)).astype(np.float32)
+    return x, np.sin(x[:, 0]) + 0.5 * x[:, 1] ** 2 + rng.normal(0, 0.1, n).astype(np.float32)
+
+
+register(Experiment(
+    name="wave-mlp", purpose="Fit a smooth function of two inputs.", chapter="lecture 5",
+    variants=(Variant("mlp-4", ("linear 4", "relu", "linear 1")), Variant("mlp-32", ("linear 32", "relu", "linear 1"))),
+    train=TrainConfig(task="regression", epochs=8, batch_size=32, optimizer="adam", lr=0.01), seeds=(0, 1),
+    data=ArrayData("wave-2d", train=wave(400, 0), test=wave(200, 1), targets="values"), save_weights=False))
 '''
 
 
@@ -309,7 +325,7 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     course = _course(tmp_path, results="results")
     (course / "mycourse" / "models.py").write_text(COURSE_MODELS)  # and a model of the course's own
     with open(course / "mycourse" / "experiments.py", "a") as f:
-        f.write(COURSE_FACTORY_EXPERIMENT)
+        f.write(COURSE_FACTORY_EXPERIMENT + COURSE_REGRESSION_EXPERIMENT)  # and a regression
     env = _env(PYTHONPATH=str(target))
     where = subprocess.run([sys.executable, "-c", "import nnlab; print(nnlab.__file__)"], cwd=course, env=env,
                            capture_output=True, text=True, check=True)
@@ -326,6 +342,7 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     assert sorted(runs) == ["resnet-8/seed=0", "resnet-8/seed=1"]  # trained by pool workers, imported by path
     assert {r["model_source"]["file"] for r in runs.values()} == {"mycourse/models.py"}
     assert _nnlab(["results", "check"], cwd=course, env=env).returncode == 0
+    _assert_tables_show(course, env)
     with open(course / "mycourse" / "models.py", "a") as f:  # the instructor edits the model
         f.write("# a wider head next week\n")
     check = _nnlab(["results", "check"], cwd=course, env=env)
@@ -334,6 +351,30 @@ def test_the_built_wheel_trains_a_course_outside_the_repository(tmp_path, built_
     assert stale.startswith("shapes-resnet: stale: ") and "resnet-8: model code in mycourse/models.py" in stale
 
 
+def _assert_tables_show(course: Path, env: dict) -> None:
+    """`nnlab results show` prints each task's table with its own metrics, and writes it as CSV."""
+    regression = json.loads((course / "results" / "wave-mlp" / "result.json").read_text())["runs"]
+    assert len(regression) == 4 and all(r["val_rmse"] > 0 and r["test_r2"] < 1 for r in regression.values())
+    assert all(r["test_r2"] > 0.5 for r in regression.values())  # better than predicting the mean
+    shown = _nnlab(["results", "show", "wave-mlp"], cwd=course, env=env)
+    assert shown.returncode == 0, shown.stderr
+    header, *rows = shown.stdout.splitlines()
+    assert "val rmse" in header and "val r2" in header and "test r2" in header and "acc" not in header
+    (starred,) = [row.split()[0] for row in rows if row.split()[1:2] == ["*"]]
+    assert starred in ("mlp-4", "mlp-32") and f"chosen on validation ({starred})" in shown.stdout
+    resnet = _nnlab(["results", "show", "shapes-resnet"], cwd=course, env=env)
+    assert resnet.returncode == 0 and "val acc" in resnet.stdout.splitlines()[0]
+    assert "resnet-8 *" in resnet.stdout
+    csv_proc = _nnlab(["results", "show", "wave-mlp", "--csv", "wave.csv"], cwd=course, env=env)
+    assert csv_proc.returncode == 0, csv_proc.stderr
+    with open(course / "wave.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["variant"] for row in table] == ["mlp-4", "mlp-32"]
+    assert [row["variant"] for row in table if row["chosen"] == "1"] == [starred]
+    for row in table:  # each mean is the mean of the variant's stored runs
+        assert row["seeds"] == "2"
+        stored = [r["test_r2"] for key, r in regression.items() if key.startswith(row["variant"] + "/")]
+        assert float(row["test_r2_mean"]) == pytest.approx(np.mean(stored), rel=1e-9)
 def test_every_refused_variant_is_named_before_anything_trains(results_dir):
     digits = ArrayData("tiny-8x8", train=(np.zeros((40, 8, 8)), np.arange(40) % 5))
     from nnlab.rules import Rules
