@@ -7,7 +7,14 @@ test: a direction is named only when the test detects one.
 
 from __future__ import annotations
 
-from nnlab.stats import Comparison
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import binomtest, fisher_exact
+
+from nnlab.stats import Comparison, format_p
+
+ALPHA = 0.05  # the level of the exact tests, as of ``nnlab.stats.compare``
 
 
 def higher_phrase(c: Comparison, what: str, digits: int = 1) -> str:
@@ -23,3 +30,84 @@ def higher_phrase(c: Comparison, what: str, digits: int = 1) -> str:
         return c.report(digits)
     high, low = c.names if c.difference > 0 else c.names[::-1]
     return f"{what} is higher with {high} than with {low} ({c.describe(digits)})"
+
+
+def count_phrase(a: Sequence[bool], b: Sequence[bool], names: tuple[str, str], what: str) -> str:
+    """Two counts of the same seeds compared by an exact McNemar test (a two-sided binomial
+    test on the seeds where the two variants disagree).
+
+    Args:
+        a: one flag per seed for the first variant (the event happened in that run).
+        b: the same seeds' flags for the second variant.
+        names: the two variants.
+        what: the runs counted, plural (``networks with a dead unit``).
+
+    Returns:
+        ``7 of 40 networks with a dead unit with A against 3 of 40 with B (exact McNemar test on
+        the 6 seeds where they differ, p = 0.34): not distinguishable at 40 seeds``, or, when the
+        test detects it, ``...: more with A``.
+    """
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"count_phrase needs the same seeds for both variants, got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    n = len(a)
+    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    counts = f"{int(a.sum())} of {n} {what} with {names[0]} against {int(b.sum())} of {n} with {names[1]}"
+    test = f"exact McNemar test on the {only_a + only_b} seeds where they differ, {format_p(p)}"
+    if p < ALPHA:
+        more = names[0] if only_a > only_b else names[1]
+        return f"{counts} ({test}): more with {more}"
+    return f"{counts} ({test}): not distinguishable at {n} seeds"
+
+
+def fisher_phrase(a: int, b: int, n: int, names: tuple[str, str], what: str) -> str:
+    """Two counts out of ``n`` each compared by Fisher's exact test (for counts that cannot be
+    paired, such as units pooled over runs)."""
+    p = fisher_exact([[a, n - a], [b, n - b]]).pvalue
+    counts = f"{a} of {n} {what} with {names[0]} against {b} of {n} with {names[1]}"
+    verdict = (f"more with {names[0] if a > b else names[1]}" if p < ALPHA
+               else f"not distinguishable at {n} {what}")
+    return f"{counts} (Fisher's exact test, {format_p(p)}): {verdict}"
+
+
+def output_deltas(z: np.ndarray) -> dict[str, np.ndarray]:
+    """The output deltas for a negative target (``y = -1``) at output pre-activation ``z``.
+
+    ``tanh_squared``: ``(out + 1)(1 - out^2)`` with ``out = tanh z`` (Playground's output and
+    loss); ``cross_entropy``: ``sigmoid(z)``, the delta of ``log(1 + e^{z})`` on a linear output.
+    Both fade as the network becomes confidently right (``z`` very negative); the first like
+    ``e^{4z}``, the second only like ``e^{z}``.
+    """
+    out = np.tanh(z)
+    return {"tanh_squared": (out + 1.0) * (1.0 - out * out), "cross_entropy": 1.0 / (1.0 + np.exp(-z))}
+
+
+def constant_cells(grid: Mapping[str, np.ndarray]) -> str:
+    """Where in a ``nnlab.playground.dying_relu_grid`` runs ended as constant networks, with counts.
+
+    Returns:
+        ``width 2: rate 1 (6 grouped / 1 shuffled of 40), rate 3 (...); width 8: rate 3 (0 / 4 of 40)``
+        for every cell with at least one such run, or ``no cell`` when there is none.
+    """
+    runs = grid["constant_output_runs"]  # (widths, rates, orders, seeds)
+    n = runs.shape[-1]
+    parts = []
+    for i, width in enumerate(grid["widths"]):
+        cells = [f"rate {lr:g} ({int(runs[i, j, 0].sum())} grouped / {int(runs[i, j, 1].sum())} shuffled "
+                 f"of {n})" for j, lr in enumerate(grid["learning_rates"]) if runs[i, j].sum() > 0]
+        if cells:
+            parts.append(f"width {int(width)}: " + ", ".join(cells))
+    return "; ".join(parts) if parts else "no cell"
+
+
+def robust_up_to(grid: Mapping[str, np.ndarray], width: int) -> float | None:
+    """The largest rate up to which (inclusive) no run at ``width`` ended as a constant network,
+    in either order; ``None`` when one did already at the smallest rate."""
+    i = list(grid["widths"]).index(width)
+    best = None
+    for j, lr in enumerate(grid["learning_rates"]):
+        if grid["constant_output_runs"][i, j].sum() > 0:
+            break
+        best = float(lr)
+    return best

@@ -1,10 +1,11 @@
 """The analyses of the saturation chapter (problem 1B) beyond what the Playground engine records.
 
-* :func:`centring_ablation` trains the two rescaled sigmoids, ``4 sigmoid(s) - 2`` (slope up
-  to 1, zero-centred) and ``4 sigmoid(s)`` (slope up to 1, not centred), from the same seeds;
+* :func:`centring_ablation` trains the rescaled sigmoids of a 2×2 design, ``4 sigmoid(s) - 2``
+  (slope up to 1, zero-centred), ``4 sigmoid(s)`` (slope up to 1, not centred) and
+  ``sigmoid(s) - 1/2`` (slope up to 1/4, zero-centred), from the same seeds;
   :func:`speed_comparison` and :func:`speed_phrase` compare iterations to a loss through
   ``nnlab.stats.compare`` (paired by seed, on log iterations); :func:`centring_verdict`
-  words what the ablation shows.
+  words what the design shows, and :func:`rate_sentence` where the sigmoid is slower.
 * :func:`zero_start_symmetry` measures why the zero-start sigmoid network sits on a plateau:
   its first-layer gradient is the sample's label-weighted mean input, which the circle's
   symmetry makes small, and whose direction sets the final straight boundary.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from nnlab import playground as pg
 from nnlab.stats import Comparison, compare, format_p
 
 THRESHOLD = 0.1  # the test loss whose first crossing counts as "learned"
-RESCALED = ("scaled_sigmoid", "centred_sigmoid")
+RESCALED = ("scaled_sigmoid", "centred_sigmoid", "half_centred_sigmoid")
 
 
 def reach(history: pg.History, threshold: float = THRESHOLD) -> np.ndarray:
@@ -72,21 +74,36 @@ def times(ratio: float) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
 
 
-def speed_phrase(c: Comparison) -> str:
+def speed_phrase(c: Comparison, censored_runs: tuple[int, int] = (0, 0)) -> str:
     """``A needs 14 times as many iterations as B (paired t-test ...)``, or the verdict that
-    no difference was detected, from a :func:`speed_comparison`."""
+    no difference was detected, from a :func:`speed_comparison`.
+
+    ``censored_runs`` counts, for each of the two variants, the runs that never got there and
+    were counted at their budget: when the slower variant has such runs its true ratio is
+    larger, and the phrase says "at least".
+    """
     evidence = (f"paired t-test on log iterations over {c.seeds_words()}: 95% interval "
                 f"{times(10 ** c.low)} to {times(10 ** c.high)} times, {format_p(c.p)}")
     if not c.detected:
         ratio = 10 ** c.difference
         return (f"no detectable difference at {c.seeds_words()} ({c.names[0]} over {c.names[1]}: "
-                f"{times(ratio)} times the iterations, {format_p(c.p)})")
+                f"{times(ratio)} times the iterations, {format_p(c.p)}{_censoring(c.names, censored_runs)})")
     slow, fast = c.names if c.difference > 0 else c.names[::-1]
+    n_slow = censored_runs[0] if c.difference > 0 else censored_runs[1]
     ratio = 10 ** abs(c.difference)
     if c.difference < 0:  # the interval is of a over b: turn it round
         evidence = (f"paired t-test on log iterations over {c.seeds_words()}: 95% interval "
                     f"{times(10 ** -c.high)} to {times(10 ** -c.low)} times, {format_p(c.p)}")
-    return f"{slow} needs {times(ratio)} times as many iterations as {fast} ({evidence})"
+    bound = "at least " if n_slow else ""
+    return (f"{slow} needs {bound}{times(ratio)} times as many iterations as {fast} "
+            f"({evidence}{_censoring(c.names, censored_runs)})")
+
+
+def _censoring(names: tuple[str, str], censored_runs: tuple[int, int]) -> str:
+    """``; 3 runs of A never got there and count at its budget`` (empty when none)."""
+    parts = [f"{n} run{'s' if n > 1 else ''} of {name} never got there and count{'' if n > 1 else 's'} "
+             "as arriving at the end of the budget" for name, n in zip(names, censored_runs) if n]
+    return "".join("; " + p for p in parts)
 
 
 def slower(c: Comparison) -> str | None:
@@ -96,26 +113,75 @@ def slower(c: Comparison) -> str | None:
     return c.names[0] if c.difference > 0 else c.names[1]
 
 
-def centring_verdict(slope: Comparison, centring: Comparison) -> str:
-    """What the ablation says about the two explanations, chosen from the two tests.
+def faster_by(c: Comparison) -> float:
+    """How many times as many iterations the first variant needs as the second (point estimate)."""
+    return float(10 ** c.difference)
+
+
+def centring_verdict(tests: Mapping[str, Comparison]) -> str:
+    """What the 2×2 design (slope bound 1/4 or 1, centred or not) says, chosen from its tests.
 
     Args:
-        slope: sigmoid against ``4 sigmoid`` (only the slope bound differs).
-        centring: ``4 sigmoid`` against ``4 sigmoid - 2`` (only the centring differs).
+        tests: four comparisons, each with the variant expected to be slower first:
+            ``slope_centred`` (``sigmoid - 1/2`` against ``4 sigmoid - 2``), ``slope_uncentred``
+            (``sigmoid`` against ``4 sigmoid``), ``centring_quarter`` (``sigmoid`` against
+            ``sigmoid - 1/2``) and ``centring_one`` (``4 sigmoid`` against ``4 sigmoid - 2``).
+
+    Returns:
+        Two clauses joined by a semicolon: what the slope bound does, then what centring does.
     """
-    centring_helps = slower(centring) == centring.names[0]
-    slope_helps = slower(slope) == slope.names[0]
-    slope_hurts = slower(slope) == slope.names[1]
-    if centring_helps and not slope_helps:
-        tail = ("a steeper but uncentred sigmoid is slower than the sigmoid itself" if slope_hurts
-                else "a steeper but uncentred sigmoid is no faster than the sigmoid itself")
-        return ("centring, not the slope bound, makes the difference here: " + tail
-                + ", and centring it at the same slope makes it fast")
-    if centring_helps and slope_helps:
-        return "both matter here: a steeper slope helps, and centring at the same slope helps further"
-    if slope_helps:
-        return "the slope bound makes the difference here; centring at the same slope adds nothing detectable"
-    return "neither the slope bound nor centring makes a detectable difference here"
+    helps = {k: slower(c) == c.names[0] for k, c in tests.items()}
+    r = {k: times(faster_by(c)) for k, c in tests.items()}
+    if helps["slope_centred"] and not helps["slope_uncentred"]:
+        slope = (f"the slope bound matters once the outputs are centred (a slope of 1 instead of 1/4 "
+                 f"is {r['slope_centred']} times as fast among centred activations) and not detectably "
+                 "without centring")
+    elif helps["slope_centred"]:
+        slope = (f"the slope bound matters whether or not the outputs are centred ({r['slope_centred']} "
+                 f"and {r['slope_uncentred']} times as fast)")
+    elif helps["slope_uncentred"]:
+        slope = "the slope bound matters only for uncentred outputs"
+    else:
+        slope = f"the slope bound makes no detectable difference at {tests['slope_centred'].seeds_words()}"
+    quarter = (f"{r['centring_quarter']} times as fast, detectably" if helps["centring_quarter"] else
+               f"no detectable difference at {tests['centring_quarter'].seeds_words()} "
+               f"({r['centring_quarter']} times the iterations without it)")
+    if helps["centring_one"] and faster_by(tests["centring_one"]) > faster_by(tests["centring_quarter"]):
+        centring = (f"centring matters most when the outputs are large: at slope 1 it is "
+                    f"{r['centring_one']} times as fast, at slope 1/4 {quarter}")
+    elif helps["centring_one"] or helps["centring_quarter"]:
+        centring = f"centring helps ({r['centring_one']} times at slope 1; at slope 1/4 {quarter})"
+    else:
+        centring = f"centring makes no detectable difference at {tests['centring_one'].seeds_words()}"
+    return f"{slope}; {centring}"
+
+
+def rate_sentence(reach: Mapping[tuple[str, float], np.ndarray], rates: Sequence[float]) -> str:
+    """Where the sigmoid is slower than ReLU, rate by rate, from the grid's medians.
+
+    Args:
+        reach: ``(activation, rate) -> iterations`` (``nan`` where never reached), for
+            ``relu`` and ``sigmoid``.
+        rates: the learning rates of the grid.
+    """
+    def med(a: str, lr: float) -> float:
+        return float(np.median(np.where(np.isfinite(reach[a, lr]), reach[a, lr], np.inf)))
+
+    slower_at = [lr for lr in rates if med("sigmoid", lr) > med("relu", lr)]
+    other = [lr for lr in rates if lr not in slower_at]
+    if not other:
+        return "the sigmoid is slower at every rate we tried"
+    said = f"the sigmoid is slower at {_rates(slower_at)}" if slower_at else "the sigmoid is never slower"
+    n = len(next(iter(reach.values())))
+    counts = "; ".join(f"at rate {lr:g} ReLU reaches it on {int(np.isfinite(reach['relu', lr]).sum())} of {n} "
+                       f"seeds and the sigmoid on {int(np.isfinite(reach['sigmoid', lr]).sum())}" for lr in other)
+    return f"{said}, but not at {_rates(other)}: {counts}"
+
+
+def _rates(rates: Sequence[float]) -> str:
+    words = [f"{lr:g}" for lr in rates]
+    return ("rate " if len(words) == 1 else "rates ") + (
+        words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1])
 
 
 def _angle(v: np.ndarray) -> float:
@@ -163,3 +229,12 @@ def zero_start_symmetry(data: pg.Dataset, early: pg.Params, final: pg.Params, ac
         "grad_angle": line_angle_between(grads[0][0][0][:, 0], label_mean),
         "final_w": final_w, "final_angle": line_angle_between(final_w, label_mean),
     }
+
+
+def symmetrised(data: pg.Dataset) -> pg.Dataset:
+    """The training points with each ``x`` followed by ``-x`` (same label), so that
+    ``E[x] = E[y x] = 0`` exactly and every batch of an even size holds whole pairs."""
+    x, y = data.x_train, data.y_train
+    xs = np.empty((2 * len(x), x.shape[1]))
+    xs[0::2], xs[1::2] = x, -x
+    return replace(data, x_train=xs, y_train=np.repeat(y, 2))

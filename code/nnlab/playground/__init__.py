@@ -12,7 +12,8 @@ Playground only shows:
   them (``from_arrays`` maps two classes of any kind, 0/1 say, for you);
 * the network: inputs ``x1, x2``; hidden layers of any width (default ``[4, 2]``) with a
   ``relu``, ``tanh``, ``sigmoid`` or ``linear`` activation (and, beyond Playground, ``leaky_relu``
-  and the rescaled sigmoids ``centred_sigmoid`` and ``scaled_sigmoid``); a ``tanh`` output unit;
+  and the rescaled sigmoids ``centred_sigmoid``, ``scaled_sigmoid`` and ``half_centred_sigmoid``);
+  a ``tanh`` output unit;
   weights drawn uniformly from ``[-0.5, 0.5)`` and biases 0.1, or everything zero
   (Playground's hidden ``initZero`` option);
 * the loss ``0.5 * (out - y)**2`` per point (Playground's ``Errors.SQUARE``), averaged over

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "centred_sigmoid", "scaled_sigmoid")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "leaky_relu", "centred_sigmoid", "scaled_sigmoid",
+               "half_centred_sigmoid")
 LEAKY_SLOPE = 0.01  # leaky ReLU's slope for s < 0 (PyTorch's default)
 INITS = ("playground", "zero")
 
@@ -61,10 +62,12 @@ def activate(name: str, s: np.ndarray) -> np.ndarray:
     """Apply a hidden activation elementwise.
 
     Besides Playground's four (``relu``, ``tanh``, ``sigmoid``, ``linear``) there are three
-    for the book's experiments: ``leaky_relu`` (slope ``LEAKY_SLOPE`` for ``s < 0``), and
+    for the book's experiments: ``leaky_relu`` (slope ``LEAKY_SLOPE`` for ``s < 0``),
     two rescaled sigmoids whose slope, like ReLU's and tanh's, reaches 1:
     ``centred_sigmoid`` ``4 sigmoid(s) - 2 = 2 tanh(s / 2)`` (zero-centred) and
-    ``scaled_sigmoid`` ``4 sigmoid(s)`` (outputs in (0, 4), mean about 2 near 0).
+    ``scaled_sigmoid`` ``4 sigmoid(s)`` (outputs in (0, 4), mean about 2 near 0), and the
+    shifted sigmoid ``half_centred_sigmoid`` ``sigmoid(s) - 1/2 = tanh(s / 2) / 2``
+    (zero-centred, slope at most 1/4, like the sigmoid's).
 
     Args:
         name: one of ``ACTIVATIONS``.
@@ -93,6 +96,8 @@ def activate(name: str, s: np.ndarray) -> np.ndarray:
         return 2.0 * np.tanh(0.5 * s)
     if name == "scaled_sigmoid":
         return 2.0 * (1.0 + np.tanh(0.5 * s))
+    if name == "half_centred_sigmoid":
+        return 0.5 * np.tanh(0.5 * s)
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
@@ -130,6 +135,8 @@ def activation_derivative(name: str, s: np.ndarray, a: np.ndarray,
         return 1.0 - 0.25 * a * a
     if name == "scaled_sigmoid":  # 4 sigma (1 - sigma), with a = 4 sigma
         return a * (4.0 - a) * 0.25
+    if name == "half_centred_sigmoid":  # sigma (1 - sigma) = 1/4 - a^2, with a = sigma - 1/2
+        return 0.25 - a * a
     raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
@@ -286,7 +293,8 @@ def to_torch(params: Params, activation: str, run: int = 0) -> nn.Sequential:
     modules: list[nn.Module] = []
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity,
             "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE), "centred_sigmoid": lambda: _Affine(nn.Sigmoid(), 4.0, -2.0),
-            "scaled_sigmoid": lambda: _Affine(nn.Sigmoid(), 4.0, 0.0)}
+            "scaled_sigmoid": lambda: _Affine(nn.Sigmoid(), 4.0, 0.0),
+            "half_centred_sigmoid": lambda: _Affine(nn.Sigmoid(), 1.0, -0.5)}
     for i, (w, b) in enumerate(params):
         lin = nn.Linear(w.shape[1], w.shape[2], dtype=torch.float64)
         with torch.no_grad():
