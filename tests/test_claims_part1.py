@@ -74,6 +74,9 @@ def test_centring_verdict_follows_the_2x2_tests(centring, lr):
     verdict = sat.centring_verdict(tests)
     helps = {k: sat.slower(c) == c.names[0] for k, c in tests.items()}
     assert ("once the outputs are centred" in verdict) == (helps["slope_centred"] and not helps["slope_uncentred"])
+    hurts = sat.slower(tests["slope_uncentred"]) == tests["slope_uncentred"].names[1]
+    assert ("without centring a steeper slope is slower" in verdict) == (
+        "once the outputs are centred" in verdict and hurts)
     assert ("centring matters most when the outputs are large" in verdict) == (
         helps["centring_one"] and sat.faster_by(tests["centring_one"]) > sat.faster_by(tests["centring_quarter"]))
     assert ("detectably" in verdict) == helps["centring_quarter"] or "centring matters most" not in verdict
@@ -94,6 +97,10 @@ def test_centring_verdict_wording_matches_the_tests():
     assert interact.startswith("the slope bound matters once the outputs are centred")
     assert "centring matters most when the outputs are large" in interact
     assert "no detectable difference at ten seeds" in interact and "no faster" not in interact
+    hurt = sat.centring_verdict({"slope_centred": fake(slow, fast), "slope_uncentred": fake(fast, slow),
+                                 "centring_quarter": fake(fast, tie), "centring_one": fake(slow, fast)},
+                                {"centring_one": (3, 0)})
+    assert "without centring a steeper slope is slower" in hurt and "at slope 1 it is at least" in hurt
     both = sat.centring_verdict({k: fake(slow, fast) for k in PAIRS})
     assert both.startswith("the slope bound matters whether or not")
     none = sat.centring_verdict({k: fake(fast, tie) for k in PAIRS})

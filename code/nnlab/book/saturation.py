@@ -118,7 +118,8 @@ def faster_by(c: Comparison) -> float:
     return float(10 ** c.difference)
 
 
-def centring_verdict(tests: Mapping[str, Comparison]) -> str:
+def centring_verdict(tests: Mapping[str, Comparison],
+                     censored_runs: Mapping[str, tuple[int, int]] | None = None) -> str:
     """What the 2×2 design (slope bound 1/4 or 1, centred or not) says, chosen from its tests.
 
     Args:
@@ -127,15 +128,26 @@ def centring_verdict(tests: Mapping[str, Comparison]) -> str:
             (``sigmoid`` against ``4 sigmoid``), ``centring_quarter`` (``sigmoid`` against
             ``sigmoid - 1/2``) and ``centring_one`` (``4 sigmoid`` against ``4 sigmoid - 2``).
 
+        censored_runs: per comparison, the runs of each variant that never got there (counted at
+            the budget); a ratio whose slower variant has such runs reads "at least".
+
     Returns:
         Two clauses joined by a semicolon: what the slope bound does, then what centring does.
     """
+    censored_runs = censored_runs or {}
     helps = {k: slower(c) == c.names[0] for k, c in tests.items()}
-    r = {k: times(faster_by(c)) for k, c in tests.items()}
+    hurts = {k: slower(c) == c.names[1] for k, c in tests.items()}
+
+    def bound(k: str) -> str:
+        n = censored_runs.get(k, (0, 0))[0 if tests[k].difference > 0 else 1]
+        return "at least " if n else ""
+
+    r = {k: bound(k) + times(10 ** abs(tests[k].difference)) for k in tests}
     if helps["slope_centred"] and not helps["slope_uncentred"]:
+        without = (f"without centring a steeper slope is slower ({r['slope_uncentred']} times the iterations)"
+                   if hurts["slope_uncentred"] else "not detectably without centring")
         slope = (f"the slope bound matters once the outputs are centred (a slope of 1 instead of 1/4 "
-                 f"is {r['slope_centred']} times as fast among centred activations) and not detectably "
-                 "without centring")
+                 f"is {r['slope_centred']} times as fast among centred activations), and {without}")
     elif helps["slope_centred"]:
         slope = (f"the slope bound matters whether or not the outputs are centred ({r['slope_centred']} "
                  f"and {r['slope_uncentred']} times as fast)")
@@ -145,7 +157,7 @@ def centring_verdict(tests: Mapping[str, Comparison]) -> str:
         slope = f"the slope bound makes no detectable difference at {tests['slope_centred'].seeds_words()}"
     quarter = (f"{r['centring_quarter']} times as fast, detectably" if helps["centring_quarter"] else
                f"no detectable difference at {tests['centring_quarter'].seeds_words()} "
-               f"({r['centring_quarter']} times the iterations without it)")
+               f"({times(faster_by(tests['centring_quarter']))} times the iterations without it)")
     if helps["centring_one"] and faster_by(tests["centring_one"]) > faster_by(tests["centring_quarter"]):
         centring = (f"centring matters most when the outputs are large: at slope 1 it is "
                     f"{r['centring_one']} times as fast, at slope 1/4 {quarter}")
