@@ -68,14 +68,17 @@ def _snapshot(cluster, driver: int | None = None) -> list[psutil.Process]:
 DRIVER = textwrap.dedent("""\
     # The tiny experiment, a residual network of the course's own module (course_models.py,
     # next to this script: Ray puts the script's folder on the nodes' path), and one that
-    # trains a good variant and one that blows up.
+    # trains a good variant and one that blows up, and a regression on a line of three inputs.
     import sys
     from dataclasses import replace
     sys.path.insert(0, {tests!r})
+    import numpy as np
     import tiny_experiments as T
     from nnlab import experiments as E
     from nnlab.cli import main
+    from nnlab.data import ArrayData
     from nnlab.rules import NONE
+    from nnlab.train import TrainConfig
 
     bad = replace(T.TINY.train, optimizer="sgd", lr=1e6)
     E.register(T.TINY)
@@ -83,7 +86,13 @@ DRIVER = textwrap.dedent("""\
                        variants=(E.Variant("resnet", factory="course_models:small_resnet", kwargs={{"width": 4}}),)))
     E.register(replace(T.TINY, name="test-tiny-diverges", seeds=(0,),
                        variants=(T.TINY.variants[0], E.Variant("blows-up", T.TINY.variants[0].spec, train=bad))))
-    names = (T.TINY.name, "test-tiny-factory", "test-tiny-diverges", T.TINY.name)
+    x = np.random.default_rng(0).normal(size=(120, 3)).astype("float32")
+    y = x @ np.array([1.0, -2.0, 0.5], dtype="float32")
+    E.register(E.Experiment("test-tiny-regression", "A line of three inputs.", "tests", (E.Variant("linear", ("linear 1",)),),
+                            TrainConfig(task="regression", epochs=3, batch_size=16, optimizer="adam", lr=0.1), seeds=(0,),
+                            data=ArrayData("tiny-line", train=(x[:80], y[:80]), test=(x[80:], y[80:]), targets="values"),
+                            save_weights=False))
+    names = (T.TINY.name, "test-tiny-factory", "test-tiny-regression", "test-tiny-diverges", T.TINY.name)
     codes = [main(["train", name, *sys.argv[1:]]) for name in names]
     sys.exit(max(codes))
     """)
@@ -162,8 +171,9 @@ def cluster(local):
 
 @pytest.fixture(scope="module")
 def trained(cluster, tmp_path_factory):
-    """`nnlab train NAME --cluster ADDRESS` of the tiny experiment, then of one with a variant
-    that diverges, then of the tiny one again (nothing left to train), in one driver process:
+    """`nnlab train NAME --cluster ADDRESS` of the tiny experiment, of the course's factory model,
+    of a regression, of one with a variant that diverges, then of the tiny one again (nothing
+    left to train), in one driver process:
     ``(results folder, exit code, standard error)``."""
     folder = tmp_path_factory.mktemp("driver")
     (folder / "driver.py").write_text(DRIVER.format(tests=TESTS))
@@ -203,7 +213,7 @@ def test_runs_train_on_the_cluster_as_they_do_locally(trained, local):
     # the driver wrote the store; no worker wrote a checkpoint or anything else into it
     stored = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
     assert [p for p in stored if "/weights/" not in p] == sorted(
-        f"{name}/{file}" for name in (T.TINY.name, "test-tiny-factory", "test-tiny-diverges")
+        f"{name}/{file}" for name in (T.TINY.name, "test-tiny-factory", "test-tiny-diverges", "test-tiny-regression")
         for file in (".lock", "result.json"))
 
 
@@ -217,6 +227,19 @@ def test_a_model_of_the_courses_own_module_trains_on_the_cluster(trained):
     assert run["parameters"] == 4 * 9 + 4 + 4 * 4 * 9 + 4 + 4 * 14 * 14 * 10 + 10  # the factory's network
     (line,) = [line for line in err.splitlines() if line.startswith("[test-tiny-factory]")]
     assert line.startswith("[test-tiny-factory] 1/1 resnet seed=0: val_acc=") and line.endswith(f"from node {NODE}")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_regression_trains_on_the_cluster_and_stores_its_tasks_metrics(trained):
+    results, _, err = trained
+    (run,) = _runs(results, "test-tiny-regression").values()
+    assert run["node"] == NODE and "val_acc" not in run and "test_acc" not in run
+    assert run["val_rmse"] > 0 and run["test_rmse"] > 0
+    assert 0.5 < run["val_r2"] < 1 and 0.5 < run["test_r2"] < 1  # it learned the line: better than the mean
+    assert run["val_loss"] == pytest.approx(run["val_rmse"] ** 2, rel=1e-6)  # the loss is the squared error
+    (line,) = [line for line in err.splitlines() if line.startswith("[test-tiny-regression]")]
+    assert line.startswith("[test-tiny-regression] 1/1 linear seed=0: val_rmse=") and line.endswith(f"from node {NODE}")
 
 
 @needs_ray
