@@ -184,7 +184,8 @@ def test_remedy_sentences_follow_their_tests(remedies):
     assert phrase.startswith(f"{const_ce.sum()} of 40 runs with the cross-entropy against {const_sq.sum()} of 40")
     c = compare(_runs(leaky, "test_accuracy", 2, 3.0, 1), _runs(relu, "test_accuracy", 2, 3.0, 1),
                 names=("the leaky ReLU", "ReLU"))
-    assert dr.higher_phrase(c, "test accuracy").startswith("test accuracy is higher with the leaky ReLU")
+    # the chapter prints this phrase for a chaotic cell: it must follow its test, whatever the run
+    assert dr.higher_phrase(c, "test accuracy").startswith("test accuracy is higher with") == c.detected
     # "whole networks end constant at ...": every listed cell has such runs, every other none
     cells = dr.constant_cells(relu)
     runs = relu["constant_output_runs"]
