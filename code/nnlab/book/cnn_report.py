@@ -694,3 +694,106 @@ def bn_statistics_report(table: pd.DataFrame | None = None) -> pd.DataFrame:
                      "validation accuracy, statistics re-estimated (%)": pm(g.fixed_val_acc),
                      "validation loss re-estimated (nats)": pm(g.fixed_val_loss, 1.0, ".3g")})
     return pd.DataFrame(rows)
+
+
+# Where the batch-norm runs came from (the stored runs' own fields)
+# --------------------------------------------------------------------------------------
+
+ENVIRONMENT_FIELDS = (("device", "device"), ("gpu", "GPU"), ("torch", "torch version"), ("python", "Python version"),
+                      ("memory_format", "memory format"), ("cpu_capability", "CPU instruction set"),
+                      ("source_hash", "code hash"))
+SAME_RUN_FIELDS = ("val_acc", "val_loss", "test_acc", "test_loss")
+
+
+def p_words(p: float) -> str:
+    """A dropout probability of the sweep in readers' words: ``0``, ``4/9``, ``1``."""
+    return f"{round(9 * p):d}/9" if 0 < p < 1 else f"{p:g}"
+
+
+def _runs_by_p(name: str) -> dict[float, list[dict]]:
+    exp, out = E.get(name), {}
+    for r in store.runs(name):
+        out.setdefault(round(float(dict(exp.variant(r["variant"]).info)["p"]), 6), []).append(r)
+    return out
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def sweep_versions() -> str:
+    """Which nnlab version trained which points of the dropout sweep, in words:
+    ``p = 0 to 8/9 with nnlab 0.1.0, p = 1 with nnlab 0.2.0`` (consecutive points grouped)."""
+    runs = _runs_by_p("dropout-sweep")
+    ps = sorted(runs)
+    groups: list[tuple[str, list[float]]] = []
+    for p in ps:
+        version = runs[p][0]["nnlab_version"]
+        if groups and groups[-1][0] == version:
+            groups[-1][1].append(p)
+        else:
+            groups.append((version, [p]))
+    parts = []
+    for version, members in groups:
+        span = p_words(members[0]) if len(members) == 1 else f"{p_words(members[0])} to {p_words(members[-1])}"
+        parts.append(f"p = {span} with nnlab {version}")
+    return _join(parts)
+
+
+def bn_provenance() -> dict:
+    """How the batch-norm runs' seed 0 relates to the dropout sweep, and how the other seeds'
+    environment differs from seed 0's, from the stored runs' fields.
+
+    ``same``: the probabilities whose seed-0 run has exactly the sweep's validation and test
+    accuracy and loss; ``retrained``: the others; ``sweep_version`` / ``seed0_version``: the
+    nnlab versions that trained the sweep's runs at ``retrained`` and the seed-0 runs;
+    ``differences``: the :data:`ENVIRONMENT_FIELDS` in which the other seeds' runs differ from
+    seed 0's, in words (with the values, except for code hashes).
+    """
+    sweep, bn = _runs_by_p("dropout-sweep"), _runs_by_p(BN_STATS)
+    same, retrained = [], []
+    for p, rows in sorted(bn.items()):
+        seed0 = next(r for r in rows if r["seed"] == 0)
+        ref = sweep[p][0]
+        (same if all(seed0[k] == ref[k] for k in SAME_RUN_FIELDS) else retrained).append(p)
+    rows = [r for rs in bn.values() for r in rs]
+    zero = [r for r in rows if r["seed"] == 0]
+    other = [r for r in rows if r["seed"] != 0]
+    differences = []
+    for field, words in ENVIRONMENT_FIELDS:
+        a = sorted({str(r.get(field, "not recorded")) for r in zero})
+        b = sorted({str(r.get(field, "not recorded")) for r in other})
+        if a != b:
+            differences.append(words if field == "source_hash" else f"{words} ({'/'.join(a)} against {'/'.join(b)})")
+    return {"same": [p_words(p) for p in same], "retrained": [p_words(p) for p in retrained],
+            "sweep_version": ", ".join(sorted({sweep[p][0]["nnlab_version"] for p in retrained})),
+            "seed0_version": ", ".join(sorted({r["nnlab_version"] for r in zero})),
+            "differences": _join(differences)}
+
+
+def bn_correction_test(p: float) -> stats.Comparison:
+    """Paired t-test over the batch-norm runs' seeds at dropout ``p``: validation accuracy with
+    re-estimated statistics against with the statistics learned in training."""
+    t = bn_statistics_table()
+    rows = t[np.isclose(t["p"], p)]
+    return stats.compare(dict(zip(rows.seed, rows.fixed_val_acc)), dict(zip(rows.seed, rows.val_acc)),
+                         names=("re-estimated statistics", "statistics from training"), paired=True)
+
+
+def seed_sd_by_variant(name: str) -> dict[str, float]:
+    """Seed-to-seed standard deviation (ddof=1) of validation accuracy per variant of ``name``."""
+    return {v.name: float(np.std([r["val_acc"] for r in store.runs(name, v.name)], ddof=1))
+            for v in E.get(name).variants}
+
+
+def reference_noise_images() -> dict:
+    """The regulariser study's noise in validation images: ``reference_sd`` (the reference
+    configuration's own seed-to-seed standard deviation), ``pooled_sd`` (pooled over the
+    configurations, as :func:`study_rank_interval` gives it) and ``version_gap`` (how far the
+    validation study's run of the reference and the regulariser study's run of the same seed,
+    trained by different nnlab versions, lie apart)."""
+    n_val = E.get(STUDY).config()["data"]["val_size"]
+    ref = regulariser_reference()
+    return {"reference_sd": seed_sd_by_variant(REGULARISERS)["reference"] * n_val,
+            "pooled_sd": seed_sd(REGULARISERS) * n_val,
+            "version_gap": abs(ref["study"] - ref["same_seed"]) * n_val}
