@@ -83,7 +83,7 @@ def _differing_fields(a, b) -> set[str]:
 
 
 def test_no_stored_run_compares_the_settings_the_book_calls_fixed():
-    """'No stored run compares it with another value': no experiment has two variants with the
+    """'No stored run compares it alone': no experiment has two variants with the
     same layers whose recipes differ only in learning rate, warm-up or batch, except the
     validation study's constant rates on a small CNN (which the CNN table names); and no MLP
     experiment has two variants that differ only in a dropout probability."""
@@ -243,3 +243,95 @@ def test_four_epoch_gap_is_worded_as_deeper_minus_one_layer():
         v = mlp_budget.depth_width_verdicts()[b]
         assert (f"{v['best_deep']} minus equal-1 was {v['val_gap_pts']:+.2f} points"
                 in mlp_budget.long_sweep_sentence(b))
+
+
+# ---------------------------------------------------------------------------------------
+# Second review of Part II: the budget chapter and the introduction
+
+
+def test_double_softmax_accuracy_sentence_agrees_with_its_tests():
+    """Pitfall 1: 'any accuracy loss is not detectable' exactly when neither paired test
+    detects one; the training-loss floor is the robust fact (far above the correct loss)."""
+    t = mlp_budget.softmax_pitfall_tests()
+    text = mlp_budget.softmax_accuracy_sentence()
+    assert t["test"].describe() in text and t["val"].report() in text
+    assert ("any accuracy loss is not detectable" in text) == (not t["test"].detected and not t["val"].detected)
+    pit = mlp_budget.softmax_pitfall()
+    assert pit["softmax-last"]["train_loss"] > 1.46 > 10 * pit["problem-recipe"]["train_loss"]
+
+
+def test_ablation_rows_carry_their_paired_tests():
+    """'Validation does not separate these recipes at three seeds, and only some of the test
+    differences are detectable': no validation test detects a difference, some but not all
+    test comparisons do; each row of the table quotes its tests."""
+    tests = mlp_budget.ablation_tests()
+    assert not any(t["val"].detected for t in tests.values())
+    detected = [t["test"].detected for t in tests.values()]
+    assert any(detected) and not all(detected)
+    rows = mlp_budget.ablation_rows().set_index("run")
+    for run, t in tests.items():
+        assert rows.loc[run, "validation, paired by seed"] == t["val"].report()
+        assert rows.loc[run, "test, paired by seed"] == t["test"].report()
+    text = (ROOT / "book/part2/budget.md").read_text()
+    assert "What made the difference" not in text and "Validation does not separate these recipes" in text
+
+
+def test_student_numbers_are_best_epochs_of_one_run():
+    """The student's reported numbers are the best epoch of a logged run, not its last."""
+    best = mlp_budget.student_best_epochs()
+    targets = {t.problem: t for t in mlp_budget.TARGETS}
+    for problem, b in best.items():
+        assert b["best"] == targets[problem].student
+    assert best["2C"]["epoch"] < best["2C"]["epochs"] and best["2C"]["final"] < best["2C"]["best"]
+    assert best["2D"]["epoch"] < best["2D"]["epochs"] and best["2D"]["final"] < best["2D"]["best"]
+
+
+def test_reported_widths_appear_in_no_sweep_and_the_sweeps_prefer_others():
+    """'The reported widths ... appear in no sweep, and the sweeps ... do not support them'."""
+    for b in (200, 1000):
+        for suffix in ("", "-long"):
+            w = mlp_budget.legal_sweep_best(b, suffix)
+            assert w["reported"] not in set(mlp_budget.depth_width_table(b, suffix)["widths"])
+            assert w["widths"] != w["reported"]
+
+
+def test_threads_row_says_not_recorded_for_old_runs():
+    """Table 7.2: runs that lack the thread record are 'not recorded', never a made-up value."""
+    row = mlp_budget.recipe_overview().loc["CPU threads per run"]
+    assert all("not recorded" in cell for cell in row)
+    assert not any("threads" in r for r in store.runs("mlp-100", "shift"))
+
+
+def test_late_additions_include_the_budget_control_and_long_sweeps():
+    """The introduction lists the experiments trained by a later nnlab version."""
+    from nnlab.book import report
+
+    late = {d["name"] for d in report.late_additions()}
+    assert {"mlp-1000-shift-40", "depth-width-100-long", "depth-width-200-long", "depth-width-1000-long"} <= late
+    assert "mlp-100" not in late and "depth-width-100" not in late
+
+
+def test_intro_describes_the_optimism_statistic_without_bounding_the_design_effect():
+    text = (ROOT / "book/intro.md").read_text()
+    assert "should be smaller" not in text and "does not\nbound the effect" in text
+    assert "supports\neach measurable claim" in text
+
+
+def test_noise_threshold_false_alarm_rate_is_about_one_in_six():
+    """reproduce.md: a rerun that differs like a change of seed exceeds the 2-SD threshold
+    about 16% of the time per metric."""
+    from scipy.stats import norm
+
+    from nnlab import reproduction
+
+    rate = 2 * norm.sf(reproduction.NOISE_STDS / 2 ** 0.5)
+    assert 0.15 < rate < 0.17
+
+
+def test_some_stored_experiments_lack_the_thread_record():
+    """reproduce.md: runs stored before nnlab recorded threads and kernel level do not say them."""
+    from nnlab.book import report
+
+    n = report.unrecorded_thread_experiments()
+    assert 0 < n < len([x for x in E.names() if store.status(x).state == "ok"])
+    assert "threads" in store.runs("mlp-1000-shift-40")[0]

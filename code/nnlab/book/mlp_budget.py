@@ -22,6 +22,7 @@ from nnlab.rules import hidden_layers, hidden_units
 
 BUDGET_EXPERIMENTS = ("mlp-100", "mlp-200", "mlp-1000")
 BUDGETS = (100, 200, 1000)
+MILD_ELASTIC = "the mild elastic field + affine"  # augment="elastic", in the book's words
 
 
 def budget_results() -> pd.DataFrame:
@@ -77,6 +78,26 @@ def student_schedule() -> dict[str, dict]:
     return out
 
 
+#: The accuracy per epoch that the student's logs for problems 2C-2E print as "val acc",
+#: measured on the test set (transcribed from the submission, 10 epochs each).
+STUDENT_TEST_ACC = {
+    "2C": (0.9596, 0.9700, 0.9719, 0.9730, 0.9744, 0.9774, 0.9772, 0.9775, 0.9786, 0.9776),
+    "2D": (0.9550, 0.9660, 0.9729, 0.9758, 0.9764, 0.9810, 0.9805, 0.9805, 0.9807, 0.9809),
+    "2E": (0.9595, 0.9718, 0.9757, 0.9785, 0.9729, 0.9851, 0.9848, 0.9849, 0.9854, 0.9854),
+}
+
+
+def student_best_epochs() -> dict[str, dict]:
+    """Per problem, the student's reported number as the best epoch of one run: ``best`` (the
+    highest accuracy the log prints on the test set), ``epoch`` (the first epoch with it,
+    counted from 1), ``epochs`` and ``final`` (the last epoch's accuracy)."""
+    out = {}
+    for problem, accs in STUDENT_TEST_ACC.items():
+        best = max(accs)
+        out[problem] = {"best": best, "epoch": accs.index(best) + 1, "epochs": len(accs), "final": accs[-1]}
+    return out
+
+
 def loss_lower_bound(accuracy: float) -> float:
     """Smallest possible mean cross-entropy (nats) of a classifier with this accuracy.
 
@@ -117,6 +138,24 @@ def softmax_pitfall() -> dict:
                   "first_epoch_val": statistics.fmean(r["history"]["val_acc"][0] for r in rs)}
     out["gap"] = out["problem-recipe"]["test_acc"] - out["softmax-last"]["test_acc"]
     return out
+
+
+def softmax_accuracy_sentence() -> str:
+    """What the seeds say about the double softmax's accuracy, worded by :func:`softmax_pitfall_tests`."""
+    t = softmax_pitfall_tests()
+    text = (f"Seed by seed, on test: {t['test'].verdict()} ({t['test'].describe()}); on validation: "
+            f"{t['val'].report()}. ")
+    if not (t["test"].detected or t["val"].detected):
+        return text + "At three seeds any accuracy loss is not detectable."
+    return text + "The accuracy loss is detectable."
+
+
+def softmax_pitfall_tests() -> dict[str, stats.Comparison]:
+    """The double-softmax network against the correct one (same recipe and seeds), paired by
+    seed on validation (``val``) and test (``test``) accuracy."""
+    names = ("the double softmax", "the logits")
+    return {m: compare_runs(("mlp-ablation", "softmax-last"), ("mlp-ablation", "problem-recipe"), f"{m}_acc", names)
+            for m in ("val", "test")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,11 +337,24 @@ def ablation_rows() -> pd.DataFrame:
         test = store.summary(name, "test_acc", v.name)
         val = store.summary(name, "val_acc", v.name)
         text = recipe_changes(exp.train_config(base), exp.train_config(v), base.spec, v.spec)
+        tests = ablation_tests().get(v.name)
         rows.append({"run": v.name, "changes from the problem recipe": text,
                      "validation accuracy (%)": fmt_pm(val["mean"], val["std"]),
-                     "test accuracy (%)": fmt_pm(test["mean"], test["std"]), "test_mean": test["mean"],
-                     "changes": 0 if text == "none" else text.count(";") + 1})
+                     "test accuracy (%)": fmt_pm(test["mean"], test["std"]),
+                     "validation, paired by seed": tests["val"].report() if tests else "",
+                     "test, paired by seed": tests["test"].report() if tests else "",
+                     "test_mean": test["mean"], "changes": 0 if text == "none" else text.count(";") + 1})
     return pd.DataFrame(rows)
+
+
+ABLATION_BASELINES = {"softmax-last": "problem-recipe", "onecycle": "problem-recipe", "onecycle-shift": "onecycle"}
+
+
+def ablation_tests() -> dict[str, dict[str, stats.Comparison]]:
+    """Each ablation row against the row it changes (:data:`ABLATION_BASELINES`), paired by
+    seed on validation (``val``) and on test (``test``) accuracy."""
+    return {v: {m: compare_runs(("mlp-ablation", v), ("mlp-ablation", b), f"{m}_acc") for m in ("val", "test")}
+            for v, b in ABLATION_BASELINES.items()}
 
 
 def _grad_norm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -404,7 +456,7 @@ def compare_runs(a: tuple[str, str], b: tuple[str, str], metric: str = "val_acc"
 def equal_epoch_test() -> stats.Comparison:
     """Elastic against shifts for the 1000-unit network, both 40 epochs, on validation."""
     other, variant = EQUAL_EPOCHS["mlp-1000"]
-    return compare_runs(("mlp-1000", "elastic"), (other, variant), names=("the mild elastic field", "random shifts"))
+    return compare_runs(("mlp-1000", "elastic"), (other, variant), names=(MILD_ELASTIC, "random shifts"))
 
 
 def augmentation_tests() -> dict[int, stats.Comparison]:
@@ -415,7 +467,7 @@ def augmentation_tests() -> dict[int, stats.Comparison]:
     for budget, name in zip(BUDGETS, BUDGET_EXPERIMENTS):
         exp = E.get(name)
         epochs = {exp.train_config(v).epochs for v in exp.variants}
-        out[budget] = (compare_runs((name, "elastic"), (name, "shift"), names=("the mild elastic field", "random shifts"))
+        out[budget] = (compare_runs((name, "elastic"), (name, "shift"), names=(MILD_ELASTIC, "random shifts"))
                        if len(epochs) == 1 else equal_epoch_test())
     return out
 
@@ -650,6 +702,24 @@ def budget_spent(budget: int) -> tuple[int, int]:
     return min(units), max(units)
 
 
+def legal_sweep_best(budget: int, suffix: str = "") -> dict:
+    """The network of the sweep ``depth-width-{budget}{suffix}`` with the highest mean validation
+    accuracy among those the budget's problem allows (:data:`nnlab.book.problems.MLP_100` and
+    its siblings): ``name``, ``widths``, and the reported model's ``reported`` widths."""
+    from nnlab.book import problems
+    from nnlab.rules import violations
+
+    rule = {100: problems.MLP_100, 200: problems.MLP_200, 1000: problems.MLP_1000}[budget]
+    exp = E.get(f"depth-width-{budget}{suffix}")
+    df = depth_width_table(budget, suffix)
+    legal = [v.name for v in exp.variants
+             if not violations(build(v.spec, exp.data.input_shape), rule, input_shape=exp.data.input_shape)]
+    best = str(df.loc[legal, "val_mean"].idxmax())
+    reported = E.get(f"mlp-{budget}")
+    return {"name": best, "widths": str(df.loc[best, "widths"]),
+            "reported": dict(reported.variant(store.chosen_variant(reported.name)).info)["widths"]}
+
+
 def uncorrected_tests() -> int:
     """How many paired tests the depth-versus-width chapter reports, none corrected for the
     others: per sweep the best deeper network against one layer on validation and on test, and
@@ -791,4 +861,20 @@ def recipe_overview() -> pd.DataFrame:
     table = recipe_table(heads)
     used = pd.DataFrame([[runs.replace(" (reported)", "") for runs in recipes]], index=["runs"],
                         columns=table.columns)
+    table.loc["CPU threads per run"] = [_recorded_threads(runs) for runs in recipes]
+    table.loc["augmentation"] = [MILD_ELASTIC.removeprefix("the ") if a == "elastic" else
+                                 "random shifts" if a == "shift" else a for a in table.loc["augmentation"]]
     return pd.concat([used, table])
+
+
+def _recorded_threads(runs: str) -> str:
+    """The CPU threads the stored runs of a recipe column record (``"mlp-100 shift, ..."``), or
+    ``not recorded`` where runs trained before the field existed lack it."""
+    pairs = [r.replace(" (reported)", "").rsplit(" ", 1) for r in runs.split(", ")]
+    by_value: dict[str, list[str]] = {}
+    for name, variant in pairs:
+        for value in sorted({str(r.get("threads", "not recorded")) for r in store.runs(name, variant)}):
+            by_value.setdefault(value, []).append(f"{name} {variant}")
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return "; ".join(f"{value} ({', '.join(runs)})" for value, runs in sorted(by_value.items()))

@@ -199,3 +199,23 @@ def registry_table() -> pd.DataFrame:
                 f" ({store.chosen_variant(name)}, best on validation)" if len(exp.variants) > 1 else "")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def late_additions() -> list[dict]:
+    """The experiments added after the first round of stored results: those with a run trained
+    by a later ``nnlab`` version than the earliest stored run, each with ``name``, its
+    ``versions`` and the day its first run finished (``first``), earliest first. Their design
+    could see the first round's test accuracies."""
+    found = {name: store.runs(name) for name in E.names() if store.status(name).state == "ok"}
+    first = min(r["nnlab_version"] for rs in found.values() for r in rs)
+    late = [{"name": name, "versions": ", ".join(sorted({r["nnlab_version"] for r in rs})),
+             "first": min(r["finished"] for r in rs)[:10]}
+            for name, rs in found.items() if any(r["nnlab_version"] != first for r in rs)]
+    return sorted(late, key=lambda d: (d["first"], d["name"]))
+
+
+def unrecorded_thread_experiments() -> int:
+    """How many stored experiments have runs that do not record the CPU threads and kernel
+    level they trained with (runs stored before ``nnlab`` recorded them)."""
+    return sum(any("threads" not in r or "cpu_capability" not in r for r in store.runs(name))
+               for name in E.names() if store.status(name).state == "ok")
