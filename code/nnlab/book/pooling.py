@@ -585,3 +585,22 @@ def channel_pooling_rotation(images: torch.Tensor, degrees: float = 30, seed: in
             "channel_map_quarter": float((maps["turned"] - torch.rot90(maps["x"], 1, dims=(-2, -1))).abs().max()),
             f"single_{degrees:g}": change(plain["x"], plain["rotated"]),
             f"channel_{degrees:g}": change(channel["x"], channel["rotated"])}
+
+
+def drop_comparison(table: pd.DataFrame, perturbation: str, level: float, a: str, b: str):
+    """How much accuracy two variants lose from their own clean accuracy (level 0) to
+    ``level`` of ``perturbation``, compared seed by seed (:func:`nnlab.stats.compare`, paired).
+
+    ``table`` is :func:`robustness`'s. The compared quantity is the accuracy under the
+    perturbation minus the clean accuracy (negative: a loss), so the verdict names ahead the
+    variant that lost less; ``mean_a`` and ``mean_b`` are the two variants' mean changes.
+    """
+    from nnlab import stats
+
+    def change(variant: str) -> dict[int, float]:
+        rows = table[(table["variant"] == variant) & (table["perturbation"] == perturbation)]
+        clean = rows[rows["level"] == 0].set_index("seed")["accuracy"]
+        hit = rows[rows["level"] == float(level)].set_index("seed")["accuracy"]
+        return {int(s): float(hit[s] - clean[s]) for s in hit.index}
+
+    return stats.compare(change(a), change(b), names=(a, b), paired=True)
