@@ -335,3 +335,15 @@ def test_some_stored_experiments_lack_the_thread_record():
     n = report.unrecorded_thread_experiments()
     assert 0 < n < len([x for x in E.names() if store.status(x).state == "ok"])
     assert "threads" in store.runs("mlp-1000-shift-40")[0]
+
+
+def test_reported_multi_layer_widths_are_none_of_the_sweeps_splits():
+    """Table of settings: the reported 200- and 1000-unit splits are none of the sweeps'; the
+    100-unit one (a single layer of 100) is."""
+    assert mlp_budget.legal_sweep_best(100)["reported"] in set(mlp_budget.depth_width_table(100)["widths"])
+    for b in (200, 1000):
+        reported = mlp_budget.legal_sweep_best(b)["reported"]
+        for suffix in ("", "-long"):
+            assert reported not in set(mlp_budget.depth_width_table(b, suffix)["widths"])
+    row = recipe_evidence.mlp_settings().set_index("setting").loc["hidden widths", "how it was chosen"]
+    assert "the reported splits at 200 and 1000 units are none of theirs" in row

@@ -68,6 +68,17 @@ def augmentation_note() -> str:
     return "; ".join(parts)
 
 
+def _widths_in_sweeps() -> str:
+    """Which reported widths the depth-versus-width sweeps also train, in words."""
+    from nnlab.book.mlp_budget import BUDGETS, depth_width_table, legal_sweep_best
+
+    absent = [b for b in BUDGETS if legal_sweep_best(b)["reported"]
+              not in set(depth_width_table(b)["widths"]) | set(depth_width_table(b, "-long")["widths"])]
+    if not absent:
+        return "every reported split is one of theirs"
+    return f"the reported splits at {' and '.join(map(str, absent))} units are none of theirs"
+
+
 def mlp_settings() -> pd.DataFrame:
     """Every training setting of the three reported MLPs with its value and how it was chosen
     (``setting``, ``value``, ``how it was chosen``), the comparisons worded by their paired tests."""
@@ -92,7 +103,7 @@ def mlp_settings() -> pd.DataFrame:
         ("augmentation", "the mild elastic field + affine, or random shifts",
          f"compared on validation, the higher mean reported: {augmentation_note()}"),
         ("hidden widths", widths, "fixed in advance; the depth-versus-width sweeps measure other splits, "
-                                  "at 4 and 12 epochs"),
+                                  f"at 4 and 12 epochs; {_widths_in_sweeps()}"),
         ("dropout", drop_words, FIXED),
     ]
     return pd.DataFrame(rows, columns=["setting", "value", "how it was chosen"])
