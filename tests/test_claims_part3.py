@@ -130,3 +130,78 @@ def test_correlated_feature_noise_is_reduced_by_less_than_half():
     assert float(pooled.std() / noise.std()) > 0.5
     independent = torch.nn.functional.avg_pool2d(torch.randn(64, 16, 28, 28, generator=g), 2)
     assert float(independent.std()) == pytest.approx(0.5, rel=0.02)
+
+
+def test_two_symmetric_paddings_are_equally_close_to_same():
+    """§ windows made of zeros: for 8×8 windows on a 20×20 image, paddings 3 and 4 miss the
+    size 20 by one pixel each, in opposite directions."""
+    from nnlab import conv
+
+    lo, hi = conv.output_size(20, 8, 1, 3), conv.output_size(20, 8, 1, 4)
+    assert (lo, hi) == (19, 21) and abs(lo - 20) == abs(hi - 20)
+
+
+def test_transposed_convolution_needs_the_output_padding_the_floor_dropped():
+    """§ backpropagation: conv_transpose2d restores the input size only with output_padding
+    (n + 2p - d(k-1) - 1) mod s: 1 at (s, p) = (3, 2) on 9×9 with 3×3, 0 at the others."""
+    import torch.nn.functional as F
+
+    n, k = 9, 3
+    w = torch.randn(4, 3, k, k, generator=torch.Generator().manual_seed(0))
+    for (s, p), extra in {(1, 0): 0, (1, 1): 0, (2, 1): 0, (3, 2): 1}.items():
+        assert (n + 2 * p - (k - 1) - 1) % s == extra
+        y = F.conv2d(torch.zeros(1, 3, n, n), w, stride=s, padding=p)
+        back = F.conv_transpose2d(y, w, stride=s, padding=p, output_padding=extra)
+        assert back.shape[-1] == n
+        if extra:
+            assert F.conv_transpose2d(y, w, stride=s, padding=p).shape[-1] == n - extra
+
+
+def test_layers_two_and_five_tie_for_most_macs():
+    from nnlab.book import cnn_anatomy
+
+    model, _, shape = cnn_anatomy.book_cnn("cnn-final")
+    layers = cnn_anatomy.layer_table(model, shape)
+    convs = layers[layers["layer"].str.contains("conv")]
+    top = convs[convs["MACs"] == convs["MACs"].max()]
+    assert list(top["layer"].str.split(".").str[0]) == ["2", "5"]
+    assert 30 < 100 * top["MACs"].iloc[0] / layers["MACs"].sum() < 35
+
+
+def test_last_pool_fields_are_image_wide_but_partly_over_padding():
+    """The last pooling's fields are 28 pixels wide; the central one reads rows -2 to 25.
+    Checked against the gradient support of an all-ones linearised copy of the network."""
+    from torch import nn
+
+    from nnlab.book import cnn_anatomy
+
+    model, _, shape = cnn_anatomy.book_cnn("cnn-final")
+    fields = cnn_anatomy.last_pool_fields(model, shape)
+    assert fields["rf"] == 28 and fields["centre"] == (-2, 25) and fields["inside"][1] == 26
+    layers = []
+    for layer in model.children():
+        if isinstance(layer, nn.Conv2d):
+            c = nn.Conv2d(1, 1, layer.kernel_size, layer.stride, layer.padding, bias=False)
+            nn.init.ones_(c.weight)
+            layers.append(c)
+        elif isinstance(layer, nn.MaxPool2d):
+            layers.append(nn.AvgPool2d(layer.kernel_size, layer.stride))
+        elif isinstance(layer, nn.Flatten):
+            break
+    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+    out = nn.Sequential(*layers)(x)
+    assert out.shape[-1] == fields["outputs"]
+    out[0, 0, 1, 1].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
+    assert (int(rows.min()), int(rows.max())) == (0, 25)
+
+
+def test_settings_table_lists_the_defaults_and_the_dropout_effect():
+    table = cnn_report.cnn_settings_full().set_index("setting")
+    assert table.loc["L2 penalty (Adam's weight_decay)", "value"] == "0"
+    assert table.loc["label smoothing", "value"] == "0"
+    assert table.loc["largest shift of the training images (pixels)", "value"] == "2"
+    assert table.loc["batch norm momentum, ε", "value"] == "0.1, 1e-05"
+    effect = cnn_report.study_effects()["no_dropout"]
+    assert effect["detected"] and effect["mean"] < 0  # removing dropout costs, detected
+    assert effect["report"] in table.loc["dropout probability", "how it was chosen"]

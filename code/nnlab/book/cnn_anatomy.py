@@ -171,3 +171,33 @@ def last_pool_facts(model: nn.Module, input_shape: tuple[int, int, int], seed: i
     unread = n * n - covered * covered
     return {"in_size": n, "out_size": m, "covered": covered, "unread": unread, "positions": n * n,
             "unread_share": unread / (n * n), "max_change": float((last(a) - last(b)).abs().max())}
+
+
+def last_pool_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dict:
+    """Where the receptive fields of the last sliding-window layer's outputs lie on the image,
+    along one axis (the layers are square).
+
+    Each layer with padding ``p`` moves the first field's start by ``-p`` times the jump before
+    it. Returns ``rf`` (field width), ``jump``, ``outputs`` (per side), ``spans`` (first and last
+    input row of each output's field, padding included: negative or beyond the image),
+    ``inside`` (rows of the image in each field) and ``centre``: the middle output's span.
+    """
+    layers = [layer for layer in model.children() if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    start, rf, jump = 0, 1, 1
+    for layer in layers:
+        (w,) = conv.windows(layer)
+        pad = layer.padding[0] if isinstance(layer.padding, tuple) else layer.padding
+        start -= pad * jump
+        rf += w.dilation * (w.kernel - 1) * jump
+        jump *= w.stride
+    size = input_shape[-1]
+    outputs, x = 0, torch.zeros(1, *input_shape)
+    for layer in model.children():
+        x = layer(x)
+        if layer is layers[-1]:
+            outputs = int(x.shape[-1])
+            break
+    spans = [(start + i * jump, start + i * jump + rf - 1) for i in range(outputs)]
+    inside = [min(hi, size - 1) - max(lo, 0) + 1 for lo, hi in spans]
+    return {"rf": rf, "jump": jump, "outputs": outputs, "spans": spans, "inside": inside,
+            "centre": spans[outputs // 2], "size": size}
