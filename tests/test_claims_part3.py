@@ -27,8 +27,8 @@ def _real_results(monkeypatch):
 
 
 def test_bn_runs_seed0_is_the_sweeps_run_only_at_p1():
-    """§ dropout skews batch norm: seed 0 is the sweep's own run at p = 1 only; at 4/9 and 8/9
-    it was trained again by a later nnlab than the sweep's."""
+    """§ dropout skews batch norm: seed 0 reproduces the sweep's run exactly at p = 1 only (same
+    nnlab version); at 4/9 and 8/9 it differs, the sweep's runs being from an earlier nnlab."""
     prov = cnn_report.bn_provenance()
     assert prov["same"] == ["1"] and prov["retrained"] == ["4/9", "8/9"]
     assert prov["sweep_version"] == "0.1.0" and prov["seed0_version"] == "0.2.0"
@@ -205,3 +205,12 @@ def test_settings_table_lists_the_defaults_and_the_dropout_effect():
     effect = cnn_report.study_effects()["no_dropout"]
     assert effect["detected"] and effect["mean"] < 0  # removing dropout costs, detected
     assert effect["report"] in table.loc["dropout probability", "how it was chosen"]
+
+
+def test_p1_seed0_matches_the_sweep_with_the_same_version():
+    from nnlab import results as store
+
+    sweep = next(r for r in store.runs("dropout-sweep") if r["variant"] == "p=1.000")
+    again = next(r for r in store.runs("dropout-bn-statistics") if r["variant"] == "p=1.000" and r["seed"] == 0)
+    assert sweep["nnlab_version"] == again["nnlab_version"]
+    assert all(sweep[k] == again[k] for k in cnn_report.SAME_RUN_FIELDS)

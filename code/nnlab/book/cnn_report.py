@@ -744,7 +744,7 @@ def bn_provenance() -> dict:
     """How the batch-norm runs' seed 0 relates to the dropout sweep, and how the other seeds'
     environment differs from seed 0's, from the stored runs' fields.
 
-    ``same``: the probabilities whose seed-0 run has exactly the sweep's validation and test
+    ``same``: the probabilities whose seed-0 run (trained again) has exactly the sweep's validation and test
     accuracy and loss; ``retrained``: the others; ``sweep_version`` / ``seed0_version``: the
     nnlab versions that trained the sweep's runs at ``retrained`` and the seed-0 runs;
     ``differences``: the :data:`ENVIRONMENT_FIELDS` in which the other seeds' runs differ from
@@ -764,7 +764,8 @@ def bn_provenance() -> dict:
         a = sorted({str(r.get(field, "not recorded")) for r in zero})
         b = sorted({str(r.get(field, "not recorded")) for r in other})
         if a != b:
-            differences.append(words if field == "source_hash" else f"{words} ({'/'.join(a)} against {'/'.join(b)})")
+            values = "/".join(b) if a == ["not recorded"] else f"{'/'.join(a)} against {'/'.join(b)}"
+            differences.append(words if field == "source_hash" else f"{words} ({values})")
     return {"same": [p_words(p) for p in same], "retrained": [p_words(p) for p in retrained],
             "sweep_version": ", ".join(sorted({sweep[p][0]["nnlab_version"] for p in retrained})),
             "seed0_version": ", ".join(sorted({r["nnlab_version"] for r in zero})),
@@ -797,3 +798,32 @@ def reference_noise_images() -> dict:
     return {"reference_sd": seed_sd_by_variant(REGULARISERS)["reference"] * n_val,
             "pooled_sd": seed_sd(REGULARISERS) * n_val,
             "version_gap": abs(ref["study"] - ref["same_seed"]) * n_val}
+
+
+def cnn_settings_full() -> pd.DataFrame:
+    """:func:`nnlab.book.recipe_evidence.cnn_settings` with the settings it leaves implicit
+    (weight decay, label smoothing, the largest shift, batch norm's momentum and epsilon, all
+    left at their defaults, no stored run comparing other values for this CNN) and, in the
+    dropout row, the regulariser study's paired test of removing dropout from a small CNN."""
+    from nnlab.book import recipe_evidence
+
+    table = recipe_evidence.cnn_settings()
+    chosen = E.get("cnn").variant(store.chosen_variant("cnn"))
+    cfg = E.get("cnn").train_config(chosen)
+    norms = [m for m in build(chosen.spec, (1, 28, 28)).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momentum = ", ".join(sorted({f"{m.momentum:g}" for m in norms}))
+    eps = ", ".join(sorted({f"{m.eps:g}" for m in norms}))
+    effect = study_effects()["no_dropout"]
+    epochs = E.get(REGULARISERS).train.epochs
+    row = table["setting"] == "dropout probability"
+    table.loc[row, "how it was chosen"] += (f"; removing dropout from the small CNN of the regulariser study at "
+                                           f"{epochs} epochs: {effect['report']}")
+    default = "the library's default, fixed in advance; no stored run compares another value for this CNN"
+    extra = pd.DataFrame([
+        ("L2 penalty (Adam's weight_decay)", f"{cfg.weight_decay:g}",
+         default + " (the regulariser study adds L2 to a small CNN)"),
+        ("label smoothing", f"{cfg.label_smoothing:g}", default),
+        ("largest shift of the training images (pixels)", f"{cfg.max_shift:g}", default),
+        ("batch norm momentum, ε", f"{momentum}, {eps}", "PyTorch's defaults; " + default.split("; ")[1]),
+    ], columns=table.columns)
+    return pd.concat([table, extra], ignore_index=True)
