@@ -43,3 +43,21 @@ def test_stored_saturation_grid_matches_a_rate_trained_again():
     cfg = pg.PlaygroundConfig(activation="relu", learning_rate=1.0, iterations=S.SATURATION_ITERATIONS["relu"])
     runs = pg.train(cfg, pg.make_dataset("circle", noise=0.0, seed=0), seeds=S.SATURATION_SEEDS)
     assert np.array_equal(pg.iterations_to_loss(runs, 0.1), stored["relu", 1.0], equal_nan=True)
+
+
+def test_stored_dying_relu_studies_match_seeds_trained_again():
+    from nnlab import playground as pg
+    from nnlab.book import stored_dying_relu as D
+
+    for name in (D.EXPERIMENT, D.GRID):
+        assert analyses.get(name).experiments == () and analyses.status(name).state == "ok"
+    r = D.experiment()
+    assert r.seeds == D.SEEDS and r.dead_fraction.shape[:2] == (2, len(D.SEEDS))
+    again = pg.dying_relu_experiment(seeds=D.SEEDS[:3], hidden=D.HIDDEN, learning_rate=D.LEARNING_RATE,
+                                     epochs=D.EPOCHS, checkpoint_every=100)
+    assert np.array_equal(again.test_accuracy, r.test_accuracy[:, :3])
+    grid = D.grid()
+    assert list(grid["widths"]) == list(D.GRID_WIDTHS) and grid["dead_fraction_runs"].shape[-1] == len(D.SEEDS)
+    small = pg.dying_relu_grid(widths=(2,), learning_rates=(1.0,), seeds=D.SEEDS[:3], epochs=D.GRID_EPOCHS)
+    i, j = D.GRID_WIDTHS.index(2), D.GRID_LEARNING_RATES.index(1.0)
+    assert np.array_equal(small["dead_fraction_runs"][0, 0], grid["dead_fraction_runs"][i, j][:, :3])
