@@ -2,8 +2,9 @@
 
 Some analyses of trained models take minutes (re-estimating statistics, evaluating weights
 on other data) and would otherwise run again in every notebook and every test that reads
-them. An :class:`Analysis` names the experiments whose stored runs it reads and a function
-that computes JSON data from them; ``nnlab train NAME`` computes it and stores it in
+them. An :class:`Analysis` names the experiments whose stored runs it reads (none for a
+slow computation from fixed data only) and a function that computes JSON data from them;
+``nnlab train NAME`` computes it and stores it in
 ``<results>/<NAME>/analysis.json``, written atomically under the folder's lock, with the
 sha256 of its data.
 
