@@ -118,3 +118,24 @@ def test_an_analysis_cannot_take_an_experiments_name(tiny_experiment):
     with pytest.raises(ValueError, match="name of an experiment"):
         analyses.register(analyses.Analysis(name=NAME, purpose="", chapter="", experiments=(NAME,),
                                             compute=dict))
+
+
+def test_an_analysis_of_fixed_data_only_is_current_while_its_code_is_unchanged(results_dir, tmp_path,
+                                                                              monkeypatch, capsys):
+    """experiments=(): a slow study of fixed data, hashed on its source alone."""
+    module_name = "fixed_study_code"
+    (tmp_path / f"{module_name}.py").write_text("CALLS = []\n\n\ndef study():\n    CALLS.append(1)\n"
+                                                "    return {'squares': [i * i for i in range(4)]}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    module = __import__(module_name)
+    monkeypatch.setitem(analyses.REGISTRY, "fixed-study", analyses.Analysis(
+        name="fixed-study", purpose="Squares.", chapter="tests", experiments=(), compute=module.study))
+    assert analyses.is_analysis("fixed-study") and analyses.dependants(["anything"]) == []
+    assert analyses.status("fixed-study").state == "missing"
+    assert cli(["train", "fixed-study"], capsys)[0] == 0 and module.CALLS == [1]
+    assert analyses.load("fixed-study") == {"squares": [0, 1, 4, 9]}
+    assert analyses.inputs("fixed-study")["experiments"] == {}
+    (tmp_path / f"{module_name}.py").write_text((tmp_path / f"{module_name}.py").read_text() + "# edited\n")
+    st = analyses.status("fixed-study")
+    assert st.state == "stale" and f"the source of {module_name}" in st.detail

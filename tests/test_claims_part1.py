@@ -15,6 +15,7 @@ from nnlab import playground as pg
 from nnlab.book import backprop_worked as bw
 from nnlab.book import dying_relu as dr
 from nnlab.book import saturation as sat
+from nnlab.book import stored_dying_relu
 from nnlab.stats import compare
 
 SEEDS = tuple(range(10))
@@ -147,9 +148,9 @@ def test_zero_start_line_follows_the_sample_asymmetry():
 # Data order and dying ReLUs (book/part1/dying_relu.md)
 
 def test_grouped_order_trails_at_every_phase_of_the_last_pass():
-    epochs = 10
-    r = pg.dying_relu_experiment(seeds=DR_SEEDS, hidden=(4, 2), learning_rate=0.03, epochs=epochs,
-                                 checkpoint_every=100)
+    r = stored_dying_relu.experiment()  # the chapter's run, stored (tests/test_stored_studies.py checks it)
+    assert r.seeds == DR_SEEDS and r.hidden == (4, 2) and r.learning_rate == 0.03
+    epochs = r.epochs
     last = r.points_seen > (epochs - 1) * 1000
     grouped, shuffled = r.test_accuracy[0][:, last], r.test_accuracy[1][:, last]
     curve = grouped.mean(0)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from nnlab import reproduction
 from nnlab import results as store
-from nnlab.book import cnn_report, mlp_budget, recipe_evidence
+from nnlab.book import cnn_report, mlp_budget, recipe_evidence, stored_studies
 from nnlab.book import experiments as E
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +148,11 @@ def test_double_softmax_weights_mistakes_far_less():
     last = grads["factors"][-1]
     assert last["right"] == pytest.approx(10 / (math.e + 9), abs=0.05)
     assert last["n_wrong"] > 10 and last["right"] > 5 * last["wrong"]
+    # an independent check of the stored computation the chapter reads: the same steps agree
+    stored = stored_studies.softmax_gradients()
+    at = [stored["checkpoints"].index(step) for step in grads["checkpoints"]]
+    for key in ("logits", "softmax"):
+        assert grads[key] == pytest.approx([stored[key][i] for i in at], rel=1e-4)
 
 
 # ---------------------------------------------------------------------------------------

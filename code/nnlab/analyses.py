@@ -2,8 +2,9 @@
 
 Some analyses of trained models take minutes (re-estimating statistics, evaluating weights
 on other data) and would otherwise run again in every notebook and every test that reads
-them. An :class:`Analysis` names the experiments whose stored runs it reads and a function
-that computes JSON data from them; ``nnlab train NAME`` computes it and stores it in
+them. An :class:`Analysis` names the experiments whose stored runs it reads (none for a
+slow computation from fixed data only) and a function that computes JSON data from them;
+``nnlab train NAME`` computes it and stores it in
 ``<results>/<NAME>/analysis.json``, written atomically under the folder's lock, with the
 sha256 of its data.
 
@@ -51,7 +52,9 @@ class Analysis:
             experiment may have the same name.
         purpose: one sentence for listings.
         chapter: where it is used.
-        experiments: the experiments whose stored runs (and weights) ``compute`` reads.
+        experiments: the experiments whose stored runs (and weights) ``compute`` reads; empty
+            for a computation from fixed data only (a slow study of a chapter), which is then
+            current while the source of its ``code`` is unchanged.
         compute: a function of no arguments returning JSON data (dicts, lists, strings,
             numbers); it must read only the stored runs of ``experiments`` and fixed data.
         code: modules (dotted names) whose source enters the hash; by default the module
@@ -74,8 +77,6 @@ class Analysis:
         object.__setattr__(self, "code", tuple(self.code) or (self.compute.__module__,))
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"analysis name must be a non-empty folder name without '/', got {self.name!r}")
-        if not self.experiments:
-            raise ValueError(f"analysis {self.name!r}: name the experiments whose stored runs it reads")
 
 
 REGISTRY: dict[str, Analysis] = {}
