@@ -178,7 +178,10 @@ def test_remedy_sentences_follow_their_tests(remedies):
     relu, leaky, ce = remedies["relu"], remedies["leaky"], remedies["logistic"]
     c = compare(_runs(ce, "dead_fraction", 8, 1.0, 0), _runs(relu, "dead_fraction", 8, 1.0, 0),
                 names=("the cross-entropy", "the squared loss"))
-    assert dr.higher_phrase(c, "the dead share").startswith("the dead share is higher with the cross-entropy")
+    # a chaotic cell: the chapter's sentence must follow the test, whatever the runs give
+    holds = c.detected and c.difference > 0
+    assert dr.prediction_phrase(c).startswith("The prediction holds") == holds
+    assert dr.higher_phrase(c, "the dead share").startswith("the dead share is higher with") == c.detected
     const_ce = np.array(list(_runs(ce, "constant_output", 2, 1.0, 0).values())) > 0
     const_sq = np.array(list(_runs(relu, "constant_output", 2, 1.0, 0).values())) > 0
     phrase = dr.count_phrase(const_ce, const_sq, ("the cross-entropy", "the squared loss"), "runs")

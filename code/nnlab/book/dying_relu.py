@@ -32,6 +32,17 @@ def higher_phrase(c: Comparison, what: str, digits: int = 1) -> str:
     return f"{what} is higher with {high} than with {low} ({c.describe(digits)})"
 
 
+def prediction_phrase(c: Comparison) -> str:
+    """How the cross-entropy's measured dead share bears on the prediction that it keeps pushing
+    units off for longer (``c`` compares the cross-entropy with the squared loss): the prediction
+    holds only where the test detects a higher share with the cross-entropy."""
+    if c.detected and c.difference > 0:
+        return "The prediction holds where the steps are large"
+    if c.detected:
+        return "Where the steps are large the measurement goes against the prediction"
+    return "Where the steps are large the measurement cannot confirm the prediction"
+
+
 def count_phrase(a: Sequence[bool], b: Sequence[bool], names: tuple[str, str], what: str) -> str:
     """Two counts of the same seeds compared by an exact McNemar test (a two-sided binomial
     test on the seeds where the two variants disagree).
