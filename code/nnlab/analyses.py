@@ -183,7 +183,7 @@ def status(name: str | Analysis) -> store.Status:
     except store.DamagedResult as exc:
         return store.Status(a.name, "damaged", str(exc))
     if stored is None:
-        return store.Status(a.name, "missing", f"no stored analysis in {path(a)}; run `{command}`")
+        return store.Status(a.name, "missing", store._missing_detail(a.name, "analysis", path(a)))
     try:
         now = inputs(a)
     except store.ResultError as exc:

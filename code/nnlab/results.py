@@ -301,16 +301,17 @@ def changes(name: str | E.Experiment) -> str | None:
     return _changes(exp, data, changed) if changed else None
 
 
-def _missing_detail(name: str) -> str:
-    """Why an experiment has no stored result, and what to do: train it, or, outside any
-    project (a notebook downloaded into an empty folder, where ``nnlab train`` finds no
-    experiments), read the stored results of the repository it comes from."""
+def _missing_detail(name: str, kind: str = "result", where: Path | None = None) -> str:
+    """Why an experiment (or an analysis: ``kind``) has nothing stored, and what to do: train
+    it, or, outside any project (a notebook downloaded into an empty folder, where ``nnlab
+    train`` finds no experiments), read the stored results of the repository it comes from."""
     here = project.current()
-    folder = experiment_dir(name)
+    folder = where if where is not None else experiment_dir(name)
     if here.config_file is not None or here.results_from != "default" or here.experiments_from != "nowhere":
-        return f"no stored result in {folder}; run `{retrain_command(name)}`"
-    return (f"no stored result in {folder}, and {here.root} is in no nnlab project (no pyproject.toml with "
-            "a [tool.nnlab] table there or above), so `nnlab train` cannot find the experiment here. Its "
+        return f"no stored {kind} in {folder}; run `{retrain_command(name)}`"
+    what = "experiment" if kind == "result" else kind
+    return (f"no stored {kind} in {folder}, and {here.root} is in no nnlab project (no pyproject.toml with "
+            f"a [tool.nnlab] table there or above), so `nnlab train` cannot find the {what} here. Its "
             "stored results come with the repository that trains them (a book's or course's), in its "
             "results/ folder: point NNLAB_RESULTS at that folder, in a notebook with "
             "`%env NNLAB_RESULTS=/path/to/the/repository/results`, or run inside the repository")
