@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import tiny_experiments as T
 
+from nnlab import analyses
 from nnlab import experiments as E
 from nnlab import results as store
 from nnlab.cli import main
@@ -97,6 +98,7 @@ def test_unknown_device_is_one_line(tiny_experiment, capsys):
 
 def test_train_then_results_check(tiny_experiment, monkeypatch, capsys):
     monkeypatch.setattr(E, "REGISTRY", {T.TINY.name: T.TINY})
+    monkeypatch.setattr(analyses, "REGISTRY", {})  # the book's stored studies are not this project's
     code, out, _ = run(["results", "check"], capsys)
     assert code == 1 and f"{T.TINY.name}: missing" in out and f"nnlab train {T.TINY.name}" in out
 
@@ -125,6 +127,7 @@ def test_train_then_results_check(tiny_experiment, monkeypatch, capsys):
 
 def test_results_check_covers_every_experiment(tiny_experiment, monkeypatch, capsys):
     monkeypatch.setattr(E, "REGISTRY", {T.TINY.name: T.TINY, T.RESUMABLE.name: T.RESUMABLE})
+    monkeypatch.setattr(analyses, "REGISTRY", {})
     run(["train", T.TINY.name, "--device", "cpu"], capsys)
     code, out, _ = run(["results", "check"], capsys)
     assert code == 1

@@ -9,9 +9,9 @@ import pytest
 import tiny_experiments as T
 from test_cli import run
 
+from nnlab import analyses, runner
 from nnlab import experiments as E
 from nnlab import results as store
-from nnlab import runner
 
 
 def test_nothing_to_train_is_said(tiny_experiment, capsys):
@@ -29,6 +29,7 @@ def test_nothing_to_train_is_said(tiny_experiment, capsys):
 
 def test_train_all_says_so_per_experiment(tiny_experiment, register_experiment, monkeypatch, capsys):
     monkeypatch.setattr(E, "REGISTRY", {T.TINY.name: T.TINY, "test-tiny-2": replace(T.TINY, name="test-tiny-2")})
+    monkeypatch.setattr(analyses, "REGISTRY", {})  # the book's stored studies are not this project's
     assert run(["train", "--all", "--device", "cpu"], capsys)[0] == 0
     code, _, err = run(["train", "--all", "--device", "cpu"], capsys)
     assert code == 0
