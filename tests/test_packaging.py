@@ -24,8 +24,9 @@ pytestmark = pytest.mark.slow
 DISTRIBUTION = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "safetensors": "safetensors",
                 "tqdm": "tqdm", "matplotlib": "matplotlib", "pandas": "pandas", "scipy": "scipy",
                 "filelock": "filelock", "tomli": "tomli", "IPython": "ipython", "sklearn": "scikit-learn",
-                "myst_nb": "myst-nb", "PIL": "pillow", "ray": "ray"}
-PROVIDED_BY = {"pillow": "matplotlib"}  # matplotlib requires pillow
+                "myst_nb": "myst-nb", "PIL": "pillow", "ray": "ray", "grpc": "grpcio",
+                "nbformat": "nbformat"}
+PROVIDED_BY = {"pillow": "matplotlib", "nbformat": "myst-nb"}  # matplotlib requires pillow, myst-nb nbformat
 
 
 def _metadata(wheel: Path) -> Metadata:
