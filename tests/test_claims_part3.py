@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nnlab.book import cnn_report, pooling
+from nnlab.book import cnn_report, pooling, recipe_evidence
 from nnlab.train import TrainConfig, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def test_last_pool_fields_are_image_wide_but_partly_over_padding():
 
 
 def test_settings_table_lists_the_defaults_and_the_dropout_effect():
-    table = cnn_report.cnn_settings_full().set_index("setting")
+    table = recipe_evidence.cnn_settings_full().set_index("setting")
     assert table.loc["L2 penalty (Adam's weight_decay)", "value"] == "0"
     assert table.loc["label smoothing", "value"] == "0"
     assert table.loc["largest shift of the training images (pixels)", "value"] == "2"

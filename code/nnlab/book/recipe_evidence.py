@@ -159,3 +159,35 @@ def student_contrast() -> dict:
             "student_epochs": sched["epochs"], "student_step": sched["epoch"],
             "student_batch": catalogue.PROBLEM_RECIPE.batch_size,
             "problem_pm": fmt_pm(problem["mean"], problem["std"]), "problem_n": problem["n"]}
+
+
+def cnn_settings_full() -> pd.DataFrame:
+    """:func:`nnlab.book.recipe_evidence.cnn_settings` with the settings it leaves implicit
+    (weight decay, label smoothing, the largest shift, batch norm's momentum and epsilon, all
+    left at their defaults, no stored run comparing other values for this CNN) and, in the
+    dropout row, the regulariser study's paired test of removing dropout from a small CNN."""
+    import torch
+
+    from nnlab.book import cnn_report
+    from nnlab.models import build
+
+    table = cnn_settings()
+    chosen = E.get("cnn").variant(store.chosen_variant("cnn"))
+    cfg = E.get("cnn").train_config(chosen)
+    norms = [m for m in build(chosen.spec, (1, 28, 28)).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momentum = ", ".join(sorted({f"{m.momentum:g}" for m in norms}))
+    eps = ", ".join(sorted({f"{m.eps:g}" for m in norms}))
+    effect = cnn_report.study_effects()["no_dropout"]
+    epochs = E.get(cnn_report.REGULARISERS).train.epochs
+    row = table["setting"] == "dropout probability"
+    table.loc[row, "how it was chosen"] += (f"; removing dropout from the small CNN of the regulariser study at "
+                                           f"{epochs} epochs: {effect['report']}")
+    default = "the library's default, fixed in advance; no stored run compares another value for this CNN"
+    extra = pd.DataFrame([
+        ("L2 penalty (Adam's weight_decay)", f"{cfg.weight_decay:g}",
+         default + " (the regulariser study adds L2 to a small CNN)"),
+        ("label smoothing", f"{cfg.label_smoothing:g}", default),
+        ("largest shift of the training images (pixels)", f"{cfg.max_shift:g}", default),
+        ("batch norm momentum, ε", f"{momentum}, {eps}", "PyTorch's defaults; " + default.split("; ")[1]),
+    ], columns=table.columns)
+    return pd.concat([table, extra], ignore_index=True)
