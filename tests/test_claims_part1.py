@@ -2,8 +2,9 @@
 the rescaled-sigmoid ablation and the zero-start plateau (1B), the phase of the data-order
 gap, the dying-ReLU remedy and the cross-entropy rows (1C).
 
-Each test reruns the chapter's own computation (seconds of CPU on the Playground engine) and
-checks that the sentence the chapter prints is the one its statistical test supports.
+Each test reads the chapter's stored runs (``nnlab.book.stored_saturation``,
+``nnlab.book.stored_dying_relu``) or reruns its computation (seconds of CPU on the Playground
+engine), and checks that the sentence the chapter prints is the one its statistical test supports.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nnlab import playground as pg
 from nnlab.book import backprop_worked as bw
 from nnlab.book import dying_relu as dr
 from nnlab.book import saturation as sat
-from nnlab.book import stored_dying_relu
+from nnlab.book import stored_dying_relu, stored_saturation, stored_studies
 from nnlab.stats import compare
 
 SEEDS = tuple(range(10))
@@ -56,12 +57,14 @@ PAIRS = {"slope_centred": ("half_centred_sigmoid", "centred_sigmoid"),
 
 @pytest.fixture(scope="module")
 def centring():
-    data = pg.make_dataset("circle", noise=0.0, seed=0)
-    budgets = {("sigmoid", 0.03): 4000, ("sigmoid", 0.3): 600,
-               ("centred_sigmoid", 0.03): 1000, ("scaled_sigmoid", 0.03): 4000,
-               ("half_centred_sigmoid", 0.03): 4000, ("centred_sigmoid", 0.3): 600,
-               ("scaled_sigmoid", 0.3): 600, ("half_centred_sigmoid", 0.3): 600}
-    reach = sat.centring_ablation(data, SEEDS, budgets)
+    # the chapter's stored runs (tests/test_stored_studies.py checks that they are current)
+    budgets = {("sigmoid", 0.03): stored_saturation.ITERATIONS,
+               ("sigmoid", 0.3): stored_studies.SATURATION_ITERATIONS["sigmoid"],
+               **stored_saturation.RESCALED_BUDGETS}
+    reach = {("sigmoid", 0.03): pg.iterations_to_loss(stored_saturation.runs()["random"], 0.1),
+             ("sigmoid", 0.3): stored_studies.saturation_learning_rates()["sigmoid", 0.3],
+             **stored_saturation.centring()}
+    assert stored_saturation.SEEDS == SEEDS
 
     def speed(a, b, lr):
         return sat.speed_comparison(reach[a, lr], reach[b, lr], (a, b), (budgets[a, lr], budgets[b, lr]), SEEDS)
@@ -135,8 +138,7 @@ def test_symmetrised_points_have_no_drive():
 
 def test_zero_start_line_follows_the_sample_asymmetry():
     data = pg.make_dataset("circle", noise=0.0, seed=0)
-    config = pg.PlaygroundConfig(activation="sigmoid", init="zero", iterations=4000)
-    final = pg.train(config, data, seeds=[0]).params
+    final = stored_saturation.runs()["zero"].params  # the chapter's zero start, 4000 iterations
     early = pg.train(pg.PlaygroundConfig(activation="sigmoid", init="zero", iterations=1), data, seeds=[0]).params
     r = sat.zero_start_symmetry(data, early, final, "sigmoid")
     assert r["label_mean_norm"] / r["mean_norm"] < 0.15  # "almost nothing survives the average"

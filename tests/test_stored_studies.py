@@ -61,3 +61,36 @@ def test_stored_dying_relu_studies_match_seeds_trained_again():
     small = pg.dying_relu_grid(widths=(2,), learning_rates=(1.0,), seeds=D.SEEDS[:3], epochs=D.GRID_EPOCHS)
     i, j = D.GRID_WIDTHS.index(2), D.GRID_LEARNING_RATES.index(1.0)
     assert np.array_equal(small["dead_fraction_runs"][0, 0], grid["dead_fraction_runs"][i, j][:, :3])
+
+
+def test_stored_saturation_runs_match_runs_trained_again():
+    from nnlab import playground as pg
+    from nnlab.book import stored_saturation as T
+
+    for name in (T.RUNS, T.CENTRING):
+        assert analyses.get(name).experiments == () and analyses.status(name).state == "ok"
+    runs = T.runs()
+    assert set(runs) == {"random", "zero", "relu", "symmetrised"}
+    assert sorted(runs["random"].snapshots) == list(T.FRAMES) and runs["zero"].seeds == (0,)
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    short = pg.PlaygroundConfig(activation="relu", iterations=50)  # the same seeds, fewer iterations
+    again = pg.train(short, data, seeds=T.SEEDS[:2])
+    assert np.array_equal(again.test_loss, runs["relu"].test_loss[:2, :51])
+    assert np.array_equal(again.grad_norm, runs["relu"].grad_norm[:2, :51])
+    assert runs["relu"].config == T.configs()["relu"]
+    ablation = T.centring()
+    assert set(ablation) == set(T.RESCALED_BUDGETS) and ablation["centred_sigmoid", 0.3].shape == (len(T.SEEDS),)
+    cfg = pg.PlaygroundConfig(activation="centred_sigmoid", learning_rate=0.3, iterations=T.RESCALED_BUDGETS[
+        "centred_sigmoid", 0.3])
+    assert np.array_equal(pg.iterations_to_loss(pg.train(cfg, data, seeds=T.SEEDS[:2]), 0.1),
+                          ablation["centred_sigmoid", 0.3][:2], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["<f8", ">f4", "<i8", "|b1"])
+def test_binary_arrays_come_back_bit_for_bit(dtype):
+    from nnlab.book import stored_saturation as T
+
+    value = (np.arange(12).reshape(3, 4) / 7 - 0.5).astype(dtype)
+    back = T.array_from_json(T.array_to_json(value))
+    assert back.shape == (3, 4) and np.array_equal(back, value) and back.flags.writeable
+    assert back.dtype.kind == value.dtype.kind and back.dtype.itemsize == value.dtype.itemsize

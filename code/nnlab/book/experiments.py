@@ -303,4 +303,5 @@ for _budget in (100, 200, 1000):
 # Analyses of stored runs, stored like results (nnlab.analyses): `nnlab train NAME` computes them
 
 # (stored_studies: slow studies of chapters that read no stored run, stored the same way)
-from nnlab.book import bn_statistics, cnn_predictions, stored_dying_relu, stored_studies  # noqa: E402,F401  register their analyses
+from nnlab.book import (  # noqa: E402,F401  register their analyses
+    bn_statistics, cnn_predictions, stored_dying_relu, stored_saturation, stored_studies)
