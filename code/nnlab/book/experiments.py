@@ -304,4 +304,9 @@ for _budget in (100, 200, 1000):
 
 # (stored_studies: slow studies of chapters that read no stored run, stored the same way)
 from nnlab.book import (  # noqa: E402,F401  register their analyses
-    bn_statistics, cnn_predictions, stored_dying_relu, stored_saturation, stored_studies)
+    bn_statistics,
+    cnn_predictions,
+    stored_dying_relu,
+    stored_saturation,
+    stored_studies,
+)
