@@ -49,7 +49,7 @@ def test_stored_dying_relu_studies_match_seeds_trained_again():
     from nnlab import playground as pg
     from nnlab.book import stored_dying_relu as D
 
-    for name in (D.EXPERIMENT, D.GRID):
+    for name in (D.EXPERIMENT, D.GRID, D.REMEDIES):
         assert analyses.get(name).experiments == () and analyses.status(name).state == "ok"
     r = D.experiment()
     assert r.seeds == D.SEEDS and r.dead_fraction.shape[:2] == (2, len(D.SEEDS))
@@ -94,3 +94,17 @@ def test_binary_arrays_come_back_bit_for_bit(dtype):
     back = T.array_from_json(T.array_to_json(value))
     assert back.shape == (3, 4) and np.array_equal(back, value) and back.flags.writeable
     assert back.dtype.kind == value.dtype.kind and back.dtype.itemsize == value.dtype.itemsize
+
+
+def test_stored_dying_relu_remedies_match_seeds_trained_again():
+    from nnlab import playground as pg
+    from nnlab.book import stored_dying_relu as D
+
+    stored = D.remedies()
+    assert list(stored["leaky"]["widths"]) == list(D.LEAKY_WIDTHS)
+    assert list(stored["logistic"]["widths"]) == list(D.LOGISTIC_WIDTHS)
+    again = pg.dying_relu_grid(widths=(8,), learning_rates=(3.0,), seeds=D.SEEDS[:3], epochs=D.GRID_EPOCHS,
+                               loss="logistic")
+    i, j = D.LOGISTIC_WIDTHS.index(8), D.GRID_LEARNING_RATES.index(3.0)
+    for key in ("dead_fraction_runs", "test_accuracy_runs"):
+        assert np.array_equal(again[key][0, 0], stored["logistic"][key][i, j][:, :3])

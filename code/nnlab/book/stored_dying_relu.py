@@ -16,6 +16,7 @@ from nnlab.book.stored_studies import _decode, _encode
 
 EXPERIMENT = "dying-relu-order"
 GRID = "dying-relu-grid"
+REMEDIES = "dying-relu-remedies"
 
 SEEDS = tuple(range(40))
 HIDDEN = (4, 2)
@@ -24,6 +25,8 @@ EPOCHS = 10
 GRID_WIDTHS = (2, 4, 8)
 GRID_LEARNING_RATES = (0.03, 0.3, 1.0, 3.0)
 GRID_EPOCHS = 5
+LEAKY_WIDTHS = (2,)
+LOGISTIC_WIDTHS = (2, 8)
 ENGINE = ("nnlab.playground.studies", "nnlab.playground.training", "nnlab.playground.network",
           "nnlab.playground.data")
 
@@ -65,8 +68,24 @@ def grid() -> dict:
     return _from_json(analyses.load(GRID))
 
 
+def _remedies() -> dict:
+    from nnlab import playground as pg
+    kw = {"learning_rates": GRID_LEARNING_RATES, "seeds": SEEDS, "epochs": GRID_EPOCHS}
+    return {"leaky": _to_json(pg.dying_relu_grid(widths=LEAKY_WIDTHS, activation="leaky_relu", **kw)),
+            "logistic": _to_json(pg.dying_relu_grid(widths=LOGISTIC_WIDTHS, loss="logistic", **kw))}
+
+
+def remedies() -> dict[str, dict]:
+    """The stored ``nnlab.playground.dying_relu_grid`` rows of the remedies, on ``SEEDS`` at
+    ``GRID_LEARNING_RATES`` for ``GRID_EPOCHS`` passes: ``leaky`` (leaky ReLU, widths
+    ``LEAKY_WIDTHS``) and ``logistic`` (the cross-entropy loss on the output's logit, widths
+    ``LOGISTIC_WIDTHS``)."""
+    return {k: _from_json(v) for k, v in analyses.load(REMEDIES).items()}
+
+
 for _name, _compute, _purpose in (
         (EXPERIMENT, _experiment, "Dead ReLUs and accuracy under a class-grouped and a shuffled order."),
-        (GRID, _grid, "Dead ReLUs at the end of training for each width, learning rate and order.")):
+        (GRID, _grid, "Dead ReLUs at the end of training for each width, learning rate and order."),
+        (REMEDIES, _remedies, "Dead units with a leaky ReLU, and with the cross-entropy loss, by width and rate.")):
     analyses.register(analyses.Analysis(name=_name, purpose=_purpose, chapter="book/part1/dying_relu",
                                         experiments=(), compute=_compute, code=(__name__, *ENGINE)))
