@@ -113,3 +113,41 @@ def compare_variants(table: pd.DataFrame, perturbation: str, level: float, a: st
     return {"n_a": c.n_b, "n_b": c.n_a, "mean_a": c.mean_b, "mean_b": c.mean_a, "t": c.t, "df": c.df, "p": c.p,
             "test": c.test, "verdict": c.verdict(), "report": c.report(), "max_a": max(xa.values()), "min_b": min(xb.values()),
             "lowest": str(part.groupby("variant")["accuracy"].mean().idxmin())}
+
+
+def clipped_noise_offset(images: torch.Tensor, sigma: float, seed: int = 0) -> dict[str, float]:
+    """What clipping does to the pooling chapter's Gaussian pixel noise
+    (:func:`nnlab.book.pooling.add_noise`, which clips the noisy image back to [0, 1]).
+
+    On a pixel that is exactly 0 only the positive half of the noise survives, so there the
+    perturbation is ``max(0, sigma Z)``, of mean ``sigma / sqrt(2 pi)``: a one-sided brightening,
+    not zero-mean noise. Returns ``zero_share`` (share of pixels exactly 0), ``offset`` (that
+    mean, in closed form), ``measured_offset`` (the mean change of those pixels under one draw of
+    :func:`nnlab.book.pooling.add_noise`), ``mean_change`` (the mean change over all pixels)
+    and ``offset_network`` (``offset`` in the trained networks' normalised scale, divided by the
+    training images' standard deviation).
+    """
+    import math
+
+    from nnlab.book import pooling
+
+    noisy = pooling.add_noise(images, sigma, torch.Generator().manual_seed(seed))
+    zero = images == 0
+    change = noisy - images
+    offset = sigma / math.sqrt(2 * math.pi)
+    from nnlab.data import normalisation
+
+    _, std = normalisation()
+    return {"zero_share": float(zero.float().mean()), "offset": offset,
+            "measured_offset": float(change[zero].mean()), "mean_change": float(change.mean()),
+            "offset_network": offset / float(std)}
+
+
+def dropout_lead(table: pd.DataFrame, level: float = 0.4, leader: str = "avg-pool") -> dict[str, stats.Comparison]:
+    """``leader``'s loss from clean accuracy with ``level`` of the pixels dropped, against each
+    other variant of :func:`nnlab.book.pooling.robustness`'s table, paired by seed
+    (:func:`nnlab.book.pooling.drop_comparison`), keyed by the other variant."""
+    from nnlab.book import pooling
+
+    others = [v for v in table["variant"].unique() if v != leader]
+    return {other: pooling.drop_comparison(table, "dropout", level, leader, other) for other in others}
