@@ -214,3 +214,104 @@ def test_p1_seed0_matches_the_sweep_with_the_same_version():
     again = next(r for r in store.runs("dropout-bn-statistics") if r["variant"] == "p=1.000" and r["seed"] == 0)
     assert sweep["nnlab_version"] == again["nnlab_version"]
     assert all(sweep[k] == again[k] for k in cnn_report.SAME_RUN_FIELDS)
+
+
+def test_average_pooling_leads_under_dropped_pixels_detectably_only_over_no_pooling(robust):
+    """'Under heavy pixel dropping average pooling had the best mean; at three seeds only its
+    lead over no pooling is established' (losses from clean accuracy)."""
+    from nnlab.book import invariance
+
+    means = robust[(robust.perturbation == "dropout") & (robust.level == 0.4)].groupby("variant").accuracy.mean()
+    assert means.idxmax() == "avg-pool"
+    lead = invariance.dropout_lead(robust, 0.4)
+    assert lead["no-pool"].ahead == "avg-pool"
+    assert not lead["max-pool"].detected and not lead["stride-2"].detected
+
+
+def test_averaging_does_not_detectably_help_the_trained_networks_against_noise(robust):
+    for sigma in (0.3, 0.4):
+        assert not pooling.drop_comparison(robust, "noise", sigma, "avg-pool", "no-pool").detected
+
+
+def test_clean_accuracy_leads_are_worded_as_their_tests(robust):
+    from nnlab.book import invariance
+
+    def ahead(a: str, b: str) -> str | None:
+        c = invariance.compare_variants(robust, "shift", 0, b, a)
+        return c["verdict"].split(" ahead")[0] if c["p"] < 0.05 else None
+
+    assert ahead("max-pool", "stride-2") == "max-pool" and ahead("no-pool", "stride-2") == "no-pool"
+    assert ahead("no-pool", "avg-pool") == "no-pool" and ahead("max-pool", "avg-pool") is None
+
+
+def test_rotation_losses_favour_max_pooling_over_strides_only(robust):
+    assert pooling.drop_comparison(robust, "rotate", 30, "max-pool", "stride-2").ahead == "max-pool"
+    assert not pooling.drop_comparison(robust, "rotate", 30, "max-pool", "no-pool").detected
+
+
+def test_clipped_noise_brightens_the_background_by_sigma_over_root_two_pi():
+    """The chapter's noise is clipped to [0, 1]: on zero pixels only its positive half survives."""
+    from nnlab.book import invariance
+
+    images, _ = pooling.digit_subset(300)
+    for sigma in (0.2, 0.4):
+        clip = invariance.clipped_noise_offset(images, sigma)
+        assert 0.75 < clip["zero_share"] < 0.85
+        assert clip["measured_offset"] == pytest.approx(clip["offset"], rel=0.03)
+        assert clip["mean_change"] > 0.5 * clip["offset"]
+
+
+def test_batch_norm_makes_the_reference_convolutions_scale_free():
+    """L2 on convolution weights followed by batch norm cannot constrain the function: scaling
+    them leaves the output unchanged; they hold most of the reference CNN's parameters."""
+    from nnlab.book import cnn_anatomy, experiments
+    from nnlab.models import build
+
+    torch.manual_seed(0)
+    model = build(experiments.get(cnn_report.REGULARISERS).variant("reference").spec, (1, 28, 28))
+    counts = cnn_anatomy.scale_invariant_weights(model)
+    assert (counts["invariant"], counts["parameters"]) == (8712, 11762)
+    x = torch.randn(16, 1, 28, 28)
+    model.train()
+    torch.manual_seed(1)
+    before = model(x)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.mul_(3.0)
+    torch.manual_seed(1)  # the same dropout masks
+    assert torch.allclose(model(x), before, atol=1e-3)
+
+
+def test_the_linear_head_costs_a_negligible_share_of_the_operations():
+    from nnlab.book import cnn_anatomy
+
+    model, _, shape = cnn_anatomy.book_cnn("cnn-final")
+    shares = cnn_anatomy.mac_shares(model, shape)
+    assert shares["head"] < 0.1 and 30 < shares["top_conv"] < 35
+
+
+def test_every_seed_gains_at_least_the_floored_minimum():
+    table = cnn_report.bn_statistics_table()
+    gains = 100 * (table.fixed_val_acc - table.val_acc)[table.p.round(6) == round(8 / 9, 6)]
+    floor = int(gains.min() // 1)
+    assert (gains >= floor).all() and floor == 39
+
+
+def test_learning_rate_lead_is_real_after_one_epoch_and_noise_after_ten():
+    gaps = cnn_report.learning_rate_gaps()
+    assert gaps[1]["gap"] < 0 and gaps[1]["ratio"] > 2
+    assert gaps[10]["gap"] > 0 and gaps[10]["ratio"] < 2
+    assert gaps[1]["sd"] > gaps[10]["sd"]
+
+
+def test_measured_ten_epoch_choices_are_of_seed_noise_size():
+    pairs = cnn_report.candidate_pairs_in_images()
+    assert abs(pairs["width48"]["mean"]) < pairs["seed_sd"] and abs(pairs["head256"]["mean"]) < pairs["seed_sd"]
+    sd = cnn_report.study_rank_interval(trials=10)["seed_sd_images"]
+    largest = max(abs(v["mean"]) for v in cnn_report.study_effects().values()) * pairs["val_images"]
+    assert 0.5 * sd < largest < 2 * sd
+
+
+def test_selection_gap_reads_the_optimism_sweeps_and_the_dropout_sweep():
+    assert set(cnn_report.selection_gap()) == {*cnn_report.OPTIMISM_SWEEPS, "dropout-sweep"}

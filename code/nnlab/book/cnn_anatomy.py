@@ -201,3 +201,31 @@ def last_pool_fields(model: nn.Module, input_shape: tuple[int, int, int]) -> dic
     inside = [min(hi, size - 1) - max(lo, 0) + 1 for lo, hi in spans]
     return {"rf": rf, "jump": jump, "outputs": outputs, "spans": spans, "inside": inside,
             "centre": spans[outputs // 2], "size": size}
+
+
+def scale_invariant_weights(model: nn.Module) -> dict[str, int]:
+    """Which of ``model``'s parameters the loss ignores the scale of.
+
+    A convolution or linear layer followed directly by batch norm gives the same output when its
+    weights (and bias) are multiplied by any ``c > 0``: batch norm divides the scale out again
+    (up to its ε). An L2 penalty on such weights shrinks their norm without constraining the
+    function; it only changes the effective step size. Returns ``parameters`` (all),
+    ``invariant`` (those in such layers) and ``other``.
+    """
+    children = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    invariant = sum(p.numel() for layer, nxt in zip(children, children[1:])
+                    if isinstance(layer, (nn.Conv2d, nn.Linear))
+                    and isinstance(nxt, (nn.BatchNorm1d, nn.BatchNorm2d))
+                    for p in layer.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return {"parameters": total, "invariant": invariant, "other": total - invariant}
+
+
+def mac_shares(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, float]:
+    """Shares (in %) of one image's multiply-accumulates (:func:`layer_table`): ``head``, all
+    linear layers together, and ``top_conv``, the costliest single convolution."""
+    layers = layer_table(model, input_shape)
+    total = layers["MACs"].sum()
+    convs = layers[layers["layer"].str.contains("conv")]
+    return {"head": float(100 * layers[layers["layer"].str.contains("linear")]["MACs"].sum() / total),
+            "top_conv": float(100 * convs["MACs"].max() / total)}
