@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NNLAB_DATA", str(ROOT.parent / "shared" / "data"))
 
 import nnlab.book.experiments  # noqa: E402, F401  (the book's catalogue, registered once for every test)
+import nnlab.book.stored_catalogue  # noqa: E402, F401  (and its stored analyses)
 
 
 class NetworkBlocked(ConnectionRefusedError):

@@ -145,7 +145,7 @@ def test_importing_the_core_registers_nothing_and_imports_no_book(tmp_path):
 def test_the_book_declares_its_catalogue_in_pyproject():
     proj = project.current(ROOT / "book" / "part2")  # where a chapter runs
     assert proj.config_file == ROOT / "pyproject.toml"
-    assert proj.experiments == ("nnlab.book.experiments",)
+    assert proj.experiments == ("nnlab.book.experiments", "nnlab.book.stored_catalogue")
     assert proj.results == ROOT / "results"
 
 

@@ -297,16 +297,3 @@ for _budget in (100, 200, 1000):
         train=LONG_SWEEP_RECIPE, rules=R.Rules(f"budget of {_budget} hidden units", P.MLP_LAYERS,
                                                max_hidden_units=_budget),
         save_weights=False))
-
-
-# --------------------------------------------------------------------------------------
-# Analyses of stored runs, stored like results (nnlab.analyses): `nnlab train NAME` computes them
-
-# (stored_studies: slow studies of chapters that read no stored run, stored the same way)
-from nnlab.book import (  # noqa: E402,F401  register their analyses
-    bn_statistics,
-    cnn_predictions,
-    stored_dying_relu,
-    stored_saturation,
-    stored_studies,
-)
