@@ -13,7 +13,9 @@ kernel's start to its shutdown (what jupyter-cache records as a page's execution
 per-page seconds, the slowest cells of each page, the total and the machine's load go to
 ``--out``/book_chapters-cpu.json (default ``benchmarks/records``), written atomically; the
 README's table is :func:`markdown_table` of that record. A page that raises is recorded
-with its error, and the script exits with status 1.
+with its error, and the script exits with status 1. Before the pages, a page of one cell that
+only imports what the chapters import (``FLOOR_SOURCE``) is timed the same way: the floor every
+executed page pays for its kernel and imports, recorded as ``floor``.
 
 Runs, from the repository root and with its ``_config.yml`` and ``_toc.yml``:
 
@@ -128,17 +130,34 @@ CPU_PROBE = ("import resource as _r\n_u = [_r.getrusage(w) for w in (_r.RUSAGE_S
              "print('nnlab-cpu-seconds', sum(u.ru_utime + u.ru_stime for u in _u))")
 
 
+# what nearly every page imports first: a page that does only this costs the floor of a page
+FLOOR_SOURCE = ("import numpy, pandas, scipy.stats, torch\nimport matplotlib.pyplot as plt\n"
+                "from myst_nb import glue\nfrom nnlab import plots\nplots.use_style()\nglue('x', 1, display=False)")
+
+
 def time_page(page: str, timeout: float) -> dict | None:
     """Execute one page from the store; seconds, its three slowest cells, any error."""
+    nb = notebook(page)
+    return None if nb is None else time_notebook(nb, ROOT / page, timeout)
+
+
+def time_floor(timeout: float) -> dict:
+    """A page whose one cell imports what the chapters import (``FLOOR_SOURCE``): the cost of
+    a fresh kernel and its imports, which every executed page pays before its own work."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FLOOR_SOURCE)])
+    return time_notebook(nb, ROOT / "book" / "intro", timeout)
+
+
+def time_notebook(nb, page: Path, timeout: float) -> dict:
+    """Execute a notebook in a fresh kernel in ``page``'s folder, as a build does."""
     import nbformat
     from nbclient import NotebookClient
 
-    nb = notebook(page)
-    if nb is None:
-        return None
     nb.cells.append(nbformat.v4.new_code_cell(CPU_PROBE))  # the kernel's own CPU seconds, at the end
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str((ROOT / page).parent)}})
+                            resources={"metadata": {"path": str(page.parent)}})
     t0 = time.perf_counter()
     error = None
     try:
@@ -161,6 +180,8 @@ def time_chapters(pages: list[str], timeout: float) -> dict:
     os.environ.update({k: env[k] for k in ("PYTHONHASHSEED", "MPLBACKEND") if k in env})
     if "NNLAB_DATA" in env:
         os.environ["NNLAB_DATA"] = env["NNLAB_DATA"]
+    floor = time_floor(timeout)
+    print(f"  a page that only imports: {floor['seconds']:.1f} s", flush=True)
     timed = {}
     for page in pages:
         r = time_page(page, timeout)
@@ -173,7 +194,8 @@ def time_chapters(pages: list[str], timeout: float) -> dict:
             "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "pages": timed, "order": list(timed), "total_seconds": sum(r["seconds"] for r in timed.values()),
             "total_cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in timed.values()),
-            "failed": sorted(p for p, r in timed.items() if r["error"])}
+            "failed": sorted(p for p, r in timed.items() if r["error"]),
+            "floor": {k: floor[k] for k in ("seconds", "cpu_seconds", "error")}, "floor_source": FLOOR_SOURCE}
 
 
 def markdown_table(record: dict) -> str:
@@ -187,6 +209,11 @@ def markdown_table(record: dict) -> str:
         rows.append(f"| `{page}`{failed} | {r['cells']} | {r['seconds']:.1f} | {cpu} | {slow} |")
     rows.append(f"| **all {len(record['pages'])} pages** | | **{record['total_seconds']:.0f}** | "
                 f"**{record['total_cpu_seconds']:.0f}** | |")
+    floor = record.get("floor")
+    if floor and floor.get("cpu_seconds") is not None:
+        n = len(record["pages"])
+        rows.append(f"| a page that only imports, once | 1 | {floor['seconds']:.1f} | {floor['cpu_seconds']:.1f} | |")
+        rows.append(f"| the same, {n} times | | {n * floor['seconds']:.0f} | {n * floor['cpu_seconds']:.0f} | |")
     return "\n".join(rows)
 
 

@@ -201,7 +201,11 @@ def test_book_chapters_are_timed_from_the_store_and_recorded(tmp_path):
         import book_build
     finally:
         sys.path.remove(str(BENCH))
-    assert f"| `{page}` | {r['cells']} | {r['seconds']:.1f} |" in book_build.markdown_table(record)
+    table = book_build.markdown_table(record)
+    assert f"| `{page}` | {r['cells']} | {r['seconds']:.1f} |" in table
+    floor = record["floor"]  # a kernel that only imports, timed the same way
+    assert floor["error"] is None and floor["cpu_seconds"] > 0 and "torch" in record["floor_source"]
+    assert f"| a page that only imports, once | 1 | {floor['seconds']:.1f} | {floor['cpu_seconds']:.1f} |" in table
 
 
 def test_parallel_runs_reports_a_ratio(tmp_path):
