@@ -689,7 +689,7 @@ def depth_verdict_sentence(suffix: str = "") -> str:
         parts.append(f"the deeper network is ahead at {_budget_list(g['deeper_ahead'])} units")
     text += "; ".join(parts) + "."
     if not g["deeper_ahead"]:
-        text += " No deeper network is ahead of one layer at any budget."
+        text += " At no budget is the best deeper network, chosen on validation, ahead of one layer there."
     return text
 
 
@@ -722,9 +722,13 @@ def legal_sweep_best(budget: int, suffix: str = "") -> dict:
 
 def uncorrected_tests() -> int:
     """How many paired tests the depth-versus-width chapter reports, none corrected for the
-    others: per sweep the best deeper network against one layer on validation and on test, and
-    per long sweep also the top depth against the bottom and the gain test (:func:`gain_test`)."""
-    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS)
+    others: per sweep the best deeper network against one layer on validation and on test, per
+    long sweep also the top depth against the bottom and the gain test (:func:`gain_test`), and
+    every deeper network against one layer on test at 1000 units
+    (:func:`nnlab.book.part2_evidence.pattern_tests`)."""
+    from nnlab.book.part2_evidence import pattern_tests
+
+    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests()
 
 
 def long_sweep_verdict() -> str:
@@ -753,8 +757,8 @@ def long_sweep_verdict() -> str:
             + f"the deeper networks' mean gain exceeds the single layer's at "
             f"{count(deeper_gained)}, detectably (paired by seed) at {count(detected)}. ")
     if len(same) == n and len(groups["one_layer_ahead"]) == n:
-        return text + ("The longer training does not change the verdict: at these "
-                       "budgets and with this recipe, one wide layer is ahead of every deeper network.")
+        return text + ("The longer training does not change the verdict: at these budgets and with "
+                       "this recipe, one wide layer is ahead of the best deeper network on validation.")
     changed = [b for b in LONG_BUDGETS if b not in same]
     if changed:
         text += f"At {count(changed)} budgets the order of the means changes. "
@@ -775,8 +779,8 @@ def long_sweep_verdict() -> str:
         text += f"; on test: {v['test_report']}."
         if v["val_gap_pts"] > 0:
             fewer = "fewer" if params[v["best_deep"]] < params["equal-1"] else "more"
-            text += (f" The deeper network has the higher mean, with {fewer} parameters "
-                     f"({params[v['best_deep']]:,} against {params['equal-1']:,}).")
+            text += (f" Its higher validation mean is that of the network chosen on these same runs; it has "
+                     f"{fewer} parameters ({params[v['best_deep']]:,} against {params['equal-1']:,}).")
         text += " "
     return text.strip()
 
@@ -797,8 +801,8 @@ def depth_width_conclusion() -> str:
     if tied:
         text += f"; at {_budget_list(tied)} units the paired test cannot tell the two apart at either length"
     deeper = sorted(set(short["deeper_ahead"]) | set(long["deeper_ahead"]))
-    return text + (f"; a deeper network is ahead at {_budget_list(deeper)} units." if deeper
-                   else "; no deeper network is ahead at any budget.")
+    return text + (f"; the best deeper network is ahead at {_budget_list(deeper)} units." if deeper
+                   else "; the best deeper network, chosen on validation, is ahead of it at no budget.")
 
 
 def length_gains(budget: int) -> dict:

@@ -44,7 +44,8 @@ def facts() -> dict:
         "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "height": int(train_x.shape[1]), "width": int(train_x.shape[2]),
         "n_train": len(train_x), "n_val": len(raw_split("val")[0]), "n_test": len(raw_split("test")[0]),
-        "n_official_train": 60_000, "raw_min": int(train_x.min()), "raw_max": int(train_x.max()),
+        "n_official_train": len(raw_arrays()["train-images-idx3-ubyte"]),
+        "n_official_test": len(raw_arrays()["t10k-images-idx3-ubyte"]), "raw_min": int(train_x.min()), "raw_max": int(train_x.max()),
         "mean": mean, "std": std, "norm_min": float(norm_train.min()), "norm_max": float(norm_train.max()),
         "frac_zero": float((train_x == 0).double().mean()),
     }

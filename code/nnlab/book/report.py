@@ -219,3 +219,23 @@ def unrecorded_thread_experiments() -> int:
     level they trained with (runs stored before ``nnlab`` recorded them)."""
     return sum(any("threads" not in r or "cpu_capability" not in r for r in store.runs(name))
                for name in E.names() if store.status(name).state == "ok")
+
+
+def stored_analysis_chapters() -> list[str]:
+    """Titles of the chapters that read a stored analysis (:mod:`nnlab.analyses`: each
+    registered analysis names its ``chapter``), in the order of the table of contents; outside
+    the repository, where the chapters' sources are absent, their file names."""
+    from nnlab import analyses, project
+
+    root = project.current().root
+    chapters = {analyses.get(name).chapter for name in analyses.names()}
+    toc_file = root / "_toc.yml"
+    toc = re.findall(r"file:\s*(\S+)", toc_file.read_text(encoding="utf-8")) if toc_file.is_file() else []
+    order = [c for c in toc if c in chapters] + sorted(chapters - set(toc))
+    return [_chapter_title(root, c) for c in order]
+
+
+def _chapter_title(root, chapter: str) -> str:
+    path = root / f"{chapter}.md"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return next((line[2:].strip() for line in lines if line.startswith("# ")), chapter.rsplit("/", 1)[-1])
