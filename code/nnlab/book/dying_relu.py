@@ -32,12 +32,24 @@ def higher_phrase(c: Comparison, what: str, digits: int = 1) -> str:
     return f"{what} is higher with {high} than with {low} ({c.describe(digits)})"
 
 
-def prediction_phrase(c: Comparison) -> str:
+def prediction_phrase(c: Comparison, interaction: Comparison | None = None) -> str:
     """How the cross-entropy's measured dead share bears on the prediction that it keeps pushing
-    units off for longer (``c`` compares the cross-entropy with the squared loss): the prediction
-    holds only where the test detects a higher share with the cross-entropy."""
+    units off for longer in the negative phase.
+
+    Args:
+        c: the cross-entropy against the squared loss, in grouped order.
+        interaction: the same two losses compared on the order effect (grouped minus shuffled,
+            per seed). The predicted mechanism acts through the grouped order, so the prediction
+            holds only where both tests detect a higher value with the cross-entropy; with
+            ``c`` alone the data are only consistent with it.
+    """
     if c.detected and c.difference > 0:
-        return "The prediction holds where the steps are large"
+        if interaction is None:
+            return "The measurement is consistent with the prediction where the steps are large"
+        if interaction.detected and interaction.difference > 0:
+            return "The prediction holds where the steps are large"
+        return ("Where the steps are large the cross-entropy kills more units, but not detectably more "
+                "through the grouped order")
     if c.detected:
         return "Where the steps are large the measurement goes against the prediction"
     return "Where the steps are large the measurement cannot confirm the prediction"
@@ -59,17 +71,76 @@ def count_phrase(a: Sequence[bool], b: Sequence[bool], names: tuple[str, str], w
         test detects it, ``...: more with A``.
     """
     a, b = np.asarray(a, bool), np.asarray(b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"count_phrase needs the same seeds for both variants, got {a.shape} and {b.shape}")
-    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    only_a, only_b, p = mcnemar(a, b)
     n = len(a)
-    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
     counts = f"{int(a.sum())} of {n} {what} with {names[0]} against {int(b.sum())} of {n} with {names[1]}"
     test = f"exact McNemar test on the {only_a + only_b} seeds where they differ, {format_p(p)}"
     if p < ALPHA:
         more = names[0] if only_a > only_b else names[1]
         return f"{counts} ({test}): more with {more}"
     return f"{counts} ({test}): not distinguishable at {n} seeds"
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
+    """The exact McNemar test of two flags per seed: the seeds where only ``a`` is set, those
+    where only ``b`` is, and the two-sided p-value of a binomial test on them."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"mcnemar needs the same seeds for both variants, got {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    return only_a, only_b, p
+
+
+def order_cells(grid: Mapping[str, np.ndarray]) -> list[dict]:
+    """Per cell of a ``nnlab.playground.dying_relu_grid``: networks with at least one dead unit
+    in grouped (``grouped``) and shuffled (``shuffled``) order, out of ``n`` seeds, the exact
+    McNemar ``p`` and ``more`` (``"grouped"``, ``"shuffled"`` or ``None`` when not detected at
+    ``ALPHA``), with ``width`` and ``rate``."""
+    dead = grid["dead_fraction_runs"] > 0  # (widths, rates, orders, seeds)
+    cells = []
+    for i, width in enumerate(grid["widths"]):
+        for j, lr in enumerate(grid["learning_rates"]):
+            only_g, only_s, p = mcnemar(dead[i, j, 0], dead[i, j, 1])
+            more = ("grouped" if only_g > only_s else "shuffled") if p < ALPHA else None
+            cells.append({"width": int(width), "rate": float(lr), "grouped": int(dead[i, j, 0].sum()),
+                          "shuffled": int(dead[i, j, 1].sum()), "n": int(dead.shape[-1]), "p": p, "more": more})
+    return cells
+
+
+def order_table(grid: Mapping[str, np.ndarray]) -> str:
+    """A Markdown table of :func:`order_cells`: widths as rows, rates as columns, each cell
+    ``grouped / shuffled`` networks with a dead unit and the McNemar p-value, the counts in bold
+    where the test detects more with one order."""
+    cells = order_cells(grid)
+    rates = list(dict.fromkeys(c["rate"] for c in cells))
+    rows = ["| width | " + " | ".join(f"rate {lr:g}" for lr in rates) + " |", "|--:|" + "--:|" * len(rates)]
+    for width in dict.fromkeys(c["width"] for c in cells):
+        parts = []
+        for c in (c for c in cells if c["width"] == width):
+            counts = f"{c['grouped']} / {c['shuffled']}"
+            parts.append(f"{'**' + counts + '**' if c['more'] else counts} ({format_p(c['p'])})")
+        rows.append(f"| {width} | " + " | ".join(parts) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def order_sentence(grid: Mapping[str, np.ndarray], more: str = "grouped") -> str:
+    """Where the McNemar test of :func:`order_cells` detects more networks with a dead unit in
+    the ``more`` order: ``width 2 at rates 0.03 and 0.3, width 8 at rate 1``, or ``no cell``."""
+    parts = []
+    cells = order_cells(grid)
+    for width in dict.fromkeys(c["width"] for c in cells):
+        rates = [f"{c['rate']:g}" for c in cells if c["width"] == width and c["more"] == more]
+        if rates:
+            said = rates[0] if len(rates) == 1 else ", ".join(rates[:-1]) + " and " + rates[-1]
+            parts.append(f"width {width} at rate{'s' if len(rates) > 1 else ''} {said}")
+    return ", ".join(parts) if parts else "no cell"
+
+
+def detected_at(grid: Mapping[str, np.ndarray], width: int, rate: float) -> bool:
+    """Whether :func:`order_cells` detects more networks with a dead unit in grouped order at
+    ``width`` and ``rate``."""
+    return any(c["width"] == width and c["rate"] == rate and c["more"] == "grouped" for c in order_cells(grid))
 
 
 def fisher_phrase(a: int, b: int, n: int, names: tuple[str, str], what: str) -> str:
