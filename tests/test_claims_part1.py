@@ -98,7 +98,7 @@ def test_centring_verdict_wording_matches_the_tests():
     tie = fast[::-1]
     interact = sat.centring_verdict({"slope_centred": fake(slow, fast), "slope_uncentred": fake(fast, tie),
                                      "centring_quarter": fake(fast, tie), "centring_one": fake(slow, fast)})
-    assert interact.startswith("the slope bound matters once the outputs are centred")
+    assert interact.startswith(f"{sat.SLOPE} matters once the outputs are centred")
     assert "centring matters most when the outputs are large" in interact
     assert "no detectable difference at ten seeds" in interact and "no faster" not in interact
     hurt = sat.centring_verdict({"slope_centred": fake(slow, fast), "slope_uncentred": fake(fast, slow),
@@ -106,9 +106,9 @@ def test_centring_verdict_wording_matches_the_tests():
                                 {"centring_one": (3, 0)})
     assert "without centring a steeper slope is slower" in hurt and "at slope 1 it is at least" in hurt
     both = sat.centring_verdict({k: fake(slow, fast) for k in PAIRS})
-    assert both.startswith("the slope bound matters whether or not")
+    assert both.startswith(f"{sat.SLOPE} matters whether or not")
     none = sat.centring_verdict({k: fake(fast, tie) for k in PAIRS})
-    assert none.startswith("the slope bound makes no detectable difference")
+    assert none.startswith(f"{sat.SLOPE} makes no detectable difference")
     assert none.endswith("centring makes no detectable difference at ten seeds")
 
 
@@ -118,7 +118,31 @@ def test_censored_slower_variant_reads_as_a_lower_bound():
     c = sat.speed_comparison(slow, fast, ("slow one", "fast one"), (4000, 4000), SEEDS)
     phrase = sat.speed_phrase(c, (3, 0))
     assert "needs at least" in phrase and "3 runs of slow one never got there" in phrase
-    assert "at least" not in sat.speed_phrase(c)
+    # censored runs: no t-interval of placeholder values, the sign test on who got there first
+    assert "interval" not in phrase and "slow one first on 0 seeds and fast one on 10, exact sign test" in phrase
+    assert c.censored == (3, 0) and c.first == (0, 10) and c.detected == (c.sign_p < 0.05)
+    assert sat.speed_phrase(c) == phrase  # the comparison knows its own censored runs
+
+
+def test_first_to_arrive_is_known_only_where_the_budget_tells():
+    a = np.array([10.0, np.nan, np.nan, 50.0, np.nan])
+    b = np.array([20.0, 30.0, np.nan, np.nan, 900.0])
+    # seed 0: a first; 1: b first (a never got there within 100); 2: both cut off; 3: a first
+    # (b never got there within 500); 4: b arrived after a's budget of 100: unknown
+    assert sat.first_to_arrive(a, b, (100, 500)) == (2, 1)
+
+
+def test_plateau_profile_reads_the_stored_snapshots():
+    # the facts the chapter states in words about its stored runs: unsaturated and nearly
+    # constant up to iteration 200; partly saturated, spread out and lower loss by 600
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    runs = stored_saturation.runs()["random"]
+    early = sat.plateau_profile(runs, data.x_train, [0, 100, 200])
+    late = sat.plateau_profile(runs, data.x_train, [600])
+    assert early["slope"].min() > 0.19 and early["slope"].max() <= 0.25
+    assert early["spread"].max() < 0.1 and late["spread"][0] > 0.5
+    assert late["slope"].max() < 0.8 * early["slope"].min()
+    assert late["test_loss"][0] < early["test_loss"][-1] - 0.1
 
 
 def test_rate_sentence_follows_the_grid():
@@ -181,7 +205,7 @@ def test_remedy_sentences_follow_their_tests(remedies):
                 names=("the cross-entropy", "the squared loss"))
     # a chaotic cell: the chapter's sentence must follow the test, whatever the runs give
     holds = c.detected and c.difference > 0
-    assert dr.prediction_phrase(c).startswith("The prediction holds") == holds
+    assert dr.prediction_phrase(c).startswith("The measurement is consistent with the prediction") == holds
     assert dr.higher_phrase(c, "the dead share").startswith("the dead share is higher with") == c.detected
     const_ce = np.array(list(_runs(ce, "constant_output", 2, 1.0, 0).values())) > 0
     const_sq = np.array(list(_runs(relu, "constant_output", 2, 1.0, 0).values())) > 0
@@ -239,3 +263,38 @@ def test_wide_robust_and_constant_cells_follow_the_grid():
     grid = {"widths": np.array([2, 8]), "learning_rates": np.array([0.03, 1.0, 3.0]), "constant_output_runs": runs}
     assert dr.robust_up_to(grid, 8) == 1.0 and dr.robust_up_to(grid, 2) == 3.0
     assert dr.constant_cells(grid) == "width 8: rate 3 (0 grouped / 1 shuffled of 4)"
+
+
+def test_order_cells_follow_the_mcnemar_test(remedies):
+    grid = remedies["relu"]
+    cells = dr.order_cells(grid)
+    dead = grid["dead_fraction_runs"] > 0
+    said = dr.order_sentence(grid)
+    for c in cells:
+        i, j = list(grid["widths"]).index(c["width"]), list(grid["learning_rates"]).index(c["rate"])
+        phrase = dr.count_phrase(dead[i, j, 0], dead[i, j, 1], ("g", "s"), "networks")
+        assert phrase.endswith("more with g") == (c["more"] == "grouped")
+        assert phrase.endswith("more with s") == (c["more"] == "shuffled")
+        assert f"{c['grouped']} / {c['shuffled']}" in dr.order_table(grid)
+        segment = said.split(f"width {c['width']} at rate")[1].split(", width")[0] if f"width {c['width']} at" in said else ""
+        listed = f"{c['rate']:g}" in segment.replace(",", " ").replace("s ", " ").split()
+        assert listed == (c["more"] == "grouped")
+    # facts of the stored grid that the chapter states in words
+    assert dr.detected_at(grid, 2, 0.03)  # "in narrow layers even at Playground's rate"
+    assert not any(c["more"] for c in cells if c["rate"] == 3.0)  # "at the largest rate ... alike"
+    assert dr.order_sentence(grid, "shuffled") == "no cell"  # the chapter's wording when none
+
+
+def test_cross_entropy_prediction_needs_the_interaction(remedies):
+    relu, ce = remedies["relu"], remedies["logistic"]
+
+    def effect(grid):
+        g, s = _runs(grid, "dead_fraction", 8, 1.0, 0), _runs(grid, "dead_fraction", 8, 1.0, 1)
+        return {k: g[k] - s[k] for k in g}
+
+    main = compare(_runs(ce, "dead_fraction", 8, 1.0, 0), _runs(relu, "dead_fraction", 8, 1.0, 0),
+                   names=("the cross-entropy", "the squared loss"))
+    inter = compare(effect(ce), effect(relu), names=("the cross-entropy", "the squared loss"))
+    holds = main.detected and main.difference > 0 and inter.detected and inter.difference > 0
+    assert dr.prediction_phrase(main, inter).startswith("The prediction holds") == holds
+    assert dr.prediction_phrase(main).startswith("The measurement is consistent") == (main.detected and main.difference > 0)

@@ -5,7 +5,10 @@
   ``sigmoid(s) - 1/2`` (slope up to 1/4, zero-centred), from the same seeds;
   :func:`speed_comparison` and :func:`speed_phrase` compare iterations to a loss through
   ``nnlab.stats.compare`` (paired by seed, on log iterations); :func:`centring_verdict`
-  words what the design shows, and :func:`rate_sentence` where the sigmoid is slower.
+  words what the design shows, and :func:`rate_sentence` where the sigmoid is slower. Where
+  runs never got there, :func:`first_to_arrive` and an exact sign test replace the t-test.
+* :func:`plateau_profile` reads the random-start runs' snapshots: slope and output spread
+  on the way off the plateau.
 * :func:`zero_start_symmetry` measures why the zero-start sigmoid network sits on a plateau:
   its first-layer gradient is the sample's label-weighted mean input, which the circle's
   symmetry makes small, and whose direction sets the final straight boundary.
@@ -14,14 +17,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import binomtest
 
 from nnlab import playground as pg
 from nnlab.stats import Comparison, compare, format_p
 
 THRESHOLD = 0.1  # the test loss whose first crossing counts as "learned"
+SLOPE = "the slope (×4, with the outputs' scale)"  # the design's slope factor also scales the outputs
 RESCALED = ("scaled_sigmoid", "centred_sigmoid", "half_centred_sigmoid")
 
 
@@ -56,17 +61,51 @@ def censored(iterations: np.ndarray, budget: int) -> np.ndarray:
     return np.where(np.isfinite(iterations), iterations, float(budget))
 
 
+@dataclass(frozen=True)
+class SpeedComparison(Comparison):
+    """A :func:`speed_comparison`: the paired t-test on log iterations, and, for runs that never
+    got there (``censored``, per variant), the exact sign test on which variant got there first
+    (``first``: seeds where ``a`` was first, seeds where ``b`` was; ``sign_p``). With censored
+    runs the t-test's values are placeholders, so the sign test decides ``detected``."""
+
+    censored: tuple[int, int] = (0, 0)
+    first: tuple[int, int] = (0, 0)
+    sign_p: float = float("nan")
+
+    @property
+    def detected(self) -> bool:
+        if any(self.censored):
+            return bool(self.sign_p < self.alpha)
+        return bool(self.p < self.alpha)
+
+
+def first_to_arrive(a: np.ndarray, b: np.ndarray, budgets: tuple[int, int]) -> tuple[int, int]:
+    """Seeds on which ``a`` provably got there first, and seeds on which ``b`` did. A run that never
+    got there arrived after its budget; a seed where the order is unknown or a tie counts for neither."""
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    ta, tb = np.where(fa, a, np.inf), np.where(fb, b, np.inf)
+    a_first = fa & np.where(fb, ta < tb, ta < budgets[1])  # b never got there within its budget
+    b_first = fb & np.where(fa, tb < ta, tb < budgets[0])
+    return int(a_first.sum()), int(b_first.sum())
+
+
 def speed_comparison(a: np.ndarray, b: np.ndarray, names: tuple[str, str], budgets: tuple[int, int],
-                     seeds: Sequence[int]) -> Comparison:
+                     seeds: Sequence[int]) -> SpeedComparison:
     """Compare two variants' iterations to a loss, paired by seed, on a log scale.
 
     The difference of ``log10`` iterations is ``log10`` of the ratio, so its test and interval
     are those of the ratio of typical times. Runs that never got there count as arriving at
-    their budget (:func:`censored`).
+    their budget (:func:`censored`) in the point estimate; when there are any, the exact sign
+    test of :func:`first_to_arrive` replaces the t-test, whose interval would describe the
+    placeholder values.
     """
     la = np.log10(np.maximum(censored(a, budgets[0]), 1.0))
     lb = np.log10(np.maximum(censored(b, budgets[1]), 1.0))
-    return compare(dict(zip(seeds, la)), dict(zip(seeds, lb)), names=names, scale=1.0, unit="decades")
+    c = compare(dict(zip(seeds, la)), dict(zip(seeds, lb)), names=names, scale=1.0, unit="decades")
+    n_cens = (int((~np.isfinite(a)).sum()), int((~np.isfinite(b)).sum()))
+    first = first_to_arrive(a, b, budgets)
+    sign_p = float(binomtest(first[0], sum(first)).pvalue) if sum(first) else 1.0
+    return SpeedComparison(**vars(c), censored=n_cens, first=first, sign_p=sign_p)
 
 
 def times(ratio: float) -> str:
@@ -82,6 +121,10 @@ def speed_phrase(c: Comparison, censored_runs: tuple[int, int] = (0, 0)) -> str:
     were counted at their budget: when the slower variant has such runs its true ratio is
     larger, and the phrase says "at least".
     """
+    if isinstance(c, SpeedComparison) and any(c.censored):
+        censored_runs = c.censored
+    if any(censored_runs) and isinstance(c, SpeedComparison):
+        return _censored_phrase(c, censored_runs)
     evidence = (f"paired t-test on log iterations over {c.seeds_words()}: 95% interval "
                 f"{times(10 ** c.low)} to {times(10 ** c.high)} times, {format_p(c.p)}")
     if not c.detected:
@@ -99,6 +142,22 @@ def speed_phrase(c: Comparison, censored_runs: tuple[int, int] = (0, 0)) -> str:
             f"({evidence}{_censoring(c.names, censored_runs)})")
 
 
+def _censored_phrase(c: SpeedComparison, censored_runs: tuple[int, int]) -> str:
+    """:func:`speed_phrase` when runs never got there: the ratio with those runs counted at their
+    budget, and the exact sign test on which variant got there first, with no interval."""
+    sign = (f"{c.names[0]} first on {c.first[0]} seeds and {c.names[1]} on {c.first[1]}, exact sign test "
+            f"{format_p(c.sign_p)}{_censoring(c.names, censored_runs)}")
+    if not c.detected:
+        return (f"no detectable difference at {c.seeds_words()} ({c.names[0]} over {c.names[1]}: "
+                f"{times(10 ** c.difference)} times the iterations; {sign})")
+    a_slower = c.first[1] > c.first[0]
+    slow, fast = c.names if a_slower else c.names[::-1]
+    n_slow = censored_runs[0] if a_slower else censored_runs[1]
+    ratio = 10 ** (c.difference if a_slower else -c.difference)
+    how = f"at least {times(ratio)} times" if n_slow and ratio >= 1 else f"about {times(ratio)} times"
+    return f"{slow} needs {how} as many iterations as {fast} ({sign})"
+
+
 def _censoring(names: tuple[str, str], censored_runs: tuple[int, int]) -> str:
     """``; 3 runs of A never got there and count at its budget`` (empty when none)."""
     parts = [f"{n} run{'s' if n > 1 else ''} of {name} never got there and count{'' if n > 1 else 's'} "
@@ -110,6 +169,8 @@ def slower(c: Comparison) -> str | None:
     """The name of the variant that needs more iterations, when the test detects it."""
     if not c.detected:
         return None
+    if isinstance(c, SpeedComparison) and any(c.censored):
+        return c.names[0] if c.first[1] > c.first[0] else c.names[1]
     return c.names[0] if c.difference > 0 else c.names[1]
 
 
@@ -120,7 +181,8 @@ def faster_by(c: Comparison) -> float:
 
 def centring_verdict(tests: Mapping[str, Comparison],
                      censored_runs: Mapping[str, tuple[int, int]] | None = None) -> str:
-    """What the 2×2 design (slope bound 1/4 or 1, centred or not) says, chosen from its tests.
+    """What the 2×2 design (slope bound 1/4 or 1, which also scales the outputs by 4; centred or
+    not) says, chosen from its tests.
 
     Args:
         tests: four comparisons, each with the variant expected to be slower first:
@@ -146,15 +208,16 @@ def centring_verdict(tests: Mapping[str, Comparison],
     if helps["slope_centred"] and not helps["slope_uncentred"]:
         without = (f"without centring a steeper slope is slower ({r['slope_uncentred']} times the iterations)"
                    if hurts["slope_uncentred"] else "not detectably without centring")
-        slope = (f"the slope bound matters once the outputs are centred (a slope of 1 instead of 1/4 "
-                 f"is {r['slope_centred']} times as fast among centred activations), and {without}")
+        slope = (f"{SLOPE} matters once the outputs are centred (a slope of 1 instead of 1/4, with outputs "
+                 f"four times as large, is {r['slope_centred']} times as fast among centred activations), "
+                 f"and {without}")
     elif helps["slope_centred"]:
-        slope = (f"the slope bound matters whether or not the outputs are centred ({r['slope_centred']} "
+        slope = (f"{SLOPE} matters whether or not the outputs are centred ({r['slope_centred']} "
                  f"and {r['slope_uncentred']} times as fast)")
     elif helps["slope_uncentred"]:
-        slope = "the slope bound matters only for uncentred outputs"
+        slope = f"{SLOPE} matters only for uncentred outputs"
     else:
-        slope = f"the slope bound makes no detectable difference at {tests['slope_centred'].seeds_words()}"
+        slope = f"{SLOPE} makes no detectable difference at {tests['slope_centred'].seeds_words()}"
     quarter = (f"{r['centring_quarter']} times as fast, detectably" if helps["centring_quarter"] else
                f"no detectable difference at {tests['centring_quarter'].seeds_words()} "
                f"({times(faster_by(tests['centring_quarter']))} times the iterations without it)")
@@ -250,3 +313,22 @@ def symmetrised(data: pg.Dataset) -> pg.Dataset:
     xs = np.empty((2 * len(x), x.shape[1]))
     xs[0::2], xs[1::2] = x, -x
     return replace(data, x_train=xs, y_train=np.repeat(y, 2))
+
+
+def plateau_profile(history: pg.History, x: np.ndarray, frames: Sequence[int], activation: str = "sigmoid") -> dict:
+    """What the random-start network looks like on its way off the plateau, at each of ``frames``
+    (iterations with a snapshot in ``history``), as medians over the runs.
+
+    Returns:
+        ``frames``; ``slope`` ``(F, layers)``, the mean derivative of each hidden layer over the
+        points ``x`` (``nnlab.playground.mean_activation_derivative``: 1/4 means unsaturated);
+        ``spread`` ``(F,)``, the standard deviation of the output over ``x`` (near 0: the
+        network is close to a constant); ``test_loss`` ``(F,)``.
+    """
+    slope, spread = [], []
+    for t in frames:
+        params = history.snapshots[t]
+        slope.append(np.median(pg.mean_activation_derivative(params, x, activation), 0))
+        spread.append(float(np.median(pg.predict(params, x, activation).std(-1))))
+    return {"frames": np.asarray(frames), "slope": np.array(slope), "spread": np.array(spread),
+            "test_loss": np.median(history.test_loss[:, list(frames)], 0)}
