@@ -410,6 +410,8 @@ def test_recipe_gain_sentence_quotes_the_direct_paired_tests():
         assert c.paired and c.n == 3 and c.report() in text
     summary = (ROOT / "book/part2/budget.md").read_text().split("## Summary")[1]
     assert "b_recipe_gain" in summary and "validation the paired tests do not separate" not in summary
+    assert "validation separates none of the ablation's steps" in summary
+    assert not any(t["val"].detected for t in mlp_budget.ablation_tests().values())
 
 
 def test_deeper_pattern_sentence_agrees_with_every_test():
