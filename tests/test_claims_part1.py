@@ -298,3 +298,53 @@ def test_cross_entropy_prediction_needs_the_interaction(remedies):
     holds = main.detected and main.difference > 0 and inter.detected and inter.difference > 0
     assert dr.prediction_phrase(main, inter).startswith("The prediction holds") == holds
     assert dr.prediction_phrase(main).startswith("The measurement is consistent") == (main.detected and main.difference > 0)
+
+
+# OR and XOR (book/part1/or_xor.md)
+
+def test_trained_xor_solutions_come_in_three_kinds():
+    from nnlab.book import relu_logic as rl
+    two = stored_studies.or_xor_networks()["xor_2"]  # the chapter's stored runs
+    inputs = np.array([[0.0, 0.0], [1, 0], [0, 1], [1, 1]])
+    kinds = {"sum": 0, "and": 0, "nor": 0}
+    for run in np.flatnonzero(two["success"]):
+        (w1, b1), (w2, _) = rl.trained_network(two, run)
+        h = np.maximum(inputs @ w1 + b1, 0)  # (inputs, units)
+        if (w2[:, 0] > 0).all():
+            kinds["sum"] += 1  # each unit detects a different one-bit input
+            assert sorted(h[1:3].argmax(0).tolist()) == [0, 1]
+            continue
+        neg, pos = int(np.argmin(w2[:, 0])), int(np.argmax(w2[:, 0]))
+        # the subtracted unit fires on one input only, (1, 1) for an AND, (0, 0) for a NOR
+        on = np.flatnonzero(h[:, neg] > 0.1 * h[:, neg].max())
+        assert len(on) == 1 and on[0] in (0, 3)
+        kinds["and" if on[0] == 3 else "nor"] += 1
+        # the other unit counts the bits on (AND) or off (NOR): equal on the two one-bit inputs
+        assert h[1, pos] == pytest.approx(h[2, pos], rel=0.05)
+        assert h[3 if on[0] == 3 else 0, pos] == pytest.approx(2 * h[1, pos], rel=0.05)
+    assert kinds["sum"] > 0 and kinds["and"] > 0 and kinds["nor"] > 0  # "several kinds", each named
+    assert sum(kinds.values()) == int(two["success"].sum())
+
+
+# Initialisation: the ReLU prediction across gains and across seeds (book/part1/initialisation.md)
+
+def test_relu_gains_are_one_network_rescaled():
+    from nnlab.book import initialisation as init
+    per_gain = [init.relu_seed_ratios(g, seeds=(0,))[0] for g in init.SCALES.values()]
+    assert max(per_gain) == pytest.approx(min(per_gain), rel=1e-9)  # "the same for all four"
+    t = init.signal_propagation("relu", 1.0, seed=0)  # the forward pass uses the study's draws
+    measured = t["activation_std"].iloc[-1] / t["activation_std"].iloc[0]
+    assert per_gain[0] == pytest.approx(measured / init.predicted_relu_std_ratio(1.0, 29), rel=1e-9)
+    over_seeds = init.relu_seed_ratios(1.0, seeds=tuple(range(10)))
+    assert over_seeds.max() / over_seeds.min() > 1.5  # the scatter shows across seeds only
+
+
+# Backpropagation: where the float32 gradient check loses its accuracy (book/part1/backprop.md)
+
+def test_float32_check_is_dominated_by_the_rounding_of_the_loss():
+    import torch
+    nominal = bw.gradient_check(h=1e-6, dtype=torch.float32)["relative_error"]
+    realised = bw.gradient_check(h=1e-6, dtype=torch.float32, realised_step=True)["relative_error"]
+    assert nominal > 1e-2 and realised > 1e-2  # far from float64's agreement either way
+    assert realised == pytest.approx(nominal, rel=0.2)  # the stored step changes little
+    assert bw.gradient_check(h=1e-6, realised_step=True)["relative_error"] < 1e-6

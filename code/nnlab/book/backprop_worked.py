@@ -160,12 +160,15 @@ def softmax_cross_entropy_check(classes: int = 5, batch: int = 8, seed: int = 0)
 
 
 def gradient_check(sizes: tuple[int, ...] = (3, 5, 4, 2), batch: int = 6, h: float = 1e-6,
-                   seed: int = 0, dtype: torch.dtype = torch.float64) -> dict[str, float]:
+                   seed: int = 0, dtype: torch.dtype = torch.float64,
+                   realised_step: bool = False) -> dict[str, float]:
     """Central-difference check of :func:`batched_backward` on every parameter of a small
     tanh MLP.
 
     Each parameter ``w`` is nudged to ``w +- h`` and ``(L(w+h) - L(w-h)) / 2h`` is compared
-    with the backpropagated derivative.
+    with the backpropagated derivative. With ``realised_step`` the quotient divides instead by
+    the step actually stored, ``fl(w+h) - fl(w-h)``, which in float32 differs from ``2h``
+    because the perturbed weight is rounded too.
 
     Returns:
         ``relative_error`` = ``||g_fd - g_bp|| / (||g_fd|| + ||g_bp||)`` over all parameters,
@@ -183,11 +186,11 @@ def gradient_check(sizes: tuple[int, ...] = (3, 5, 4, 2), batch: int = 6, h: flo
             for i in range(flat.numel()):
                 keep = flat[i].item()
                 flat[i] = keep + h
-                up = _mlp_loss(params, X, Y).item()
+                up, w_up = _mlp_loss(params, X, Y).item(), flat[i].item()
                 flat[i] = keep - h
-                down = _mlp_loss(params, X, Y).item()
+                down, w_down = _mlp_loss(params, X, Y).item(), flat[i].item()
                 flat[i] = keep
-                numeric.append((up - down) / (2 * h))
+                numeric.append((up - down) / ((w_up - w_down) if realised_step else 2 * h))
     numeric = torch.tensor(numeric, dtype=torch.float64)
     backprop = backprop.double()
     error = (numeric - backprop).norm() / (numeric.norm() + backprop.norm())

@@ -121,3 +121,33 @@ def plot_scale_study(study: pd.DataFrame):
         ax.set_xlabel("layer")
     plots.legend(fig, axes, spare)
     return fig
+
+
+def relu_seed_ratios(gain: float = 1.0, seeds: tuple[int, ...] = tuple(range(10)), depth: int = 30,
+                     width: int = 256, batch: int = 128) -> np.ndarray:
+    """Measured over predicted change of the activations' std from the first to the last layer
+    of bias-free ReLU networks (the forward pass of :func:`signal_propagation`, same draws;
+    :func:`predicted_relu_std_ratio`), one value per seed.
+
+    Across the gains of :data:`SCALES` one seed gives one value: a bias-free ReLU network is
+    positively homogeneous, so the networks of the four gains are one network rescaled and
+    measured over predicted is the same for all. The finite-width scatter shows across seeds.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        with torch.no_grad():
+            for seed in seeds:
+                g = torch.Generator().manual_seed(seed)
+                h = torch.randn(batch, width, generator=g, dtype=torch.float64)
+                weights = [gain / math.sqrt(width) * torch.randn(width, width, generator=g, dtype=torch.float64)
+                           for _ in range(depth)]
+                stds = []
+                for W in weights:
+                    h = torch.relu(h @ W.T)
+                    stds.append(float(h.std()))
+                out.append(stds[-1] / stds[0] / predicted_relu_std_ratio(gain, depth - 1))
+    finally:
+        torch.set_num_threads(threads)
+    return np.array(out)
