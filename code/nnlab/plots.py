@@ -65,11 +65,16 @@ def use_style() -> None:
     In a notebook kernel it also makes figures reach the notebook's outputs inline, even
     when the environment names a headless backend (``MPLBACKEND=Agg``, as the Makefile sets
     for tests and benchmarks). Importing :mod:`nnlab.plots` changes nothing: a lecture's
-    own backend (``TkAgg``, ``widget``, ...) stays in force unless this is called.
+    own backend (``TkAgg``, ``widget``, ...) stays in force unless this is called. Figures
+    are laid out by matplotlib's constrained layout and shown inline at their own size, not
+    cropped (``bbox_inches=None``): text placed outside the figure is cut off, not kept.
     """
     shell = _jupyter_kernel()
     if shell is not None:
         shell.run_line_magic("matplotlib", "inline")
+        # constrained layout (below) already fits every figure to its canvas; the inline
+        # backend's default bbox_inches="tight" would draw each figure twice to crop it
+        shell.run_line_magic("config", "InlineBackend.print_figure_kwargs = {'bbox_inches': None}")
     plt.rcParams.update({
         "figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (TEXT_WIDTH, 3.6),
         "font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "legend.fontsize": 9,
@@ -213,7 +218,7 @@ def pixel_histogram(raw: torch.Tensor, normalised: torch.Tensor):
     axes[0].hist(raw.flatten().numpy(), bins=64, color=PALETTE[0])
     axes[0].set_xlabel("raw pixel value\n(0 = background, 255 = full ink)")
     axes[1].hist(normalised.flatten().numpy(), bins=64, color=PALETTE[1])
-    axes[1].set_xlabel("normalised pixel value\n(training mean 0, standard deviation 1)")
+    axes[1].set_xlabel("normalised pixel value\n(training mean 0, s.d. 1)")
     for ax in axes:
         ax.set_yscale("log")
     axes[0].set_ylabel("pixels (log scale)")
