@@ -348,3 +348,40 @@ def test_float32_check_is_dominated_by_the_rounding_of_the_loss():
     assert nominal > 1e-2 and realised > 1e-2  # far from float64's agreement either way
     assert realised == pytest.approx(nominal, rel=0.2)  # the stored step changes little
     assert bw.gradient_check(h=1e-6, realised_step=True)["relative_error"] < 1e-6
+
+
+# Saturation: the slope factor split into starting scale and slope (book/part1/saturation.md)
+
+def test_scale_control_starts_from_the_centred_network_function():
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    start = pg.init_params((4, 2), "playground", SEEDS)
+    same = pg.predict(sat.scaled_downstream(start), data.x_train, "half_centred_sigmoid")
+    assert np.abs(same - pg.predict(start, data.x_train, "centred_sigmoid")).max() < 1e-12
+    assert np.abs(start[1][0]).max() <= 0.5  # scaled_downstream copies, it does not scale in place
+
+
+def test_scale_split_follows_its_two_tests():
+    budgets = stored_saturation.CONTROL_BUDGETS
+    reach = {("half_centred_sigmoid", lr): v for (a, lr), v in stored_saturation.centring().items()
+             if a == "half_centred_sigmoid"}
+    centred = {lr: v for (a, lr), v in stored_saturation.centring().items() if a == "centred_sigmoid"}
+    control = stored_saturation.control()
+    for lr in (0.03, 0.3):
+        scale = sat.speed_comparison(reach["half_centred_sigmoid", lr], control[lr], ("half", "control"),
+                                     (stored_saturation.RESCALED_BUDGETS["half_centred_sigmoid", lr], budgets[lr]),
+                                     SEEDS)
+        slope = sat.speed_comparison(control[lr], centred[lr], ("control", "centred"),
+                                     (budgets[lr], stored_saturation.RESCALED_BUDGETS["centred_sigmoid", lr]), SEEDS)
+        split = sat.scale_split(scale, slope)
+        by_scale, by_slope = sat.slower(scale) == "half", sat.slower(slope) == "control"
+        assert split.startswith("both parts count") == (by_scale and by_slope)
+        assert split.startswith("the starting scale accounts") == (by_scale and not by_slope)
+        assert split.startswith("the slope itself accounts") == (by_slope and not by_scale)
+        assert split.startswith("neither part") == (not by_scale and not by_slope)
+    fast, slow = np.arange(10) + 10.0, (np.arange(10) + 10.0) * 5
+    tie = fast[::-1]
+    c = {k: sat.speed_comparison(a, b, ("x", "y"), (4000, 4000), SEEDS)
+         for k, (a, b) in {"slow": (slow, fast), "tie": (fast, tie)}.items()}
+    assert sat.scale_split(c["slow"], c["tie"]).startswith("the starting scale accounts for it (5.0 times")
+    assert sat.scale_split(c["tie"], c["slow"]).startswith("the slope itself accounts")
+    assert sat.scale_split(c["tie"], c["tie"]).startswith("neither part")

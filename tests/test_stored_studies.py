@@ -86,6 +86,19 @@ def test_stored_saturation_runs_match_runs_trained_again():
                           ablation["centred_sigmoid", 0.3][:2], equal_nan=True)
 
 
+def test_stored_scale_control_matches_seeds_trained_again():
+    from nnlab import playground as pg
+    from nnlab.book import saturation as sat
+    from nnlab.book import stored_saturation as T
+
+    assert analyses.get(T.CONTROL).experiments == () and analyses.status(T.CONTROL).state == "ok"
+    control = T.control()
+    assert set(control) == set(T.CONTROL_BUDGETS) and control[0.3].shape == (len(T.SEEDS),)
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    again = sat.scale_control(data, T.SEEDS[:2], {0.3: T.CONTROL_BUDGETS[0.3]})
+    assert np.array_equal(again[0.3], control[0.3][:2], equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", ["<f8", ">f4", "<i8", "|b1"])
 def test_binary_arrays_come_back_bit_for_bit(dtype):
     from nnlab.book import stored_saturation as T

@@ -332,3 +332,59 @@ def plateau_profile(history: pg.History, x: np.ndarray, frames: Sequence[int], a
         spread.append(float(np.median(pg.predict(params, x, activation).std(-1))))
     return {"frames": np.asarray(frames), "slope": np.array(slope), "spread": np.array(spread),
             "test_loss": np.median(history.test_loss[:, list(frames)], 0)}
+
+
+def scaled_downstream(params: pg.Params, factor: float = 4.0) -> pg.Params:
+    """A copy of ``params`` with the weights of every layer after the first multiplied by
+    ``factor`` (biases kept). With ``factor`` 4, ``sigmoid(s) - 1/2`` units compute from it
+    exactly what ``4 sigmoid(s) - 2`` units compute from ``params``."""
+    return [(w * factor if i else w.copy(), b.copy()) for i, (w, b) in enumerate(params)]
+
+
+def scale_control(data: pg.Dataset, seeds: Sequence[int], budgets: Mapping[float, int],
+                  threshold: float = THRESHOLD) -> dict[float, np.ndarray]:
+    """Iterations to ``threshold`` for ``sigmoid(s) - 1/2`` started from Playground's weights with
+    the downstream weights four times larger (:func:`scaled_downstream`): the initial function
+    of the ``4 sigmoid(s) - 2`` network, with the gradient steps of the slope-1/4 units.
+
+    Args:
+        data: the points.
+        seeds: the seeds (the same initial weights as the rest of the design).
+        budgets: ``learning rate -> iterations`` to train.
+        threshold: the test loss to reach.
+
+    Returns:
+        ``learning rate -> (S,)`` iterations, ``nan`` where never reached.
+    """
+    start = scaled_downstream(pg.init_params((4, 2), "playground", seeds))
+    out = {}
+    for lr, iterations in budgets.items():
+        config = pg.PlaygroundConfig(activation="half_centred_sigmoid", learning_rate=lr, iterations=iterations)
+        out[lr] = reach(pg.train(config, data, seeds=seeds, params=start), threshold)
+    return out
+
+
+def scale_split(scale: Comparison, slope: Comparison) -> str:
+    """How the design's slope factor splits into the initial scale and the slope itself.
+
+    Args:
+        scale: ``sigmoid(s) - 1/2`` against the :func:`scale_control` (same units, the control
+            starting from the ``4 sigmoid(s) - 2`` network's function).
+        slope: the control against ``4 sigmoid(s) - 2`` (same starting function, slope 1/4 or 1).
+    """
+    by_scale, by_slope = slower(scale) == scale.names[0], slower(slope) == slope.names[0]
+
+    def r(c: Comparison) -> str:
+        n = c.censored[0] if isinstance(c, SpeedComparison) else 0
+        return ("at least " if n else "") + times(10 ** abs(c.difference))
+
+    if by_scale and by_slope:
+        return (f"both parts count: the larger starting scale alone makes the slope-1/4 units {r(scale)} "
+                f"times as fast, and the slope of 1, from the same starting function, another {r(slope)} times")
+    if by_scale:
+        return (f"the starting scale accounts for it ({r(scale)} times as fast); from the same starting "
+                f"function the slope makes no detectable difference at {slope.seeds_words()}")
+    if by_slope:
+        return (f"the slope itself accounts for it ({r(slope)} times as fast from the same starting function); "
+                f"the starting scale alone makes no detectable difference at {scale.seeds_words()}")
+    return f"neither part alone makes a detectable difference at {scale.seeds_words()}"
