@@ -276,19 +276,23 @@ def boundary_frames(history: History, data: Dataset, iterations: Sequence[int] |
     iterations = sorted(history.snapshots) if iterations is None else list(iterations)
     ext = _extent(extent, data)
     frames, labels = [], []
-    for t in iterations:
-        params = history.snapshots[t]
-        fig, ax = plt.subplots(figsize=(size_in, size_in), dpi=dpi)
-        _draw_boundary(ax, params, history.config.activation, data, run, resolution, None, False, 6,
-                       ext)
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        ax.tick_params(labelsize=8)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
+    fig, ax = plt.subplots(figsize=(size_in, size_in), dpi=dpi)
+    try:
+        for i, t in enumerate(iterations):
+            ax.clear()
+            _draw_boundary(ax, history.snapshots[t], history.config.activation, data, run, resolution, None,
+                           False, 6, ext)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+            ax.tick_params(labelsize=8)
+            if i == 1:  # every frame has the first one's layout: lay out once, not once per frame
+                fig.set_layout_engine("none")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi)
+            frames.append(buf.getvalue())
+            labels.append(f"iteration {t}: test loss {history.test_loss[run, t]:.3f}")
+    finally:
         plt.close(fig)
-        frames.append(buf.getvalue())
-        labels.append(f"iteration {t}: test loss {history.test_loss[run, t]:.3f}")
     return frames, labels
 
 
