@@ -385,3 +385,28 @@ def test_scale_split_follows_its_two_tests():
     assert sat.scale_split(c["slow"], c["tie"]).startswith("the starting scale accounts for it (5.0 times")
     assert sat.scale_split(c["tie"], c["slow"]).startswith("the slope itself accounts")
     assert sat.scale_split(c["tie"], c["tie"]).startswith("neither part")
+
+
+def test_longer_budget_covers_exactly_the_cells_with_missing_seeds():
+    short = stored_studies.saturation_learning_rates()
+    long = stored_saturation.longer()
+    missing = {k for k, v in short.items() if not np.isfinite(v).all()}
+    assert set(long) == missing == set(stored_saturation.LONGER_CELLS)
+    for k, v in long.items():  # the same training, only longer: seeds that got there agree
+        reached = np.isfinite(short[k])
+        assert np.array_equal(v[reached], short[k][reached])
+    said = sat.late_arrivals(short, long, stored_saturation.LONGER_ITERATIONS, {"sigmoid": "S", "relu": "R"})
+    for activation, lr in long:
+        assert f"{'S' if activation == 'sigmoid' else 'R'} at rate {lr:g}:" in said
+
+
+def test_late_arrivals_wording():
+    nan = np.nan
+    short = {("a", 1.0): np.array([1.0, nan, nan]), ("a", 2.0): np.array([nan, 5.0, 6.0]),
+             ("a", 3.0): np.array([nan, nan, nan])}
+    long = {("a", 1.0): np.array([1.0, 40.0, nan]), ("a", 2.0): np.array([70.0, 5.0, 6.0]),
+            ("a", 3.0): np.array([nan, nan, nan])}
+    said = sat.late_arrivals(short, long, 100, {"a": "A"})
+    assert said == ("A at rate 1: 1 of 2 missing seeds gets there (after 40 iterations); "
+                    "A at rate 2: the missing seed gets there (after 70 iterations); "
+                    "A at rate 3: none of the 3 missing seeds gets there")

@@ -388,3 +388,41 @@ def scale_split(scale: Comparison, slope: Comparison) -> str:
         return (f"the slope itself accounts for it ({r(slope)} times as fast from the same starting function); "
                 f"the starting scale alone makes no detectable difference at {scale.seeds_words()}")
     return f"neither part alone makes a detectable difference at {scale.seeds_words()}"
+
+
+def late_arrivals(short: Mapping[tuple[str, float], np.ndarray], long: Mapping[tuple[str, float], np.ndarray],
+                  budget: int, names: Mapping[str, str]) -> str:
+    """What a longer budget shows about the seeds that had not reached the loss.
+
+    Args:
+        short: ``(activation, rate) -> iterations`` of the grid (``nan``: not within its budget).
+        long: the same seeds of some of those cells trained for ``budget`` iterations.
+        budget: the longer budget.
+        names: how to call each activation.
+
+    Returns:
+        ``the sigmoid at rate 0.1: all 3 missing seeds get there (after 619 to 763 iterations);
+        ...`` for every cell of ``long`` with seeds missing in ``short``.
+    """
+    parts = []
+    for (activation, lr), times_long in long.items():
+        missing = ~np.isfinite(short[activation, lr])
+        if not missing.any():
+            continue
+        arrived = missing & np.isfinite(times_long)
+        n_miss, n_arr = int(missing.sum()), int(arrived.sum())
+        seeds = "seed" if n_miss == 1 else "seeds"
+        if n_arr == n_miss:
+            count = {1: "the missing seed gets there", 2: "both missing seeds get there"}.get(
+                n_miss, f"all {n_miss} missing seeds get there")
+        elif n_arr:
+            count = f"{n_arr} of {n_miss} missing {seeds} {'gets' if n_arr == 1 else 'get'} there"
+        else:
+            count = "the missing seed still does not get there" if n_miss == 1 else \
+                f"{'neither' if n_miss == 2 else 'none'} of the {n_miss} missing seeds gets there"
+        when = ""
+        if n_arr:
+            lo, hi = times_long[arrived].min(), times_long[arrived].max()
+            when = f" (after {lo:.0f} iterations)" if lo == hi else f" (after {lo:.0f} to {hi:.0f} iterations)"
+        parts.append(f"{names[activation]} at rate {lr:g}: {count}{when}")
+    return "; ".join(parts) if parts else "every seed got there within the grid's budget"

@@ -22,6 +22,7 @@ from nnlab import analyses
 RUNS = "saturation-runs"
 CENTRING = "saturation-centring"
 CONTROL = "saturation-scale-control"
+LONGER = "saturation-longer-budget"
 
 SEEDS = tuple(range(10))
 ITERATIONS = 4000
@@ -37,6 +38,10 @@ RESCALED_BUDGETS = {("centred_sigmoid", 0.03): 1000, ("scaled_sigmoid", 0.03): 4
                     ("scaled_sigmoid", 0.3): 600, ("half_centred_sigmoid", 0.3): 600}
 # learning rate -> iterations trained, for sigma(s) - 1/2 with downstream weights x4
 CONTROL_BUDGETS = {0.03: 4000, 0.3: 600}
+# the cells of the learning-rate grid (nnlab.book.stored_studies.SATURATION_GRID) where seeds
+# did not reach the loss within the grid's budget, trained again for LONGER_ITERATIONS
+LONGER_CELLS = (("sigmoid", 0.1), ("sigmoid", 1.0), ("sigmoid", 3.0), ("relu", 1.0), ("relu", 3.0))
+LONGER_ITERATIONS = 3000
 ENGINE = ("nnlab.playground.training", "nnlab.playground.network", "nnlab.playground.data",
           "nnlab.playground.studies")
 
@@ -148,10 +153,29 @@ def control() -> dict[float, np.ndarray]:
     return {float(lr): array_from_json(item) for lr, item in analyses.load(CONTROL)}
 
 
+def _longer() -> list:
+    from nnlab import playground as pg
+    from nnlab.book import saturation as sat
+    data = pg.make_dataset("circle", noise=0.0, seed=0)
+    rows = []
+    for activation, lr in LONGER_CELLS:
+        cfg = pg.PlaygroundConfig(activation=activation, learning_rate=lr, iterations=LONGER_ITERATIONS)
+        rows.append([activation, lr, array_to_json(sat.reach(pg.train(cfg, data, seeds=SEEDS)))])
+    return rows
+
+
+def longer() -> dict[tuple[str, float], np.ndarray]:
+    """The stored iterations to a test loss of 0.1 per seed of ``SEEDS`` for the grid cells
+    ``LONGER_CELLS`` trained for ``LONGER_ITERATIONS``, ``nan`` where a run still never got there,
+    keyed by ``(activation, learning rate)``."""
+    return {(activation, float(lr)): array_from_json(item) for activation, lr, item in analyses.load(LONGER)}
+
+
 for _name, _compute, _purpose in (
         (RUNS, _runs, "Sigmoid and ReLU Playground networks on the circle, from random and zero starts."),
         (CENTRING, _centring, "Iterations to a test loss of 0.1 for the rescaled and shifted sigmoids."),
-        (CONTROL, _control, "Iterations to a test loss of 0.1 for sigmoid(s) - 1/2 with downstream weights x4.")):
+        (CONTROL, _control, "Iterations to a test loss of 0.1 for sigmoid(s) - 1/2 with downstream weights x4."),
+        (LONGER, _longer, "Iterations to a test loss of 0.1 at the learning rates where the grid's budget ran out.")):
     analyses.register(analyses.Analysis(name=_name, purpose=_purpose, chapter="book/part1/saturation",
                                         experiments=(), compute=_compute,
                                         code=(__name__, "nnlab.book.saturation", *ENGINE)))
