@@ -429,7 +429,7 @@ def test_deeper_pattern_sentence_agrees_with_every_test():
         found = [c.verdict() for c in tests.values() if c.detected]
         part = text.split(f"after {E.get(f'depth-width-1000{suffix}').train.epochs} epochs")[1].split(";")[0]
         assert all(v.split(",")[0] in text for v in found) and (("no test finds a direction" in part) == (not found))
-    assert p2.pattern_tests() == 12 and mlp_budget.uncorrected_tests() == 18 + 12
+    assert p2.pattern_tests() == 12 and p2.uncorrected_tests() == 18 + 12
     assert "not evidence that depth helps" in text
     chapter = (ROOT / "book/part2/depth_width.md").read_text()
     assert "far fewer parameters" not in chapter and "the higher mean with fewer parameters" not in chapter

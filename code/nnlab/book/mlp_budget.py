@@ -720,17 +720,6 @@ def legal_sweep_best(budget: int, suffix: str = "") -> dict:
             "reported": dict(reported.variant(store.chosen_variant(reported.name)).info)["widths"]}
 
 
-def uncorrected_tests() -> int:
-    """How many paired tests the depth-versus-width chapter reports, none corrected for the
-    others: per sweep the best deeper network against one layer on validation and on test, per
-    long sweep also the top depth against the bottom and the gain test (:func:`gain_test`), and
-    every deeper network against one layer on test at 1000 units
-    (:func:`nnlab.book.part2_evidence.pattern_tests`)."""
-    from nnlab.book.part2_evidence import pattern_tests
-
-    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests()
-
-
 def long_sweep_verdict() -> str:
     """What the long sweeps say together, in words computed from the numbers: at how many
     budgets the ranking of depths is the same at 4 and at 12 epochs and one hidden layer has

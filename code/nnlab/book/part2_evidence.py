@@ -153,3 +153,15 @@ def sweep_versions(suffix: str = "") -> str:
     from nnlab.book.mlp_budget import BUDGETS
 
     return ", ".join(sorted({r["nnlab_version"] for b in BUDGETS for r in store.runs(f"depth-width-{b}{suffix}")}))
+
+
+def uncorrected_tests() -> int:
+    """How many paired tests the depth-versus-width chapter reports, none corrected for the
+    others: per sweep the best deeper network against one layer on validation and on test, per
+    long sweep also the top depth against the bottom and the gain test
+    (:func:`nnlab.book.mlp_budget.gain_test`), and
+    every deeper network against one layer on test at 1000 units
+    (:func:`pattern_tests`)."""
+    from nnlab.book.mlp_budget import BUDGETS, LONG_BUDGETS
+
+    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests()

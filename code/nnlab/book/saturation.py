@@ -401,8 +401,8 @@ def late_arrivals(short: Mapping[tuple[str, float], np.ndarray], long: Mapping[t
         names: how to call each activation.
 
     Returns:
-        ``the sigmoid at rate 0.1: all 3 missing seeds get there (after 619 to 763 iterations);
-        ...`` for every cell of ``long`` with seeds missing in ``short``.
+        One clause for every cell of ``long`` with seeds missing in ``short``, such as
+        "the sigmoid at rate 0.1: all 3 missing seeds get there (after 619 to 763 iterations)".
     """
     parts = []
     for (activation, lr), times_long in long.items():
