@@ -87,3 +87,22 @@ def test_changed_code_clears_the_configured_cache(book, tmp_path):
     (root / "code" / "nnlab" / "train.py").write_text("EPOCHS = 41\n")
     ext.invalidate(app)
     assert not entry.exists() and ext.outdated(app, ENV, set(), set(), set())
+
+
+def test_prepare_then_a_plain_build_reads_every_chapter_again(book):
+    """`python -m nnlab.book prepare` (what `make book` runs first) stamps the new inputs, so
+    the extension sees nothing new; prepare must itself make Sphinx read every chapter again,
+    or a chapter whose source is unchanged keeps outputs computed from the old results."""
+    from nnlab.book.build import refresh
+
+    root, _ = book
+    build = root / "_build"
+    refresh(build, root=root)
+    pickle = build / ".doctrees" / "environment.pickle"
+    pickle.parent.mkdir(parents=True)
+    pickle.write_bytes(b"saved environment")
+    entry = cached(root)
+    assert refresh(build, root=root) is None and pickle.exists() and entry.exists()  # nothing changed
+    (root / "code" / "nnlab" / "train.py").write_text("EPOCHS = 41\n")
+    assert refresh(build, root=root) == "changed"
+    assert not entry.exists() and not pickle.exists()

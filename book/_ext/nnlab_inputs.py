@@ -33,7 +33,8 @@ def invalidate(app) -> None:
     """``builder-inited``: clear the execution cache if the inputs changed since the last build."""
     from nnlab.book.build import refresh
 
-    state = refresh(build_folder(app), root=Path(app.srcdir), cache=cache_folder(app))
+    state = refresh(build_folder(app), root=Path(app.srcdir), cache=cache_folder(app),
+                    doctrees=Path(app.doctreedir) if getattr(app, "doctreedir", None) else None)
     setattr(app, CHANGED, state is not None)
     if state == "changed":
         LOGGER.info("nnlab: code/nnlab or results/ changed since the last build: execution cache "

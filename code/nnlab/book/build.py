@@ -48,26 +48,36 @@ def inputs_hash(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
-def refresh(build_dir: Path, root: Path | None = None, cache: Path | None = None) -> str | None:
+def refresh(build_dir: Path, root: Path | None = None, cache: Path | None = None,
+            doctrees: Path | None = None) -> str | None:
     """Clear the execution cache ``cache`` (``build_dir/.jupyter_cache`` by default) unless the
     inputs of ``root`` (the repository by default) hash as the stamp in ``build_dir`` records,
     and record their hash. Returns None when the inputs are unchanged, ``"changed"`` when they
-    differ from the stamp and ``"unstamped"`` when there was no stamp."""
+    differ from the stamp and ``"unstamped"`` when there was no stamp.
+
+    With the cache it deletes Sphinx's saved environment (``environment.pickle`` in
+    ``doctrees``, ``build_dir/.doctrees`` by default), so the next build reads every chapter
+    again even without ``--all``: a chapter whose source is unchanged would otherwise keep the
+    outputs it was last executed with."""
     cache = build_dir / ".jupyter_cache" if cache is None else cache
+    doctrees = build_dir / ".doctrees" if doctrees is None else doctrees
     stamp = build_dir / ".nnlab-inputs"
     new = inputs_hash(root)
     old = stamp.read_text().strip() if stamp.exists() else None
     if old == new:
         return None
     shutil.rmtree(cache, ignore_errors=True)
+    (doctrees / "environment.pickle").unlink(missing_ok=True)
     build_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(stamp, (new + "\n").encode())
     return "unstamped" if old is None else "changed"
 
 
 def prepare(build_dir: Path | None = None) -> bool:
-    """Clear the execution cache in ``build_dir`` (the repository's ``_build`` by default) if
-    the inputs changed; returns True if it was cleared. The book's Sphinx extension
+    """Clear the execution cache and the saved environment in ``build_dir`` (the repository's
+    ``_build`` by default) if the inputs changed; returns True if they were cleared, and then
+    the next ``jupyter-book build .``, with or without ``--all``, executes every chapter.
+    The book's Sphinx extension
     ``book/_ext/nnlab_inputs.py`` does the same inside every build."""
     return refresh(ROOT / "_build" if build_dir is None else build_dir) == "changed"
 
