@@ -138,3 +138,28 @@ def test_the_module_belongs_to_the_core():
     """Courses import it without the book: nnlab.stats must not pull nnlab.book in."""
     code = "import sys, nnlab.stats; assert not any(m.startswith('nnlab.book') for m in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_holm_adjusts_step_down_in_the_given_order():
+    from nnlab.stats import holm_adjust
+
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.6, 0.9]) == [1.0, 1.0]
+    nan_kept = holm_adjust([float("nan"), 0.02, 0.04])
+    assert math.isnan(nan_kept[0]) and nan_kept[1:] == pytest.approx([0.04, 0.04])
+
+
+def test_holm_verdict_follows_the_corrected_test():
+    from nnlab.stats import compare, holm
+
+    a = {0: 0.90, 1: 0.92, 2: 0.95}
+    strong = compare({s: v + 0.05 for s, v in a.items()}, a)  # no spread of the difference: p undefined
+    nominal = compare({0: 0.93, 1: 0.94, 2: 0.99}, a)
+    assert nominal.detected
+    corrected = holm([nominal] * 3)
+    assert all(c.family == 3 and c.p_raw == nominal.p for c in corrected)
+    assert corrected[0].p == pytest.approx(min(1.0, 3 * nominal.p))
+    assert corrected[0].detected == (3 * nominal.p < 0.05)
+    assert "Holm-adjusted p" in corrected[0].report()
+    assert holm([strong]) == [strong]

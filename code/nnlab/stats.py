@@ -17,6 +17,10 @@ not a proof of equality.
 
 :func:`rank_correlation` and :func:`rank_correlation_interval` measure how two rankings of
 the same candidates agree (Spearman's correlation and a bootstrap interval over candidates).
+
+:func:`holm` corrects a family of comparisons for their number (Holm's step-down method): each
+returned :class:`Comparison` carries its adjusted p-value, so its verdict names a direction only
+when the corrected test finds one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats as _scipy
@@ -74,6 +78,8 @@ class Comparison:
     alpha: float = 0.05
     scale: float = 100.0
     unit: str = "points"
+    family: int = 1  # tests in the family ``p`` is corrected for (1: uncorrected)
+    p_raw: float = math.nan  # the uncorrected p-value when ``family > 1``
 
     @property
     def paired(self) -> bool:
@@ -118,7 +124,11 @@ class Comparison:
         if not self.detected:
             return f"no detectable difference at {self.seeds_words()}"
         first, second = self.names if self.difference > 0 else self.names[::-1]
-        return f"{first} ahead of {second} by {self.amount(digits=digits)}, {format_p(self.p)}"
+        return f"{first} ahead of {second} by {self.amount(digits=digits)}, {self.p_words()}"
+
+    def p_words(self) -> str:
+        """``p = 0.035``, or ``Holm-adjusted p = 0.070`` for a corrected comparison."""
+        return f"Holm-adjusted {format_p(self.p)}" if self.family > 1 else format_p(self.p)
 
     def report(self, digits: int = 2) -> str:
         """The verdict, with the signed difference and p-value where it names no direction:
@@ -127,14 +137,14 @@ class Comparison:
         if self.detected:
             return self.verdict(digits)
         evidence = f"{self.names[0]} minus {self.names[1]}: {self.amount(signed=True, digits=digits)}"
-        return f"{self.verdict(digits)} ({evidence}, {format_p(self.p)})"
+        return f"{self.verdict(digits)} ({evidence}, {self.p_words()})"
 
     def describe(self, digits: int = 2) -> str:
         """The verdict with its evidence, for a parenthesis: ``paired t-test over three seeds:
         +0.12 points, 95% interval -0.21 to +0.45 points, p = 0.25``."""
         test = "paired t-test" if self.paired else "Welch's t-test"
         return (f"{test} over {self.seeds_words()}: {self.amount(signed=True, digits=digits)}, "
-                f"{self.interval(digits)}, {format_p(self.p)}")
+                f"{self.interval(digits)}, {self.p_words()}")
 
 
 def _as_mapping(x: Results) -> dict:
@@ -185,6 +195,31 @@ def compare(a: Results, b: Results, names: tuple[str, str] = ("A", "B"), *, pair
     return Comparison(names=tuple(names), test="paired" if use_paired else "welch", n_a=len(va), n_b=len(vb),
                       mean_a=float(va.mean()), mean_b=float(vb.mean()), difference=diff, low=low, high=high,
                       level=level, t=t, df=df, p=p, alpha=alpha, scale=scale, unit=unit)
+
+
+def holm_adjust(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the ``i``-th smallest of ``m``
+    p-values is multiplied by ``m - i + 1`` (``i`` from 1), made non-decreasing along the sorted
+    order and capped at 1. Rejecting where the adjusted value is below ``alpha`` keeps the chance
+    of any false detection in the family at most ``alpha``. An undefined (``nan``) p-value stays
+    undefined and does not count in ``m``."""
+    values = [float(x) for x in p]
+    defined = sorted((v, i) for i, v in enumerate(values) if not math.isnan(v))
+    m, running, out = len(defined), 0.0, list(values)
+    for rank, (value, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - rank) * value))
+        out[i] = running
+    return out
+
+
+def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons of one family, their p-values corrected by :func:`holm_adjust`; each keeps
+    its uncorrected value in ``p_raw`` and the family's size in ``family``. A family of one is
+    returned unchanged."""
+    if len(comparisons) < 2:
+        return list(comparisons)
+    adjusted = holm_adjust([c.p for c in comparisons])
+    return [replace(c, p=q, p_raw=c.p, family=len(comparisons)) for c, q in zip(comparisons, adjusted)]
 
 
 def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:

@@ -151,3 +151,56 @@ def dropout_lead(table: pd.DataFrame, level: float = 0.4, leader: str = "avg-poo
 
     others = [v for v in table["variant"].unique() if v != leader]
     return {other: pooling.drop_comparison(table, "dropout", level, leader, other) for other in others}
+
+
+def variant_comparison(table: pd.DataFrame, perturbation: str, level: float, a: str, b: str) -> stats.Comparison:
+    """:func:`compare_variants`'s test as a :class:`nnlab.stats.Comparison`, ``b`` named first."""
+    part = table[(table["perturbation"] == perturbation) & (table["level"] == level)]
+
+    def per_seed(variant: str) -> dict[int, float]:
+        rows = part[part["variant"] == variant]
+        return dict(zip(rows["seed"].astype(int), rows["accuracy"].astype(float)))
+
+    return stats.compare(per_seed(b), per_seed(a), names=(b, a))
+
+
+def _family_specs() -> dict[str, list[tuple[str, str, str, float, str, str]]]:
+    """The pooling chapter's tests, ``(key, kind, perturbation, level, a, b)`` per family:
+    ``accuracy`` compares accuracies (``a`` named first), ``loss`` losses from clean accuracy
+    (:func:`nnlab.book.pooling.drop_comparison`)."""
+    shift = [(f"shift{lv}_acc", "accuracy", "shift", lv, "max-pool", "stride-2") for lv in (2, 3)]
+    shift += [(f"shift{lv}_loss_{other}", "loss", "shift", lv, "max-pool", other)
+              for lv in (1, 2, 3) for other in ("stride-2", "no-pool")]
+    noise = [(f"noise04_acc_{other}", "accuracy", "noise", 0.4, other, "max-pool")
+             for other in ("avg-pool", "stride-2", "no-pool")]
+    noise += [(f"noise{str(s).replace('.', '')}_loss_avg_none", "loss", "noise", s, "avg-pool", "no-pool")
+              for s in (0.3, 0.4)]
+    return {
+        "clean": [(f"clean_{a}_{b}", "accuracy", "shift", 0, a, b) for a, b in
+                  (("max-pool", "stride-2"), ("no-pool", "stride-2"), ("no-pool", "avg-pool"), ("max-pool", "avg-pool"))],
+        "shift": shift,
+        "rotation": [(f"rotate30_loss_{other}", "loss", "rotate", 30, "max-pool", other) for other in ("no-pool", "stride-2")],
+        "noise": noise,
+        "dropping": [(f"dropout04_loss_{other}", "loss", "dropout", 0.4, "avg-pool", other)
+                     for other in ("max-pool", "stride-2", "no-pool")],
+    }
+
+
+def corrected_tests(table: pd.DataFrame) -> dict[str, stats.Comparison]:
+    """Every paired test the pooling chapter reports on :func:`nnlab.book.pooling.robustness`'s
+    table, Holm-corrected (:func:`nnlab.stats.holm`) within its family: clean accuracy, shifts,
+    rotation, noise and dropped pixels, one family per kind of perturbation, fixed before the
+    tests are run. Keyed by test name (for example ``shift3_acc`` or ``dropout04_loss_no-pool``)."""
+    from nnlab.book import pooling
+
+    out: dict[str, stats.Comparison] = {}
+    for specs in _family_specs().values():
+        tests = [variant_comparison(table, pert, level, b, a) if kind == "accuracy"
+                 else pooling.drop_comparison(table, pert, level, a, b) for _, kind, pert, level, a, b in specs]
+        out.update(zip((spec[0] for spec in specs), stats.holm(tests)))
+    return out
+
+
+def family_sizes() -> dict[str, int]:
+    """How many tests each family of :func:`corrected_tests` holds."""
+    return {name: len(specs) for name, specs in _family_specs().items()}
