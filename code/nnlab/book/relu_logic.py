@@ -121,26 +121,10 @@ def train_relu_networks(hidden: Sequence[int], function: str = "xor",
         ``final_grad_max`` ``(S,)`` (largest absolute gradient entry at the end), and the
         trained ``weights`` and ``biases`` (one ``(S, ...)`` array per layer).
     """
-    sizes = [2, *hidden, 1]
     n = len(seeds)
-    weights, biases = [], []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        ws, bs = [], []
-        for s in seeds:
-            g = torch.Generator().manual_seed(int(s) * 1000 + len(weights))
-            w = torch.rand(n_in, n_out, generator=g, dtype=torch.float64)
-            b = torch.rand(n_out, generator=g, dtype=torch.float64)
-            if init == "playground":
-                ws.append(w - 0.5)
-                bs.append(torch.full_like(b, 0.1))
-            elif init == "torch":
-                bound = 1 / np.sqrt(n_in)
-                ws.append((w * 2 - 1) * bound)
-                bs.append((b * 2 - 1) * bound)
-            else:
-                raise ValueError(f"unknown init {init!r}; choose 'playground' or 'torch'")
-        weights.append(torch.stack(ws).requires_grad_())
-        biases.append(torch.stack(bs).requires_grad_())
+    weights, biases = _initial(hidden, seeds, init)
+    for p in weights + biases:
+        p.requires_grad_()
     x = torch.from_numpy(INPUTS)
     target = torch.from_numpy(TARGETS[function]).to(torch.float64)
 
@@ -172,6 +156,38 @@ def train_relu_networks(hidden: Sequence[int], function: str = "xor",
             "final_grad_max": grad_max,
             "weights": [w.detach().numpy() for w in weights],
             "biases": [b.detach().numpy() for b in biases]}
+
+
+def _initial(hidden: Sequence[int], seeds: Sequence[int],
+             init: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The starting weights and biases of :func:`train_relu_networks`, one ``(S, ...)`` tensor
+    per layer."""
+    sizes = [2, *hidden, 1]
+    weights, biases = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        ws, bs = [], []
+        for s in seeds:
+            g = torch.Generator().manual_seed(int(s) * 1000 + len(weights))
+            w = torch.rand(n_in, n_out, generator=g, dtype=torch.float64)
+            b = torch.rand(n_out, generator=g, dtype=torch.float64)
+            if init == "playground":
+                ws.append(w - 0.5)
+                bs.append(torch.full_like(b, 0.1))
+            elif init == "torch":
+                bound = 1 / np.sqrt(n_in)
+                ws.append((w * 2 - 1) * bound)
+                bs.append((b * 2 - 1) * bound)
+            else:
+                raise ValueError(f"unknown init {init!r}; choose 'playground' or 'torch'")
+        weights.append(torch.stack(ws))
+        biases.append(torch.stack(bs))
+    return weights, biases
+
+
+def initial_network(hidden: Sequence[int], seed: int, init: str = "playground") -> Layers:
+    """The network that :func:`train_relu_networks` starts from for one seed."""
+    weights, biases = _initial(hidden, (seed,), init)
+    return [(w[0].numpy(), b[0].numpy()) for w, b in zip(weights, biases)]
 
 
 def trained_network(result: dict[str, np.ndarray], run: int) -> Layers:
