@@ -15,6 +15,7 @@ import pytest
 from nnlab import playground as pg
 from nnlab.book import backprop_worked as bw
 from nnlab.book import dying_relu as dr
+from nnlab.book import relu_logic as rl
 from nnlab.book import saturation as sat
 from nnlab.book import stored_dying_relu, stored_saturation, stored_studies
 from nnlab.stats import compare
@@ -122,6 +123,19 @@ def test_censored_slower_variant_reads_as_a_lower_bound():
     assert "interval" not in phrase and "slow one first on 0 seeds and fast one on 10, exact sign test" in phrase
     assert c.censored == (3, 0) and c.first == (0, 10) and c.detected == (c.sign_p < 0.05)
     assert sat.speed_phrase(c) == phrase  # the comparison knows its own censored runs
+
+
+def test_censored_verdict_follows_the_sign_test_not_the_placeholder_t_test():
+    fast = np.array([10.0, 12, 9, 11, 10, 13, 8, 10, 12, 11])
+    # six runs cut off at the budget, four that beat the other variant: the placeholder t-test
+    # sees a large ratio, the sign test on who got there first (4 against 6) sees nothing
+    slow = np.where(np.arange(10) < 6, np.nan, 0.5 * fast)
+    c = sat.speed_comparison(slow, fast, ("slow one", "fast one"), (4000, 4000), SEEDS)
+    placeholder_t = compare(dict(zip(SEEDS, np.log10(sat.censored(slow, 4000)))),
+                                dict(zip(SEEDS, np.log10(fast))), scale=1.0)
+    assert placeholder_t.detected and c.sign_p > 0.05
+    assert not c.detected and sat.slower(c) is None
+    assert sat.speed_phrase(c).startswith("no detectable difference")
 
 
 def test_first_to_arrive_is_known_only_where_the_budget_tells():
@@ -410,3 +424,43 @@ def test_late_arrivals_wording():
     assert said == ("A at rate 1: 1 of 2 missing seeds gets there (after 40 iterations); "
                     "A at rate 2: the missing seed gets there (after 70 iterations); "
                     "A at rate 3: none of the 3 missing seeds gets there")
+
+
+def test_single_unit_grid_of_the_or_xor_page_counts_exactly():
+    # the page's grid, step 1/16: floating point must agree with the same count in integers
+    k = np.arange(-48, 49)
+    counts = rl.search_single_unit(k / 16)
+    w1, w2, b = (g.ravel() for g in np.meshgrid(k, k, k, indexing="ij"))
+    pre = np.stack([w1 * x1 + w2 * x2 + b for x1, x2 in rl.INPUTS.astype(int)], 1)  # in units of 1/16
+    for name, target in rl.TARGETS.items():
+        exact = np.all(pre[:, target == 0] <= 0, 1) & np.all(pre[:, target == 1] >= 16, 1)
+        assert counts[name] == int(exact.sum()), name
+    assert counts["xor"] == 0 and counts["and"] > 0 and counts["or"] > 0
+    # the old step of 0.05 is not exact: rounding loses units that compute AND
+    k20 = np.arange(-60, 61)
+    w1, w2, b = (g.ravel() for g in np.meshgrid(k20, k20, k20, indexing="ij"))
+    pre20 = np.stack([w1 * x1 + w2 * x2 + b for x1, x2 in rl.INPUTS.astype(int)], 1)
+    t = rl.TARGETS["and"]
+    exact_and = int((np.all(pre20[:, t == 0] <= 0, 1) & np.all(pre20[:, t == 1] >= 20, 1)).sum())
+    assert rl.search_single_unit(np.linspace(-3, 3, 121))["and"] < exact_and
+
+
+def test_paired_units_phrase_tests_networks_not_pooled_units():
+    g = np.zeros(40, int)
+    s = np.zeros(40, int)
+    g[:3] = 1
+    s[3] = 1
+    phrase = dr.paired_units_phrase(g, s, 6, ("A", "B"))
+    assert phrase.startswith("3 of 240 units with A against 1 of 240 with B")
+    assert "more with A on 3 seeds and with B on 1; exact sign test" in phrase
+    assert phrase.endswith("not distinguishable at 40 seeds")
+    g[:20] = 2
+    assert dr.paired_units_phrase(g, s, 6, ("A", "B")).endswith("more with A")
+    assert "no difference to test" in dr.paired_units_phrase(s, s, 6, ("A", "B"))
+
+
+def test_count_phrase_without_discordant_seeds_reports_no_test():
+    none = np.zeros(40, bool)
+    assert dr.count_phrase(none, none, ("A", "B"), "runs") == "no runs with A or with B (of 40 seeds each)"
+    same = np.arange(40) < 2
+    assert "McNemar" not in dr.count_phrase(same, same, ("A", "B"), "runs")

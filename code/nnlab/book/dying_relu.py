@@ -73,6 +73,10 @@ def count_phrase(a: Sequence[bool], b: Sequence[bool], names: tuple[str, str], w
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     only_a, only_b, p = mcnemar(a, b)
     n = len(a)
+    if only_a + only_b == 0:  # nothing to test: say what the seeds show
+        if not a.any():
+            return f"no {what} with {names[0]} or with {names[1]} (of {n} seeds each)"
+        return f"{int(a.sum())} of {n} {what} with both {names[0]} and {names[1]}, on the same seeds"
     counts = f"{int(a.sum())} of {n} {what} with {names[0]} against {int(b.sum())} of {n} with {names[1]}"
     test = f"exact McNemar test on the {only_a + only_b} seeds where they differ, {format_p(p)}"
     if p < ALPHA:
@@ -141,6 +145,39 @@ def detected_at(grid: Mapping[str, np.ndarray], width: int, rate: float) -> bool
     """Whether :func:`order_cells` detects more networks with a dead unit in grouped order at
     ``width`` and ``rate``."""
     return any(c["width"] == width and c["rate"] == rate and c["more"] == "grouped" for c in order_cells(grid))
+
+
+def paired_units_phrase(a: Sequence[int], b: Sequence[int], units: int, names: tuple[str, str]) -> str:
+    """Dead units counted per network, the two variants paired by seed, compared by an exact
+    sign test on the seeds where the counts differ (the units of one network are not
+    independent, so the network is the unit of the test).
+
+    Args:
+        a: dead units per seed for the first variant.
+        b: the same seeds' counts for the second variant.
+        units: hidden units per network.
+        names: the two variants.
+
+    Returns:
+        ``3 of 240 units with A against 1 of 240 with B (per network, more with A on 3 seeds and
+        with B on 1; exact sign test, p = 0.62): not distinguishable at 40 seeds``, or, when the
+        test detects it, ``...: more with A``.
+    """
+    a, b = np.asarray(a, int), np.asarray(b, int)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_units_phrase needs the same seeds for both variants, got {a.shape} and {b.shape}")
+    n = len(a)
+    total = n * units
+    counts = f"{int(a.sum())} of {total} units with {names[0]} against {int(b.sum())} of {total} with {names[1]}"
+    more_a, more_b = int((a > b).sum()), int((b > a).sum())
+    if more_a + more_b == 0:
+        return f"{counts} (the same count in every network: no difference to test)"
+    p = float(binomtest(more_a, more_a + more_b).pvalue)
+    test = (f"per network, more with {names[0]} on {more_a} seed{'s' if more_a != 1 else ''} and with "
+            f"{names[1]} on {more_b}; exact sign test, {format_p(p)}")
+    if p < ALPHA:
+        return f"{counts} ({test}): more with {names[0] if more_a > more_b else names[1]}"
+    return f"{counts} ({test}): not distinguishable at {n} seeds"
 
 
 def fisher_phrase(a: int, b: int, n: int, names: tuple[str, str], what: str) -> str:
