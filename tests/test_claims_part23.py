@@ -429,7 +429,7 @@ def test_deeper_pattern_sentence_agrees_with_every_test():
         found = [c.verdict() for c in tests.values() if c.detected]
         part = text.split(f"after {E.get(f'depth-width-1000{suffix}').train.epochs} epochs")[1].split(";")[0]
         assert all(v.split(",")[0] in text for v in found) and (("no test finds a direction" in part) == (not found))
-    assert p2.pattern_tests() == 12 and p2.uncorrected_tests() == 18 + 12
+    assert p2.pattern_tests() == 12 and p2.uncorrected_tests() == 18 + 12 + 2 * (18 + 6)
     assert "not evidence that depth helps" in text
     chapter = (ROOT / "book/part2/depth_width.md").read_text()
     assert "far fewer parameters" not in chapter and "the higher mean with fewer parameters" not in chapter
@@ -478,3 +478,89 @@ def test_official_counts_are_read_from_the_files():
     facts = mnist_facts.facts()
     assert facts["n_official_train"] == facts["n_train"] + facts["n_val"]
     assert facts["n_official_test"] == facts["n_test"]
+
+
+def test_taper_sentence_agrees_with_every_taper_test():
+    """Depth versus width, 'Equal widths or tapering?': tapering against equal widths at every
+    budget, depth and length; the sentence and the summary count the higher means and name
+    every detected test with its sign (referee 2, finding 2)."""
+    from nnlab.book import part2_evidence as p2
+
+    text, summary = p2.taper_sentence(), p2.taper_summary()
+    val = p2.taper_against_equal("val_acc")
+    assert len(val) == 18 and all(c.paired and c.n == 3 for c in val.values())
+    parts = dict(zip(("validation", "test"), text.split("): on validation ")[1].split("; on test ")))
+    for metric, label in (("val_acc", "validation"), ("test_acc", "test")):
+        tests, part = p2.taper_against_equal(metric), parts[label]
+        higher = sum(c.difference > 0 for c in tests.values())
+        assert part.startswith(f"the tapering network has the higher mean in {higher} of the 18 pairs")
+        for c in tests.values():
+            assert (f"{c.amount(signed=True)}, {p2.stats.format_p(c.p)}" in part) == c.detected
+        behind = [c for c in tests.values() if c.detected and c.difference < 0]
+        assert part.rstrip(".").endswith("behind in none") == (not behind)
+    ahead = sum(c.detected and c.difference > 0 for c in val.values())
+    assert f"ahead of equal widths in {p2.stats.count_words(ahead)} paired tests" in summary
+
+
+def test_depth_at_equal_first_layer_width_sentence_agrees_with_its_tests():
+    """Depth versus width: taper-4's first layer is at least as wide as equal-2's at every
+    budget, and the sentence's lead and counts follow the paired tests (referee 2, finding 1)."""
+    from nnlab.book import part2_evidence as p2
+
+    for b in mlp_budget.BUDGETS:
+        w = p2.first_layer_widths(b)
+        assert w["taper-4"] >= w["equal-2"]
+    text, summary = p2.depth_at_equal_width_sentence(), p2.depth_at_equal_width_summary()
+    test = p2.depth_at_equal_width("test_acc")
+    two = [c for c in test.values() if c.detected and c.difference < 0]
+    assert text.startswith("A narrower first layer is not the whole cost of depth.") == bool(two)
+    for c in [c for c in test.values() if c.detected]:
+        assert f"{c.amount(signed=True)}, {p2.stats.format_p(c.p)}" in text
+    assert f"the two layers are ahead in {p2.stats.count_words(len(two)) if two else 'none'} of six" in summary
+    gains = p2.gain_words()
+    found = [b for b in mlp_budget.LONG_BUDGETS if mlp_budget.gain_test(b).detected]
+    assert ("which suggests that part of the cost" in gains) == bool(found)
+
+
+def test_budget_page_claims_of_the_second_review():
+    """Budget chapter: the student's last epochs meet every threshold; the one-cycle row's 40
+    epochs at batch 128 take about as many steps as 10 at batch 32; the gradient ratio rises
+    over its checkpoints; Fig. 7.1's alt text (the 1000-unit network ends with the highest
+    validation accuracy) and Fig. 7.2's (the double softmax's validation accuracy lies below
+    at every epoch) hold (referee 2, findings 3, 5, 7, 12)."""
+    from nnlab.book import part2_evidence as p2
+
+    targets = {t.problem: t.required for t in mlp_budget.TARGETS}
+    finals = {p: a[-1] for p, a in mlp_budget.STUDENT_TEST_ACC.items()}
+    assert p2.student_finals_pass() == all(finals[p] >= targets[p] for p in finals)
+    assert p2.student_finals_words().startswith("The last epochs meet every threshold") == p2.student_finals_pass()
+    one, base = p2.training_steps("mlp-ablation", "onecycle"), p2.training_steps("mlp-ablation", "problem-recipe")
+    assert abs(one - base) < 0.01 * base
+    g = stored_studies.softmax_gradients()
+    words = p2.ratio_trend_words(g["ratios"][1:], g["checkpoints"][1:])
+    assert words.startswith("rises") == all(a < b for a, b in zip(g["ratios"][1:], g["ratios"][2:]))
+    final = {b: np.mean([h["val_acc"][-1] for h in mlp_budget.histories(f"mlp-{b}")]) for b in mlp_budget.BUDGETS}
+    assert max(final, key=final.get) == 1000
+    ok, bad = (np.mean([h["val_acc"] for h in mlp_budget.histories("mlp-ablation", v)], 0)
+               for v in ("problem-recipe", "softmax-last"))
+    assert (bad < ok).all() and len(ok) == 10
+    text = (ROOT / "book/part2/budget.md").read_text()
+    assert "ends with the highest validation" in text and "best throughout" not in text
+
+
+def test_long_sweep_verdict_names_the_budgets_whose_order_held():
+    """Depth versus width: the parenthesis lists the budgets whose order of depths held, and the
+    others after 'not' (referee 2, finding 11)."""
+    same = [b for b in mlp_budget.LONG_BUDGETS if mlp_budget.depth_order(b) == mlp_budget.depth_order(b, "-long")]
+    text = mlp_budget.long_sweep_verdict()
+    if 0 < len(same) < len(mlp_budget.LONG_BUDGETS):
+        assert f"({mlp_budget._budget_list(same)} hidden units; not " in text
+
+
+def test_reported_models_all_train_the_same_epochs_in_depth_width_prose():
+    """Depth versus width: the epochs of the reported models come from the chosen variants
+    (referee 2, finding 4)."""
+    epochs = {E.get(n).train_config(E.get(n).variant(store.chosen_variant(n))).epochs
+              for n in mlp_budget.BUDGET_EXPERIMENTS}
+    assert epochs == {40}
+    assert "dw_best_epochs_lo" not in (ROOT / "book/part2/depth_width.md").read_text()

@@ -731,7 +731,9 @@ def long_sweep_verdict() -> str:
     same = [b for b in LONG_BUDGETS if orders[b][0] == orders[b][1]]
     shallow_best = [b for b in LONG_BUDGETS if orders[b][1][0] == 1]
     deeper_gained = [b for b in LONG_BUDGETS if gains[b]["deeper"] > gains[b]["shallow"]]
-    budgets = ", ".join(map(str, LONG_BUDGETS))
+    others = [b for b in LONG_BUDGETS if b not in same]
+    budgets = (f"{_budget_list(same)} hidden units; not {_budget_list(others)}" if same and others
+               else f"{_budget_list(list(LONG_BUDGETS))} hidden units")
     groups = depth_verdict_by_budget("-long")
 
     def count(xs: list) -> str:
@@ -740,7 +742,7 @@ def long_sweep_verdict() -> str:
     detected = [b for b in LONG_BUDGETS if gain_test(b).detected]
     every = all(min(g["min_deeper"], g["shallow"]) > 0 for g in gains.values())
     text = (f"The order of the depths' means after 12 epochs equals the one after 4 at {count(same)} budgets "
-            f"({budgets} hidden units), and one hidden layer has the highest mean validation accuracy at "
+            f"({budgets}), and one hidden layer has the highest mean validation accuracy at "
             f"{count(shallow_best)}. " + ("Every network gained from the longer training, so the 4-epoch sweeps "
             "under-train all of them; " if every else "Not every network gained from the longer training; ")
             + f"the deeper networks' mean gain exceeds the single layer's at "

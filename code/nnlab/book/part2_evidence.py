@@ -161,7 +161,171 @@ def uncorrected_tests() -> int:
     long sweep also the top depth against the bottom and the gain test
     (:func:`nnlab.book.mlp_budget.gain_test`), and
     every deeper network against one layer on test at 1000 units
-    (:func:`pattern_tests`)."""
+    (:func:`pattern_tests`), and on validation and test every tapering network against the
+    equal widths of its depth (:func:`taper_against_equal`) and taper-4 against equal-2
+    (:func:`depth_at_equal_width`)."""
     from nnlab.book.mlp_budget import BUDGETS, LONG_BUDGETS
 
-    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests()
+    shapes = 2 * (len(taper_against_equal()) + len(depth_at_equal_width()))
+    return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests() + shapes
+
+
+#: The depths at which a depth-versus-width sweep has both an equal-width and a tapering network.
+SHAPE_DEPTHS = (2, 3, 4)
+SWEEP_LENGTHS = ("", "-long")
+
+
+def _sweep(budget: int, suffix: str) -> str:
+    return f"depth-width-{budget}{suffix}"
+
+
+def _cell_words(budget: int, suffix: str, depth: int | None = None) -> str:
+    layers = "" if depth is None else f", {depth} layers"
+    return f"{budget} units{layers}, {E.get(_sweep(budget, suffix)).train.epochs} epochs"
+
+
+def taper_against_equal(metric: str = "val_acc") -> dict[tuple[int, str, int], stats.Comparison]:
+    """Every tapering network against the equal-width network of the same depth and sweep,
+    paired by seed on ``metric``, keyed by ``(budget, suffix, depth)``."""
+    from nnlab.book.mlp_budget import BUDGETS
+
+    return {(b, s, d): compare_runs((_sweep(b, s), f"taper-{d}"), (_sweep(b, s), f"equal-{d}"), metric)
+            for b in BUDGETS for s in SWEEP_LENGTHS for d in SHAPE_DEPTHS}
+
+
+def _found(tests: dict, words) -> str:
+    """The detected tests of ``tests`` as ``cell: +0.79 points, p = 0.029``, or ``none``."""
+    found = [f"{words(*k)}: {c.amount(signed=True)}, {stats.format_p(c.p)}" for k, c in tests.items() if c.detected]
+    return "; ".join(found) or "none"
+
+
+def _taper_metric(metric: str, label: str) -> str:
+    tests = taper_against_equal(metric)
+    higher = sum(c.difference > 0 for c in tests.values())
+    ahead = {k: c for k, c in tests.items() if c.detected and c.difference > 0}
+    behind = {k: c for k, c in tests.items() if c.detected and c.difference < 0}
+    text = (f"on {label} the tapering network has the higher mean in {higher} of the {len(tests)} pairs and the "
+            f"paired test puts it ahead in {stats.count_words(len(ahead))} ({_found(ahead, _cell_words)})")
+    if behind:
+        return text + f" and behind in {stats.count_words(len(behind))} ({_found(behind, _cell_words)})"
+    return text + ", behind in none"
+
+
+def taper_sentence() -> str:
+    """Tapering against equal widths at every budget, depth and length, on validation and test,
+    in the words of the paired tests (:func:`taper_against_equal`)."""
+    n = len(taper_against_equal())
+    return (f"Seed by seed, each tapering network against the equal-width network of the same depth, over "
+            f"the {n} pairs of the six sweeps (three budgets, two to four hidden layers, 4 and 12 epochs): "
+            f"{_taper_metric('val_acc', 'validation')}; {_taper_metric('test_acc', 'test')}.")
+
+
+def taper_summary() -> str:
+    """The validation half of :func:`taper_sentence` as counts, for the chapter's summary."""
+    tests = taper_against_equal()
+    ahead = sum(c.detected and c.difference > 0 for c in tests.values())
+    behind = sum(c.detected and c.difference < 0 for c in tests.values())
+    return (f"On validation tapering has the higher mean in {sum(c.difference > 0 for c in tests.values())} "
+            f"of {len(tests)} pairs, is ahead of equal widths in {stats.count_words(ahead)} paired tests and "
+            f"behind in {stats.count_words(behind) if behind else 'none'} (uncorrected tests).")
+
+
+def first_layer_widths(budget: int) -> dict[str, int]:
+    """The first hidden layer's width of ``taper-4`` and ``equal-2`` at a budget."""
+    from nnlab.book.mlp_budget import depth_width_table
+
+    widths = depth_width_table(budget)["widths"]
+    return {v: int(str(widths[v]).split("-")[0]) for v in ("taper-4", "equal-2")}
+
+
+def depth_at_equal_width(metric: str = "test_acc") -> dict[tuple[int, str], stats.Comparison]:
+    """``taper-4`` (four layers, its first at least as wide as ``equal-2``'s) against ``equal-2``
+    (two layers), paired by seed on ``metric`` in every sweep, keyed by ``(budget, suffix)``."""
+    from nnlab.book.mlp_budget import BUDGETS
+
+    return {(b, s): compare_runs((_sweep(b, s), "taper-4"), (_sweep(b, s), "equal-2"), metric)
+            for b in BUDGETS for s in SWEEP_LENGTHS}
+
+
+def _depth_metric(metric: str, label: str) -> str:
+    tests = depth_at_equal_width(metric)
+    two = {k: c for k, c in tests.items() if c.detected and c.difference < 0}
+    four = {k: c for k, c in tests.items() if c.detected and c.difference > 0}
+
+    def part(found: dict) -> str:
+        return f"{stats.count_words(len(found))} ({_found(found, _cell_words)})" if found else "none"
+    return (f"on {label}, of the {stats.count_words(len(tests))} sweeps, equal-2 is ahead in {part(two)} "
+            f"and taper-4 in {part(four)}")
+
+
+def depth_at_equal_width_sentence() -> str:
+    """Whether depth costs accuracy when the first layer is no narrower: ``taper-4`` against
+    ``equal-2`` in every sweep, in the paired tests' words (signed differences are taper-4
+    minus equal-2)."""
+    from nnlab.book.mlp_budget import BUDGETS, depth_width_table
+
+    tests = depth_at_equal_width()
+    two = any(c.detected and c.difference < 0 for c in tests.values())
+    widths = "; ".join(f"{w['taper-4']} against {w['equal-2']} units at a budget of {b}"
+                       for b, w in ((b, first_layer_widths(b)) for b in BUDGETS))
+    lead = ("A narrower first layer is not the whole cost of depth. " if two else
+            "Whether depth costs more than first-layer width, these sweeps do not show. ")
+    last = int(str(depth_width_table(BUDGETS[0])["widths"]["taper-4"]).split("-")[-1])
+    return (f"{lead}The four-layer taper-4 has a first layer at least as wide as the two-layer equal-2's "
+            f"({widths}); seed by seed (taper-4 minus equal-2), {_depth_metric('test_acc', 'test')}; "
+            f"{_depth_metric('val_acc', 'validation')}. Which part of taper-4 costs the accuracy, its extra "
+            f"stages or its narrow last layers ({last} units at a budget of {BUDGETS[0]}), these sweeps do "
+            "not separate.")
+
+
+def gain_words() -> str:
+    """Whether longer training shrinks the cost of depth, from the gain tests
+    (:func:`nnlab.book.mlp_budget.gain_test`) of every long sweep."""
+    from nnlab.book.mlp_budget import LONG_BUDGETS, _budget_list, gain_test, length_gains
+
+    more = [b for b in LONG_BUDGETS if length_gains(b)["deeper"] > length_gains(b)["shallow"]]
+    found = [b for b in LONG_BUDGETS if gain_test(b).detected and gain_test(b).difference > 0]
+    text = (f"From 4 to 12 epochs the deeper networks gain more than one layer, on average over them, at "
+            f"{_budget_list(more) or 'no'} units")
+    if found:
+        return text + (f", detectably at {_budget_list(found)} (the gain tests above), which suggests that "
+                       "part of the cost of depth is one of optimisation, which longer training shrinks.")
+    return text + ", detectably at none (the gain tests above)."
+
+
+def depth_at_equal_width_summary() -> str:
+    """The test half of :func:`depth_at_equal_width_sentence` as counts, for the summary."""
+    tests = depth_at_equal_width()
+    two = sum(c.detected and c.difference < 0 for c in tests.values())
+    four = sum(c.detected and c.difference > 0 for c in tests.values())
+    return (f"At about the same first-layer width, four layers (taper-4) against two (equal-2) on test: the "
+            f"two layers are ahead in {stats.count_words(two) if two else 'none'} of {stats.count_words(len(tests))} "
+            f"sweeps, the "
+            f"four in {stats.count_words(four) if four else 'none'} (uncorrected tests).")
+
+
+def student_finals_pass() -> bool:
+    """Whether the last epoch of each of the student's runs (2C-2E) also meets its problem's
+    threshold (:data:`nnlab.book.mlp_budget.STUDENT_TEST_ACC`)."""
+    from nnlab.book.mlp_budget import STUDENT_TEST_ACC
+    from nnlab.book.problems import TARGETS
+
+    required = {t.problem: t.required for t in TARGETS}
+    return all(accs[-1] >= required[p] for p, accs in STUDENT_TEST_ACC.items())
+
+
+def student_finals_words() -> str:
+    """Whether choosing the best epoch decided any threshold, from the student's logs."""
+    if student_finals_pass():
+        return ("The last epochs meet every threshold too, so picking the best epoch does not decide "
+                "whether any threshold is met")
+    return "Not every last epoch meets its threshold, so picking the best epoch decides whether one is met"
+
+
+def ratio_trend_words(ratios: list[float], steps: list[int]) -> str:
+    """The gradient-norm ratios after initialisation in words: ``rises from 0.19 at step 100 to
+    0.43 at step 600 (three checkpoints)`` when they rise steadily, else their range."""
+    n = f"{stats.count_words(len(ratios))} checkpoints"
+    if all(a < b for a, b in zip(ratios, ratios[1:])):
+        return f"rises from {ratios[0]:.2f} at step {steps[0]} to {ratios[-1]:.2f} at step {steps[-1]} ({n})"
+    return f"lies between {min(ratios):.2f} and {max(ratios):.2f} ({n}, steps {steps[0]} to {steps[-1]})"
