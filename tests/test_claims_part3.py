@@ -331,3 +331,43 @@ def test_measured_ten_epoch_choices_are_of_seed_noise_size():
 
 def test_selection_gap_reads_the_optimism_sweeps_and_the_dropout_sweep():
     assert set(cnn_report.selection_gap()) == {*cnn_report.OPTIMISM_SWEEPS, "dropout-sweep"}
+
+
+@pytest.mark.parametrize("n,k,s,d", [(7, 3, 2, 1), (28, 3, 2, 1), (20, 5, 3, 2)])
+def test_a_strided_layer_keeps_its_size_only_with_the_stated_padding(n, k, s, d):
+    """'With a stride s > 1 no sensible padding keeps the size: ... P >= (s - 1)(n - 1) + d(k - 1)'."""
+    from nnlab import conv
+
+    least = (s - 1) * (n - 1) + d * (k - 1)
+    sizes = {total: conv.output_size(n + total, k, s, 0, d) for total in (least - 1, least)}
+    assert sizes == {least - 1: n - 1, least: n}
+    assert least >= n - 1
+
+
+def test_few_mnist_digits_reach_the_outer_rings():
+    """'almost no digit reaches the outermost pixel ring ... and few the second'."""
+    from nnlab.book import padding
+
+    share = padding.edge_ink_share((1, 2, 4))
+    assert share[1] < 0.02 and share[2] < 0.15 and share[4] > 0.5
+
+
+def test_selection_optimism_sentence_counts_the_sweeps_it_describes():
+    """'the picked number is higher in N of the M sweeps ... and equal in K (...)'."""
+    from nnlab.stats import count_words
+
+    opt = cnn_report.selection_optimism()
+    words = cnn_report.optimism_words(opt)
+    per = opt["per_sweep"].values()
+    higher, equal = sum(v > 1e-9 for v in per), sum(abs(v) < 1e-9 for v in per)
+    assert words.startswith(f"higher in {count_words(higher)} of the {count_words(len(per))} sweeps")
+    assert (f"equal in {count_words(equal)} (" in words) == (equal > 0)
+    assert f"{100 * opt['high']:.2f} points" in words
+
+
+def test_bn_recovery_share_range_brackets_the_mean_share():
+    """'about half ... (45% to 66% over the seeds)': the seeds' shares bracket the mean's share."""
+    rec = cnn_report.bn_recovery_share(cnn_report.bn_statistics_table())
+    assert rec["share_low"] <= rec["share"] <= rec["share_high"]
+    assert 0.3 < rec["share_low"] and rec["share_high"] < 0.7  # 'about half' on every seed
+    assert rec["p0_version"] in cnn_report.sweep_versions()

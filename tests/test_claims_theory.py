@@ -208,7 +208,7 @@ def test_pooling_is_equivariant_only_to_shifts_by_multiples_of_its_stride(kind):
         if d % 2 == 0:
             assert gap == 0.0 and best == d // 2
         else:
-            assert gap > 0.1
+            assert gap > 0.1 and best in ((d - 1) // 2, (d + 1) // 2)  # a neighbouring output shift
         if d:
             assert change > 0.1
 

@@ -215,6 +215,23 @@ def selection_optimism(names: tuple[str, ...] = OPTIMISM_SWEEPS) -> dict:
             "mean": float(np.mean(list(per.values()))), "sweeps": len(per)}
 
 
+def optimism_words(opt: dict) -> str:
+    """:func:`selection_optimism`'s result as the clause the CNN chapter prints: in how many
+    sweeps the picked number is higher (by up to the largest optimism) and in which it is equal."""
+    per = opt["per_sweep"]
+    count = stats.count_words
+    equal = [name for name, value in per.items() if abs(value) < 1e-9]
+    higher = [name for name, value in per.items() if value >= 1e-9]
+    lower = [name for name, value in per.items() if value <= -1e-9]
+    words = (f"higher in {count(len(higher))} of the {count(len(per))} sweeps, with no model having "
+             f"improved, by up to {100 * opt['high']:.2f} points (on {SWEEP_WORDS[opt['high_sweep']]})")
+    if lower:
+        words += f", lower in {count(len(lower))}"
+    if equal:
+        words += f", and equal in {count(len(equal))} (" + " and ".join(SWEEP_WORDS[n] for n in equal) + ")"
+    return words
+
+
 def seed_spread(name: str = "cnn") -> dict:
     s = store.summary(name)
     return {"std": s["std"], "range": s["max"] - s["min"], "errors_min": round((1 - s["max"]) * 10000),
@@ -228,14 +245,18 @@ def bn_recovery_share(bn: pd.DataFrame, p: float = 8 / 9) -> dict:
     ``fixed_val_acc``, one row per seed). The yardstick is the dropout sweep's model without
     dropout (``p = 0``, one epoch, the sweep's seed): ``share`` is (mean validation accuracy
     with re-estimated statistics minus with stored ones) over (the ``p = 0`` model's minus
-    with stored ones). Also returns those three accuracies (``stored``, ``fixed``, ``p0``)
-    and the ``gain`` and ``gap`` in accuracy units.
+    with stored ones). Also returns those three accuracies (``stored``, ``fixed``, ``p0``),
+    the ``gain`` and ``gap`` in accuracy units, and ``share_low`` and ``share_high``: the
+    smallest and largest share over the seeds, each seed's gain over its own gap; and
+    ``p0_version``, the nnlab version that trained the yardstick.
     """
     rows = bn[np.isclose(bn["p"], p)]
     stored, fixed = float(rows["val_acc"].mean()), float(rows["fixed_val_acc"].mean())
     p0 = float(dropout_sweep_table()["val_acc"].iloc[0])
+    shares = [(f - v) / (p0 - v) for v, f in zip(rows["val_acc"].astype(float), rows["fixed_val_acc"].astype(float))]
     return {"stored": stored, "fixed": fixed, "p0": p0, "gain": fixed - stored, "gap": p0 - stored,
-            "share": (fixed - stored) / (p0 - stored)}
+            "share": (fixed - stored) / (p0 - stored), "share_low": min(shares), "share_high": max(shares),
+            "p0_version": _runs_by_p("dropout-sweep")[0.0][0]["nnlab_version"]}
 
 
 def regulariser_reference() -> dict:
