@@ -18,7 +18,7 @@ not a proof of equality.
 :func:`rank_correlation` and :func:`rank_correlation_interval` measure how two rankings of
 the same candidates agree (Spearman's correlation and a bootstrap interval over candidates).
 
-:func:`holm` corrects a family of comparisons for their number (Holm's step-down method): each
+:func:`nnlab.stats.holm` corrects a family of comparisons for their number (Holm's step-down method): each
 returned :class:`Comparison` carries its adjusted p-value, so its verdict names a direction only
 when the corrected test finds one.
 """
