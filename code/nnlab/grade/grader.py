@@ -48,7 +48,12 @@ class GradingInterrupted(KeyboardInterrupt):
 
 
 def submission_files(path: Path) -> dict[str, Path]:
-    """The files of a submission: name inside it -> path. Raises :class:`SubmissionError`."""
+    """The files of a submission: name inside it -> path. Raises :class:`SubmissionError`.
+    A submission that is a symbolic link is refused: it would grade files that are not the
+    student's own (another submission, or anything the grader may read)."""
+    if path.is_symlink():
+        raise SubmissionError(f"{path.name} is a symbolic link, which the grader does not follow; submit the "
+                              "folder or .py file itself")
     if path.is_file():
         if path.suffix != ".py":
             raise SubmissionError(f"{path} is not a submission: give a folder holding model.py, or a .py file")
@@ -207,6 +212,23 @@ def _printable(text, limit: int = 600) -> str:
     return "".join(c if c.isprintable() else " " for c in str(text))[:limit]
 
 
+MAX_ANSWER_CONTAINERS = 200_000  # JSON objects and lists; a model's answer holds a few thousand
+
+
+def _answer(raw: bytes) -> tuple[object, str]:
+    """The sandbox's answer parsed (None if unreadable), or why it is refused unparsed: every
+    JSON object or list costs the grader about a hundred bytes, so they are counted first
+    (brackets inside strings count too, which only overestimates)."""
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_ANSWER_CONTAINERS:
+        return None, (f"its sandbox returned an answer of {containers:,} JSON objects and lists, more than the "
+                      f"{MAX_ANSWER_CONTAINERS:,} the grader reads; a model's answer needs a few thousand")
+    try:
+        return json.loads(raw), ""
+    except (ValueError, RecursionError):
+        return None, ""
+
+
 def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: dict, stop) -> dict | None:
     """Run the submission in its sandbox; its (untrusted) answer, or None if it failed."""
     run = sandbox.run(files, _sandbox_task(problem, inputs), problem.limits, stop)
@@ -218,10 +240,10 @@ def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: 
         v.set("runs within its limits", False, stopped)
         v.default = "not checked: its sandbox was stopped"
         return None
-    try:
-        doc = json.loads(run.output)
-    except (ValueError, RecursionError):
-        doc = None
+    doc, why = _answer(run.output)
+    if why:
+        v.set("runs within its limits", False, why)
+        return None
     if not isinstance(doc, dict):
         v.set("runs within its limits", False, "its sandbox returned no readable answer (it wrote over the "
                                                "grader's answer pipe, or ended early)")
@@ -245,7 +267,25 @@ def _sandbox_step(problem: Problem, files, inputs: Inputs, v: Verdicts, report: 
     return doc
 
 
-def _export_step(doc: dict, inputs: Inputs, v: Verdicts):
+def declared_mib(doc: dict) -> float:
+    """The MiB the tensors an answer declares would take (dtype-aware), read before anything
+    is allocated; malformed entries count nothing (:func:`nnlab.grade.graph.read_graph` refuses them)."""
+    raw = doc.get("tensors")
+    total = 0
+    for d in (raw.values() if isinstance(raw, dict) else ()):
+        shape = d.get("shape") if isinstance(d, dict) else None
+        if isinstance(shape, list) and len(shape) <= 8 and d.get("dtype") in G.DTYPES \
+                and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 1 << 31 for s in shape):
+            total += math.prod(shape) * torch.empty((), dtype=G.DTYPES[d["dtype"]]).element_size()
+    return total / 2**20
+
+
+def _export_step(problem: Problem, doc: dict, inputs: Inputs, v: Verdicts):
+    declared, limit = declared_mib(doc), problem.limits.memory_mib
+    if declared > limit:
+        v.set("exports", False, f"the model declares tensors of {declared:,.0f} MiB in all, more than the "
+                                f"problem's memory limit of {limit} MiB; make the model smaller")
+        return None
     try:
         net, facts = G.read_graph(doc, inputs.input_shape, inputs.num_classes)
     except G.GraphError as exc:
@@ -488,11 +528,37 @@ def grade_one(problem: Problem, path: str | Path, name: str | None = None, *, in
     return report
 
 
+def _private(inputs: Inputs) -> Inputs:
+    """A copy of the splits for one submission: its graph is handed views of them (batches,
+    chunks), and nothing it does to them may reach the cache other submissions read."""
+    def copy(pair):
+        return tuple(t.clone() for t in pair)
+    return dataclasses.replace(inputs, train=copy(inputs.train), val=copy(inputs.val), test=copy(inputs.test))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a, b) or (a.is_floating_point() and a.shape == b.shape
+                                 and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
+def _unchanged(mine: Inputs, inputs: Inputs) -> bool:
+    return all(_same(a, b) for split in ("train", "val", "test")
+               for a, b in zip(getattr(mine, split), getattr(inputs, split)))
+
+
 def _steps(problem: Problem, files, inputs: Inputs, v: Verdicts, report: dict, stop) -> None:
     doc = _sandbox_step(problem, files, inputs, v, report, stop)
     if doc is None:
         return
-    exported = _export_step(doc, inputs, v)
+    mine = _private(inputs)
+    _graded_steps(problem, doc, files, mine, v, report)
+    if not _unchanged(mine, inputs):
+        v.set("outputs", False, "its graph wrote into the images it was given (an in-place operation on its "
+                                "input); a model may only read its input")
+
+
+def _graded_steps(problem: Problem, doc: dict, files, inputs: Inputs, v: Verdicts, report: dict) -> None:
+    exported = _export_step(problem, doc, inputs, v)
     if exported is None:
         return
     net, facts = exported

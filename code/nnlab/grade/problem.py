@@ -26,7 +26,7 @@ A problem is a :class:`Problem` built in Python or read from a small TOML file w
 
 Budget modes: ``fixed`` trains every submission with the problem's recipe; ``submitted``
 trains with the recipe the submission's ``recipe()`` returns, within ``max_epochs`` and
-``min_batch_size``/``max_batch_size``; ``weights`` trains nothing: the submission brings
+``min_batch_size``/``max_batch_size``, on the problem's data (``fit_on`` is the problem's); ``weights`` trains nothing: the submission brings
 ``weights.safetensors`` and is only evaluated.
 """
 
@@ -123,6 +123,9 @@ class Budget:
             found.append(f"batch size {recipe.batch_size}, smaller than the {self.min_batch_size} required")
         if self.max_batch_size is not None and recipe.batch_size > self.max_batch_size:
             found.append(f"batch size {recipe.batch_size}, larger than the {self.max_batch_size} allowed")
+        if recipe.fit_on != self.recipe.fit_on:
+            found.append(f"fit_on {recipe.fit_on!r}: this problem trains on {self.recipe.fit_on!r} only, "
+                         "and the submission may not choose its data")
         if recipe.threads != self.recipe.threads:
             found.append(f"threads {recipe.threads}: the problem sets threads, not the submission")
         return found

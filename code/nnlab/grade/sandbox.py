@@ -34,7 +34,7 @@ from pathlib import Path
 import nnlab
 
 MAX_SUBMISSION_BYTES = 200 << 20
-MAX_OUTPUT_BYTES = 64 << 20
+MAX_OUTPUT_BYTES = 16 << 20  # an answer carries at most 2**20 values (about 11 MiB of base64)
 STDERR_TAIL = 20_000
 BASELINE_MIB = 768  # the interpreter and torch, on top of a problem's memory limit, for the cgroup
 DATA_SUFFIXES = (".csv", ".csv.gz", ".gz", ".bz2", ".xz", ".zip", ".npz", ".npy", ".pkl", ".pickle", ".mat",
@@ -467,6 +467,8 @@ def _supervise(cmd: list[str], limits, cgroup: Cgroup, stop: threading.Event | N
     cgroup.kill()  # anything the submission left behind
     for r in readers:
         r.join(timeout=5)
+    if not stopped and overflow.is_set():  # the last chunks can be read after the process ended
+        stopped = "output"
     if not stopped and cgroup.out_of_memory():
         stopped = "memory"
     return SandboxRun(proc.returncode, time.monotonic() - t0, cgroup.cpu_seconds(),

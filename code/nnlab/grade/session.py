@@ -17,11 +17,22 @@ from nnlab.grade.reports import write_report, write_summary
 
 
 def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """Names in order, the repeats of a name numbered ``name-2``, ``name-3``, ... skipping any
+    name already given or used by another submission (``bob/``, ``bob.py`` and ``bob-2.py``
+    get ``bob``, ``bob-3`` and ``bob-2``): reports are written by name."""
+    taken = set(names)
+    first: set[str] = set()
     out = []
     for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+        if n not in first:
+            first.add(n)
+            out.append(n)
+            continue
+        k = 2
+        while f"{n}-{k}" in taken:
+            k += 1
+        taken.add(f"{n}-{k}")
+        out.append(f"{n}-{k}")
     return out
 
 
