@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from nnlab.grade import ops as O
 from nnlab.grade.ops import LAYER_OPS, LAYER_TENSORS, LINEAR_MAPS, OPS, OTHER_OPS
 
 FORMAT = "nnlab-graph/1"
@@ -30,6 +31,7 @@ MAX_NODES = 4000
 MAX_TENSORS = 2000
 MAX_ELEMENTS = 1 << 28          # any one tensor, parameters included
 MAX_DATA_ELEMENTS = 1 << 20     # values carried in the document (buffers and constants)
+MAX_NUMBERS = 16                # numbers written into one graph's operations (see _numbers)
 _NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*\Z")
 DTYPES = {n: getattr(torch, n) for n in ("float32", "float64", "float16", "bfloat16", "int64", "int32",
                                         "int16", "int8", "uint8", "bool")}
@@ -173,6 +175,42 @@ def _build_graph(nodes, tensors: dict[str, TensorSpec], mode: str) -> tuple[fx.G
     return graph, placeholders, calls
 
 
+def _literals(value, ints: bool):
+    """The numbers written in one (already validated) JSON argument: floats, and integers
+    where ``ints`` (in arithmetic, where an integer is a value rather than a shape)."""
+    if isinstance(value, float) or (ints and isinstance(value, int) and not isinstance(value, bool)):
+        yield float(value)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _literals(v, ints)
+    elif isinstance(value, dict) and "float" in value:
+        yield float(value["float"])
+
+
+def _plain(target: str, pos, value: float) -> bool:
+    if value in O.PLAIN_NUMBERS or value in O.LAYER_NUMBERS.get((target, pos), ()):
+        return True
+    return target in O.DROPOUTS and pos in (1, "p") and 0 <= value < 1
+
+
+def _numbers(nodes: list, mode: str) -> None:
+    """Refuse a graph that writes more than ``MAX_NUMBERS`` numbers into its operations,
+    besides 0, ±1, 0.5, 2, dropout rates and the layers' default constants: numbers in a graph
+    are neither counted nor set by the grader, so they could carry trained weights."""
+    found = []
+    for n in nodes:
+        if n.get("op") != "call":
+            continue
+        target = n["target"]
+        for pos, value in [*enumerate(n["args"]), *n["kwargs"].items()]:
+            found += [v for v in _literals(value, target in O.VALUE_OPS) if not _plain(target, pos, v)]
+    _want(len(found) <= MAX_NUMBERS,
+          f"the model's {mode} graph writes {len(found):,} numbers into its operations "
+          f"({', '.join(format(v, '.6g') for v in found[:3])}, ...), more than the {MAX_NUMBERS} the grader "
+          "accepts besides 0, ±1, 0.5, 2 and the layers' defaults: numbers the model computes with must be "
+          "parameters or buffers, which the rules count and the grader sets")
+
+
 class ExportedNet(nn.Module):
     """A submitted model rebuilt from its graphs: its tensors are this module's own, under
     the names the submission gave them (so ``state_dict`` matches its ``weights.safetensors``);
@@ -304,6 +342,8 @@ def read_graph(doc, input_shape: tuple[int, ...], classes: int) -> tuple[Exporte
     graphs = doc.get("graphs")
     _want(isinstance(graphs, dict) and set(graphs) == {"train", "eval"}, "the exported model lacks its graphs")
     built = {mode: _build_graph(graphs[mode], tensors, mode) for mode in ("train", "eval")}
+    for mode in ("train", "eval"):
+        _numbers(graphs[mode], mode)
     net = ExportedNet(tensors, {m: (g, list(names)) for m, (g, names, _) in built.items()})
     seen = {}
     for mode in ("train", "eval"):
@@ -313,12 +353,12 @@ def read_graph(doc, input_shape: tuple[int, ...], classes: int) -> tuple[Exporte
               f"for 3 images the model's {mode} graph returns "
               f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}, not (3, {classes}): "
               f"one row of {classes} class scores per image")
-    facts = _facts(tensors, built, seen)
+    facts = _facts(tensors, built, seen, classes)
     net.materialise()
     return net, facts
 
 
-def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
+def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int) -> Facts:
     layers, other, loose, maps, hidden_all = [], [], [], [], []
     roles: dict[str, tuple[str, str, str | None]] = {}
     for mode in ("train", "eval"):
@@ -339,8 +379,10 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict) -> Facts:
                 layers.append(kind)
             if kind == "Linear":
                 linear_nodes.append(node)
+            maps += _unseen_maps(kind, target, args, names, seen[mode])
             _tensor_roles(kind, target, args, names, roles, loose)
-        hidden_all.append(_hidden(linear_nodes, seen[mode]))
+        targets = {node: target for target, node, _ in graph_calls}
+        hidden_all.append(_hidden(linear_nodes, targets, seen[mode], classes))
     hidden = max(hidden_all, key=sum)
     read = {name for mode in ("train", "eval") for name, node in built[mode][1].items() if node.users}
     per_example = sum(t.numel() for n, t in seen["train"].items() if n is not None and n.op == "call_function") // 3
@@ -367,8 +409,43 @@ def _tensor_roles(kind, target, args, names, roles, loose) -> None:
                 loose.append(name)
 
 
-def _hidden(linear_nodes: list[fx.Node], seen: dict) -> list[int]:
-    """Widths of the linear layers from which another linear layer is reachable."""
+def _unseen_maps(kind, target: str, args: list, names: dict, seen: dict) -> list[str]:
+    """Products a layer count would not see: two computed tensors multiplied (the weights of a
+    layer computed as an activation), or a layer whose weight is computed, not its own tensor."""
+    if target in O.PRODUCTS and len(args) > 1 and all(_many(a, seen) for a in args[:2]):
+        return [f"{target} of two tensors"]
+    if kind in ("Linear", "Conv1d", "Conv2d", "Conv3d") and len(args) > 1 and isinstance(args[1], fx.Node) \
+            and args[1] not in names:
+        return [f"{target} with a computed weight"]
+    return []
+
+
+def _many(arg, seen: dict) -> bool:
+    return isinstance(arg, fx.Node) and arg in seen and seen[arg].numel() > 1
+
+
+def _bends(node: fx.Node, targets: dict, seen: dict, classes: int) -> bool:
+    """Is ``node`` a nonlinearity (or another layer) between a linear layer and the output?"""
+    if node.op != "call_function":
+        return False
+    target = targets.get(node, "")
+    if target == "aten.sym_size.int" or (target.startswith("_operator.") and node not in seen):
+        return False  # the batch size, or arithmetic on sizes: no values of the layer
+    if target in O.NORMALISERS:  # a softmax of the class scores alone ends the output layer
+        return node not in seen or _width(seen[node]) > classes
+    if target in O.PRODUCTS:
+        return all(_many(a, seen) for a in node.args[:2])
+    return target not in O.LINEAR_FLOW
+
+
+def _width(t: torch.Tensor) -> int:
+    """Elements of a result per example (the graphs are measured at a batch of 3)."""
+    return t.numel() // 3 if t.dim() > 1 and t.shape[0] == 3 else t.numel()
+
+
+def _hidden(linear_nodes: list[fx.Node], targets: dict, seen: dict, classes: int) -> list[int]:
+    """Widths (elements per example) of the hidden linear layers: those from which another
+    linear layer or any nonlinearity (all but linear plumbing and a final softmax) is reachable."""
     hidden = []
     for node in linear_nodes:
         frontier, reached, feeds = list(node.users), set(), False
@@ -377,8 +454,8 @@ def _hidden(linear_nodes: list[fx.Node], seen: dict) -> list[int]:
             if n in reached:
                 continue
             reached.add(n)
-            feeds = n in linear_nodes
+            feeds = n in linear_nodes or _bends(n, targets, seen, classes)
             frontier.extend(n.users)
         if feeds:
-            hidden.append(int(seen[node].shape[-1]) if node in seen else 0)
+            hidden.append(_width(seen[node]) if node in seen else 0)
     return hidden

@@ -68,6 +68,30 @@ OTHER_OPS = {
     "aten.ones_like.default", "aten.cumsum.default", "aten.sign.default", "aten.square.default",
 }
 LINEAR_MAPS = {"aten.matmul.default", "aten.mm.default", "aten.bmm.default", "aten.addmm.default"}
+# products: linear in each operand only while the other is a number (or holds one element)
+PRODUCTS = {"aten.mul.Tensor", "aten.div.Tensor", "_operator.mul", "_operator.truediv"}
+# what a layer's result may pass through and still be the output layer's (linear in it)
+LINEAR_FLOW = (PLUMBING - {"aten.sym_size.int", "_operator.floordiv"}) | {
+    "aten.view.default", "aten.reshape.default", "aten._unsafe_view.default", "aten.flatten.using_ints",
+    "aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default",
+    "aten.feature_dropout_.default", "aten.sum.dim_IntList", "aten.sum.default", "aten.mean.dim",
+    "aten.mean.default"}
+# a softmax of the class scores themselves is the output layer's, not a hidden nonlinearity
+NORMALISERS = {"aten.softmax.int", "aten._softmax.default", "aten.log_softmax.int", "aten._log_softmax.default"}
+# where a number in a graph is a value the model computes with (integers elsewhere are shapes)
+VALUE_OPS = {"aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar", "aten.mul.Tensor",
+             "aten.mul.Scalar", "aten.div.Tensor", "aten.div.Scalar", "aten.rsub.Scalar",
+             "aten.pow.Tensor_Scalar", "aten.clamp.default", "aten.clamp_min.default",
+             "aten.clamp_max.default", "aten.where.self", "_operator.add", "_operator.sub",
+             "_operator.mul", "_operator.floordiv", "_operator.truediv"}
+# numbers that carry nothing: everywhere, and a layer's defaults where the layer reads them
+PLAIN_NUMBERS = {0.0, 1.0, -1.0, 0.5, 2.0}
+LAYER_NUMBERS = {("aten.batch_norm.default", 6): {0.1}, ("aten.batch_norm.default", 7): {1e-5},
+                 ("aten.layer_norm.default", 4): {1e-5}, ("aten.group_norm.default", 4): {1e-5},
+                 ("aten.leaky_relu.default", 1): {0.01}, ("aten.leaky_relu_.default", 1): {0.01},
+                 ("aten.softplus.default", 2): {20.0}}
+DROPOUTS = {"aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default",
+            "aten.feature_dropout_.default"}  # their rate only scales noise: any rate in [0, 1)
 
 
 def _resolve(name: str):
