@@ -4,7 +4,8 @@ Attack 1 certifies a 1,000-unit network as having no hidden units: its output we
 the activation of a Linear applied to a constant, multiplied in and summed by slicing and
 adding. Attack 3 writes trained weights into the graph as numbers, which a fixed budget
 neither counts nor resets. Both are graded in one class beside an honest model that uses a
-few constants of its own, which must still pass.
+few constants of its own, which must still pass. The graph checks themselves are also run
+on graphs exported here, without a sandbox: the book's own models keep their counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 from nnlab import cli
 from nnlab import grade as G
-from nnlab.grade import sandbox
+from nnlab.grade import _sandboxed, checks, sandbox
+from nnlab.grade import graph as GG
 
 pytestmark = pytest.mark.skipif(not sandbox.probe().tool, reason="bubblewrap is not installed here")
 
@@ -158,7 +160,7 @@ def _reason(report: dict, key: str) -> str:
 
 
 @pytest.mark.parametrize("name, key, words", [
-    ("weights_as_activation", "rules", "computes a linear map or a product outside nn.Linear (aten.mul.Tensor"),
+    ("weights_as_activation", "rules", "multiplies computed tensors (aten.mul.Tensor of two tensors)"),
     ("weights_as_activation", "rules", "11000 hidden units, more than the 100 allowed"),
     ("fixed_output_sums", "rules", "1280 hidden units, more than the 100 allowed"),
     ("numbers_in_the_graph", "exports", "writes 490 numbers into its operations"),
@@ -175,3 +177,67 @@ def test_an_honest_model_with_a_few_constants_still_passes(graded):
     report = graded["reports"]["honest_with_constants"]
     assert report["passed"], G.first_failure(report)
     assert report["hidden_units"] == 64 and report["hidden_layers"] == 1
+
+
+def _facts(model) -> GG.Facts:
+    """The facts the grader reads from ``model``'s graphs (exported here, as a sandbox would)."""
+    import torch
+
+    torch.manual_seed(0)
+    doc = {"format": GG.FORMAT, **_sandboxed._export(model.float(), [1, 28, 28])}
+    return GG.read_graph(doc, (1, 28, 28), 10)[1]
+
+
+@pytest.mark.parametrize("problem, hidden", [("2C", [100]), ("2D", [150, 50]), ("2E", [700, 200, 100]), ("3G", [])])
+def test_the_books_models_keep_their_counts_and_break_no_rule(problem, hidden):
+    from nnlab.book import experiments as BE
+    from nnlab.book import grading
+    from nnlab.book import problems as P
+    from nnlab.models import build
+
+    target = next(t for t in P.TARGETS if t.problem == problem)
+    facts = _facts(build(BE.get(target.experiment).variants[0].spec, (1, 28, 28)))
+    assert facts.hidden == hidden and not facts.products and not facts.linear_maps
+    assert checks.violations(facts, grading.rules_of(problem)) == []
+
+
+TABLE = textwrap.dedent("""
+    import random
+    import torch
+    from torch import nn
+
+    random.seed(0)
+    Q = [random.randrange(16) for _ in range(490)]  # 4-bit weights, picked from a table of levels
+
+    def total(p):""") + _HALVING + textwrap.dedent("""
+
+    class Table(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = nn.Linear(784, 10)
+
+        def forward(self, x):
+            flat = x.flatten(1)
+            one = flat[:1, :1] * 0 + 1
+            levels, step = [one * -1], one * 0.5 * 0.5 * 0.5  # no number but -1 and 0.5
+            for _ in range(15):
+                levels.append(levels[-1] + step)
+            w = torch.cat([torch.cat([levels[q] for q in Q[i:i + 49]], dim=1) for i in range(0, 490, 49)], dim=0)
+            return total(x[:, 0, ::4, ::4].reshape(-1, 1, 49) * w.unsqueeze(0)) + self.dummy(flat) * 0.0
+
+    def build():
+        return Table()
+    """)
+
+
+def test_weights_picked_from_a_table_of_plain_numbers_break_rules_that_name_layers():
+    """Attack 3 without numbers: the weights are references to a few computed levels. Applying
+    them takes a product of computed tensors, which no allowed layer computes."""
+    import types
+
+    module = types.ModuleType("table")
+    exec(TABLE, module.__dict__)
+    from nnlab.book import grading
+
+    found = checks.violations(_facts(module.build()), grading.rules_of("3G"))
+    assert any("multiplies computed tensors (aten.mul.Tensor of two tensors)" in f for f in found), found

@@ -24,8 +24,11 @@ def violations(facts: Facts, rules: Rules) -> list[str]:
         found += [f"reads {name} outside the layer that owns it" for name in facts.loose]
     counts = rules.max_hidden_units is not None or rules.min_hidden_layers > 0
     if counts and facts.linear_maps:
-        found.append(f"computes a linear map or a product outside nn.Linear ({', '.join(facts.linear_maps)}), "
-                     "whose hidden units cannot be counted; only nn.Linear may apply weights")
+        found.append(f"computes a linear map outside nn.Linear ({', '.join(facts.linear_maps)}), "
+                     "whose hidden units cannot be counted")
+    if (counts or rules.allowed) and facts.products:
+        found.append(f"multiplies computed tensors ({', '.join(facts.products)}), which no layer does: only a "
+                     "layer's own parameters may weight its inputs, so what it computes cannot be checked")
     if rules.max_hidden_units is not None and facts.hidden_units > rules.max_hidden_units:
         found.append(f"{facts.hidden_units} hidden units, more than the {rules.max_hidden_units} allowed")
     if facts.hidden_layers < rules.min_hidden_layers:

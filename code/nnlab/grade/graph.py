@@ -285,6 +285,7 @@ class Facts:
     stored: int                            # elements of buffers and constants
     loose: list[str] = field(default_factory=list)   # tensors read outside a layer
     linear_maps: list[str] = field(default_factory=list)  # matrix products outside nn.Linear
+    products: list[str] = field(default_factory=list)     # computed tensors multiplied, or as a layer's weight
     roles: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # tensor -> (layer, role, weight)
     unused: set[str] = field(default_factory=set)    # tensors no operation reads
     activations: int = 0                             # elements the training graph computes per example
@@ -359,7 +360,7 @@ def read_graph(doc, input_shape: tuple[int, ...], classes: int) -> tuple[Exporte
 
 
 def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int) -> Facts:
-    layers, other, loose, maps, hidden_all = [], [], [], [], []
+    layers, other, loose, maps, products, hidden_all = [], [], [], [], [], []
     roles: dict[str, tuple[str, str, str | None]] = {}
     for mode in ("train", "eval"):
         _, placeholders, graph_calls = built[mode]
@@ -379,7 +380,7 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int
                 layers.append(kind)
             if kind == "Linear":
                 linear_nodes.append(node)
-            maps += _unseen_maps(kind, target, args, names, seen[mode])
+            products += _products(kind, target, args, names, seen[mode])
             _tensor_roles(kind, target, args, names, roles, loose)
         targets = {node: target for target, node, _ in graph_calls}
         hidden_all.append(_hidden(linear_nodes, targets, seen[mode], classes))
@@ -390,7 +391,7 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int
     return Facts(unused=set(tensors) - read, activations=per_example, widest=widest, layers=layers, other_ops=sorted(set(other)), hidden=hidden,
                  parameters=sum(t.numel for t in tensors.values() if t.kind == "parameter"),
                  stored=sum(t.numel for t in tensors.values() if t.kind != "parameter"),
-                 loose=sorted(set(loose)), linear_maps=sorted(set(maps)), roles=roles)
+                 loose=sorted(set(loose)), linear_maps=sorted(set(maps)), products=sorted(set(products)), roles=roles)
 
 
 def _tensor_roles(kind, target, args, names, roles, loose) -> None:
@@ -409,15 +410,15 @@ def _tensor_roles(kind, target, args, names, roles, loose) -> None:
                 loose.append(name)
 
 
-def _unseen_maps(kind, target: str, args: list, names: dict, seen: dict) -> list[str]:
-    """Products a layer count would not see: two computed tensors multiplied (the weights of a
-    layer computed as an activation), or a layer whose weight is computed, not its own tensor."""
-    if target in O.PRODUCTS and len(args) > 1 and all(_many(a, seen) for a in args[:2]):
+def _products(kind, target: str, args: list, names: dict, seen: dict) -> list[str]:
+    """Weights no layer owns: two tensors multiplied (a layer's weights made as an activation,
+    or from numbers written into the graph), or a layer whose weight is computed, not its own."""
+    if target in O.PRODUCTS and len(args) > 1 and all(isinstance(a, fx.Node) and a in seen for a in args[:2]):
         return [f"{target} of two tensors"]
-    if kind in ("Linear", "Conv1d", "Conv2d", "Conv3d") and len(args) > 1 and isinstance(args[1], fx.Node) \
-            and args[1] not in names:
-        return [f"{target} with a computed weight"]
-    return []
+    slots = LAYER_TENSORS.get("BatchNorm" if kind and kind.startswith("BatchNorm") else kind, {})
+    computed = [i for i, role in slots.items() if role == "weight" and i < len(args)
+                and isinstance(args[i], fx.Node) and args[i] not in names]
+    return [f"{target} with a computed weight"] if computed else []
 
 
 def _many(arg, seen: dict) -> bool:
