@@ -241,3 +241,28 @@ def test_weights_picked_from_a_table_of_plain_numbers_break_rules_that_name_laye
 
     found = checks.violations(_facts(module.build()), grading.rules_of("3G"))
     assert any("multiplies computed tensors (aten.mul.Tensor of two tensors)" in f for f in found), found
+
+
+OPEN_RULES = PROBLEM.replace('allowed = ["Dropout", "Flatten", "Linear", "ReLU", "Softmax"]\nmax_hidden_units = 100',
+                             "max_parameters = 20000")
+
+
+@pytest.mark.parametrize("mode", ["fixed", "submitted"])
+def test_a_table_of_plain_numbers_fails_a_training_budget_under_open_rules(tmp_path, mode):
+    """Rules that name no layer and count no unit accept a product of computed tensors; under a
+    budget where the grader trains the model, such a product could apply weights made of
+    numbers that the grader never starts afresh, so the budget is not verified."""
+    assert "allowed" not in OPEN_RULES and "max_parameters = 20000" in OPEN_RULES
+    problem = OPEN_RULES if mode == "fixed" else OPEN_RULES.replace(
+        'mode = "fixed"\nepochs = 2\nbatch_size = 32\nlr = 0.005', 'mode = "submitted"\nmax_epochs = 2')
+    cls = tmp_path / "class"
+    cls.mkdir()
+    (cls / "table.py").write_text(TABLE + ("\ndef recipe():\n    return {'epochs': 1, 'batch_size': 32, 'lr': 0.001}\n"
+                                           if mode == "submitted" else ""))
+    (tmp_path / "problem.toml").write_text(problem)
+    out = tmp_path / "out"
+    assert cli.main(["grade", str(tmp_path / "problem.toml"), str(cls), "--out", str(out)]) == 0
+    report = json.loads((out / "table" / "report.json").read_text())
+    assert not report["passed"] and G.failures(report)[0]["requirement"] == "budget", G.first_failure(report)
+    reason = _reason(report, "budget")
+    assert "multiplies computed tensors" in reason and "aten.mul.Tensor of two tensors" in reason and "\n" not in reason

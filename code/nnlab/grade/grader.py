@@ -369,6 +369,12 @@ def _budget_step(problem: Problem, doc: dict, net, facts, files, v: Verdicts, re
     if recipe is None:
         v.set("budget", False, problem_text)
         return False
+    if facts.products:  # weights could then be made of numbers the grader does not start afresh
+        v.set("budget", False, f"not verified: the graph multiplies computed tensors or gives a layer a computed "
+                               f"weight ({', '.join(facts.products[:3])}), so the weights it "
+                               "applies could come from the submission instead of the grader's training; under "
+                               "this budget only a layer's own parameters may weight its inputs")
+        return False
     kept = checks.initialise(net, facts, problem.seeds[0])
     orphans = [n for n in kept if net.specs[n].kind == "parameter"]
     if orphans:
