@@ -493,6 +493,8 @@ def _train_and_score(problem: Problem, net, facts, recipe, inputs: Inputs, v: Ve
         v.set("trains", True, "nothing to train: the submitted weights are evaluated")
     v.set("outputs", True, f"({n:,}, {k}) finite scores for every seed, computed by the grader")
     _accuracy(problem, accs, n, v, report)
+    if recipe is not None and float(np.mean(list(accs.values()))) >= problem.threshold:
+        _control(problem, net, facts, recipe, inputs, chunk, v, report)
 
 
 def _accuracy(problem: Problem, accs: dict, n: int, v: Verdicts, report: dict) -> None:
@@ -502,6 +504,50 @@ def _accuracy(problem: Problem, accs: dict, n: int, v: Verdicts, report: dict) -
     verdict = "reaches" if mean >= problem.threshold else "is below"
     v.set("accuracy", mean >= problem.threshold, f"mean test accuracy {100 * mean:.2f}% {verdict} the threshold "
                                                  f"{100 * problem.threshold:.2f}%" + (f": {per}" if len(accs) > 1 else ""))
+
+
+def control_bound(test_labels: torch.Tensor, classes: int) -> tuple[float, float]:
+    """``(chance, bound)`` for the shuffled-label control: chance is the test share of the most
+    common class (what predicting one class scores); a graph that learned nothing stays below
+    ``bound``, chance plus four standard errors of an accuracy on these images plus 2 points."""
+    n = len(test_labels)
+    chance = float(torch.bincount(test_labels, minlength=classes).max()) / n
+    return chance, chance + 4 * math.sqrt(chance * (1 - chance) / n) + 0.02
+
+
+def _control(problem: Problem, net, facts, recipe: TrainConfig, inputs: Inputs, chunk: int, v: Verdicts,
+             report: dict) -> None:
+    """Train the same graph from the same start on the training labels shuffled by a fixed
+    permutation, and score it on the true test labels. Labels never enter a graph, so what a
+    graph scores without them (weights written into its structure, its constants or its
+    statistics) scores as well here; a graph that learns from its labels falls to chance."""
+    seed = problem.seeds[0]
+    # a permutation fixed by the problem, so that grading again gives the same report; a graph
+    # could not use it if it knew it: labels never enter a graph
+    key = hashlib.sha256(f"{problem_sha256(problem)}:shuffled-label control".encode()).digest()
+    secret = torch.Generator().manual_seed(int.from_bytes(key[:8], "little"))
+    (xt, yt), (xv, yv) = inputs.train, inputs.val
+    shuffled = dataclasses.replace(inputs, train=(xt, yt[torch.randperm(len(yt), generator=secret)]),
+                       val=(xv, yv[torch.randperm(len(yv), generator=secret)]))
+    try:
+        _train_seed(problem, net, facts, recipe, seed, shuffled)
+    except (DivergedError, TimeoutError, RuntimeError, ValueError):
+        pass  # what it reached is scored: the real run trained in time, so a control that did not is no excuse
+    try:
+        logits = _scores(net, inputs, problem.limits.train_seconds, chunk)
+        acc = int((logits.argmax(dim=1) == inputs.test[1]).sum()) / len(inputs.test[1])
+    except (TimeoutError, RuntimeError):
+        acc = 1.0  # the same graph scored the test images a moment ago: failing now is not chance
+    chance, bound = control_bound(inputs.test[1], inputs.num_classes)
+    report["accuracy"]["shuffled_label_control"] = {"accuracy": acc, "chance": chance, "bound": bound}
+    passed, reason = v.items["accuracy"]
+    if acc > bound:
+        v.set("accuracy", False, f"{reason}, but trained from the same start on training labels shuffled at random "
+                                 f"it still scores {100 * acc:.2f}% (chance {100 * chance:.2f}%): its accuracy "
+                                 "does not come from learning the labels, so its graph carries weights of its own")
+    else:
+        v.set("accuracy", passed, f"{reason}; trained on shuffled labels it scores {100 * acc:.2f}%, at chance "
+                                  f"({100 * chance:.2f}%)")
 
 
 def grade_one(problem: Problem, path: str | Path, name: str | None = None, *, inputs: Inputs | None = None,
