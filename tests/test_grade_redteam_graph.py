@@ -266,3 +266,146 @@ def test_a_table_of_plain_numbers_fails_a_training_budget_under_open_rules(tmp_p
     assert not report["passed"] and G.failures(report)[0]["requirement"] == "budget", G.first_failure(report)
     reason = _reason(report, "budget")
     assert "multiplies computed tensors" in reason and "aten.mul.Tensor of two tensors" in reason and "\n" not in reason
+
+
+# Round 2 of the red team (attacks 1-3): weights applied without a product, through a softmax
+# or a BatchNorm's statistics, and numbers carried by dropout rates.
+
+def _graph_error(model) -> str:
+    with pytest.raises(GG.GraphError) as caught:
+        _facts(model)
+    return str(caught.value)
+
+
+def _module(source: str):
+    import types
+
+    module = types.ModuleType("attack")
+    exec(textwrap.dedent(source), module.__dict__)
+    return module.build()
+
+
+SOFTMAX_SUM = """
+    import torch
+    from torch import nn
+
+    class SoftSum(nn.Module):  # e^(f + w) as softmax([f + w, 32])[0]: weights applied by an addition
+        def __init__(self):
+            super().__init__()
+            self.soft, self.dummy = nn.Softmax(dim=-1), nn.Linear(784, 10)
+
+        def forward(self, x):
+            flat = x.flatten(1)
+            one = flat[:1, :1] * 0 + 1
+            w = torch.cat([one * 0, one * -1] * 5, dim=1)            # (1, 10) weights from plain numbers
+            u = (flat[:, :10] + w).unsqueeze(-1)                      # (n, 10, 1)
+            c = (one * 2 * 2 * 2 * 2 * 2).expand(u.shape[0], 10, 1)   # 32
+            return self.soft(torch.cat([u, c], dim=-1))[..., 0] + self.dummy(flat) * 0
+
+    def build():
+        return SoftSum()
+    """
+
+
+def test_a_softmax_before_the_class_scores_breaks_rules_that_name_layers():
+    """Attack 1 of round 2: a softmax over [u, 32] computes e^u, so adding computed weights
+    to the input and taking that softmax applies them as factors, with no product at all."""
+    from nnlab.book import grading
+
+    found = checks.violations(_facts(_module(SOFTMAX_SUM)), grading.rules_of("2C"))
+    assert any("runs aten.softmax.int before the class scores" in f and "\n" not in f for f in found), found
+
+
+def test_a_final_softmax_of_the_class_scores_is_still_the_output_layers():
+    from torch import nn
+
+    from nnlab.book import grading
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(), nn.Dropout(0.25), nn.Linear(100, 10),
+                          nn.Softmax(dim=1))
+    facts = _facts(model)
+    assert facts.hidden == [100] and checks.violations(facts, grading.rules_of("2C")) == []
+
+
+BATCHNORM_DIVIDES = """
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class Divide(nn.Module):  # (x - 0) / sqrt(running_var): a BatchNorm given computed statistics
+        def __init__(self):
+            super().__init__()
+            self.bn, self.dummy = nn.BatchNorm2d(10), nn.Linear(784, 10)
+
+        def forward(self, x):
+            flat = x.flatten(1)
+            one = flat[:1, :1] * 0 + 1
+            var = torch.cat([one * 2 * 2, one] * 5, dim=1).reshape(10)   # computed, not the layer's own
+            y = F.batch_norm(flat[:, :10].reshape(-1, 10, 1, 1), torch.zeros_like(var), var,
+                             self.bn.weight, self.bn.bias, self.training, 0.1, 1e-5)
+            return y.flatten(1) + self.dummy(flat) * 0
+
+    def build():
+        return Divide()
+    """
+
+
+def test_a_batchnorm_given_computed_statistics_is_a_product():
+    """Attack 2 of round 2: a computed running_var divides the input by a chosen tensor."""
+    facts = _facts(_module(BATCHNORM_DIVIDES))
+    assert "aten.batch_norm.default with a computed running_var" in facts.products, facts.products
+
+
+def test_a_batchnorm_in_the_wrong_mode_fails_the_export():
+    """A training graph whose BatchNorm uses its (frozen) running statistics is no nn.BatchNorm."""
+    source = BATCHNORM_DIVIDES.replace("torch.zeros_like(var), var,", "self.bn.running_mean, self.bn.running_var,"
+                                       ).replace("self.training, 0.1", "False, 0.1")
+    reason = _graph_error(_module(source))
+    assert "train graph runs aten.batch_norm.default with training=False" in reason and "\n" not in reason
+
+
+def test_the_books_batchnorm_cnn_keeps_its_statistics_its_own():
+    from nnlab.book import experiments as BE
+    from nnlab.models import build
+
+    facts = _facts(build(BE.cnn_spec(), (1, 28, 28)))
+    assert not facts.products and "BatchNorm2d" in facts.layers
+
+
+DROPOUT_RATES = """
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    RATES = [0.123456789, 0.0123, 0.0456, 0.0789, 0.13579, 0.1111, 0.2222, 0.3333, 0.4444, 0.31415926,
+             0.27182818, 0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006]  # 17 arbitrary numbers
+
+    class Rates(nn.Module):  # max over samples of dropout(1, p) is 1 / (1 - p): one number per node
+        def __init__(self):
+            super().__init__()
+            self.l = nn.Linear(784, 10)
+
+        def forward(self, x):
+            ones = (x.flatten(1)[:1, :1] * 0 + 1).expand(8, 1)
+            vals = torch.cat([F.dropout(ones, p, self.training) for p in RATES], dim=1)
+            return self.l(x.flatten(1)) + vals.sum() * 0
+
+    def build():
+        return Rates()
+    """
+
+
+def test_dropout_rates_count_as_numbers_unless_common():
+    """Attack 3 of round 2: any rate in [0, 1) was a free number."""
+    reason = _graph_error(_module(DROPOUT_RATES))
+    assert "train graph writes 17 numbers into its operations" in reason and "\n" not in reason
+    few = DROPOUT_RATES.replace("0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006", "0.1, 0.2, 0.25, 0.3, 0.5, 0.5")
+    assert _facts(_module(few)).layers.count("Dropout") == 17  # 11 uncommon rates and common ones: accepted
+
+
+def test_active_dropout_in_the_eval_graph_fails_the_export():
+    """Dropout run with train=True in the evaluation graph lets noise (and a rate) into scores."""
+    source = DROPOUT_RATES.replace("self.training)", "True)").replace(
+        "0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006", "")
+    reason = _graph_error(_module(source))
+    assert "eval graph runs aten.dropout.default with train=True" in reason and "\n" not in reason

@@ -20,7 +20,8 @@ def violations(facts: Facts, rules: Rules) -> list[str]:
             if kind not in rules.allowed:
                 found.append(f"runs {kind}, which the rules ({rules.name}) do not allow "
                              f"(allowed: {', '.join(sorted(rules.allowed))})")
-        found += [f"runs {op}, which names no allowed layer" for op in facts.other_ops]
+        found += [f"runs {op}, which names no allowed layer" + (" (a softmax is allowed on the class scores at "
+                  "the end only)" if op.endswith("before the class scores") else "") for op in facts.other_ops]
         found += [f"reads {name} outside the layer that owns it" for name in facts.loose]
     counts = rules.max_hidden_units is not None or rules.min_hidden_layers > 0
     if counts and facts.linear_maps:

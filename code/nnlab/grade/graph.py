@@ -159,6 +159,7 @@ def _build_graph(nodes, tensors: dict[str, TensorSpec], mode: str) -> tuple[fx.G
             _want(isinstance(args, list) and isinstance(kwargs, dict) and len(kwargs) <= 16,
                   f"the exported {mode} graph is malformed")
             kwargs = {str(k): _arg(v, env) for k, v in kwargs.items()}
+            _by_position(target, kwargs, mode)
             node = graph.call_function(OPS[target], tuple(args), kwargs)
             env[n["name"]] = node
             calls.append((target, node, args))
@@ -173,6 +174,45 @@ def _build_graph(nodes, tensors: dict[str, TensorSpec], mode: str) -> tuple[fx.G
             raise GraphError(f"the exported {mode} graph has a node of unknown kind")
     _want(inputs == 1 and done, f"the exported {mode} graph must take one input and return one tensor")
     return graph, placeholders, calls
+
+
+def _checked(target: str) -> bool:
+    """Does the rule check read this operation's arguments (tensor slots, modes, rates)?"""
+    kind = LAYER_OPS.get(target, "")
+    return target in O.DROPOUTS or kind in LAYER_TENSORS or kind == "BatchNorm"
+
+
+def _by_position(target: str, kwargs: dict, mode: str) -> None:
+    """The rule check reads a layer's arguments by position: refuse them passed by keyword
+    (torch.export passes them by position)."""
+    if not kwargs or not _checked(target):
+        return
+    named = {a.name for a in OPS[target]._schema.arguments if not a.kwarg_only}
+    for key in kwargs:
+        _want(key not in named, f"the model's {mode} graph passes {target}'s argument {key[:20]!r} by keyword; "
+                                "export layers as torch.nn modules, which pass them by position")
+
+
+def _mode_of(target: str, node: fx.Node, args: list, mode: str) -> None:
+    """A dropout or BatchNorm runs in the graph's own mode, as its torch.nn module exports it:
+    no noise in the evaluation graph, batch statistics only while training (or where the layer
+    keeps no running statistics), and a BatchNorm's momentum and eps plain numbers."""
+    train = mode == "train"
+    if target in O.DROPOUTS:
+        flag = args[2] if len(args) > 2 else None
+        _want(flag is train, f"the model's {mode} graph runs {target} with train={flag}: dropout must be active "
+                             f"in the train graph only (use nn.Dropout, or F.dropout(x, p, self.training))")
+    elif target == "aten.batch_norm.default":
+        _want(len(args) >= 8, f"the model's {mode} graph calls {target} without its mode, momentum and eps")
+        flag, momentum, eps = args[5:8]
+        stateless = args[3] is None and args[4] is None
+        _want(flag is (train or stateless), f"the model's {mode} graph runs {target} with training={flag}: "
+              "a BatchNorm normalises with batch statistics in the train graph and with its own running "
+              "statistics in the eval graph (use nn.BatchNorm, whose mode the grader sets)")
+        _want(all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (momentum, eps))
+              and 0 <= momentum <= 1 and 0 < eps <= 1,
+              f"the model's {mode} graph runs {target} with momentum {str(momentum)[:20]} and eps "
+              f"{str(eps)[:20]}: nn.BatchNorm takes a momentum in [0, 1] and an eps in (0, 1]")
 
 
 def _literals(value, ints: bool):
@@ -190,24 +230,29 @@ def _literals(value, ints: bool):
 def _plain(target: str, pos, value: float) -> bool:
     if value in O.PLAIN_NUMBERS or value in O.LAYER_NUMBERS.get((target, pos), ()):
         return True
-    return target in O.DROPOUTS and pos in (1, "p") and 0 <= value < 1
+    return target in O.DROPOUTS and pos in (1, "p") and value in O.DROPOUT_RATES
 
 
 def _numbers(nodes: list, mode: str) -> None:
     """Refuse a graph that writes more than ``MAX_NUMBERS`` numbers into its operations,
-    besides 0, ±1, 0.5, 2, dropout rates and the layers' default constants: numbers in a graph
-    are neither counted nor set by the grader, so they could carry trained weights."""
-    found = []
+    besides 0, ±1, 0.5, 2, common dropout rates and the layers' default constants: numbers in a
+    graph are neither counted nor set by the grader, so they could carry trained weights (any
+    other dropout rate counts once, however many layers use it)."""
+    found, rates = [], set()
     for n in nodes:
         if n.get("op") != "call":
             continue
         target = n["target"]
         for pos, value in [*enumerate(n["args"]), *n["kwargs"].items()]:
-            found += [v for v in _literals(value, target in O.VALUE_OPS) if not _plain(target, pos, v)]
+            new = [v for v in _literals(value, target in O.VALUE_OPS) if not _plain(target, pos, v)]
+            if target in O.DROPOUTS and pos in (1, "p"):
+                new = [v for v in new if v not in rates]
+                rates.update(new)
+            found += new
     _want(len(found) <= MAX_NUMBERS,
           f"the model's {mode} graph writes {len(found):,} numbers into its operations "
           f"({', '.join(format(v, '.6g') for v in found[:3])}, ...), more than the {MAX_NUMBERS} the grader "
-          "accepts besides 0, ±1, 0.5, 2 and the layers' defaults: numbers the model computes with must be "
+          "accepts besides 0, ±1, 0.5, 2, common dropout rates and the layers' defaults: numbers the model computes with must be "
           "parameters or buffers, which the rules count and the grader sets")
 
 
@@ -345,6 +390,8 @@ def read_graph(doc, input_shape: tuple[int, ...], classes: int) -> tuple[Exporte
     built = {mode: _build_graph(graphs[mode], tensors, mode) for mode in ("train", "eval")}
     for mode in ("train", "eval"):
         _numbers(graphs[mode], mode)
+        for target, node, args in built[mode][2]:
+            _mode_of(target, node, args, mode)
     net = ExportedNet(tensors, {m: (g, list(names)) for m, (g, names, _) in built.items()})
     seen = {}
     for mode in ("train", "eval"):
@@ -366,11 +413,16 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int
         _, placeholders, graph_calls = built[mode]
         names = {node: name for name, node in placeholders.items()}
         linear_nodes = []
+        targets = {node: target for target, node, _ in graph_calls}
+        finals = {node for target, node, _ in graph_calls
+                  if target in O.NORMALISERS and _final(node, targets, seen[mode], classes)}
         for target, node, args in graph_calls:
             kind = LAYER_OPS.get(target)
             if kind == "BatchNorm":
                 rank = seen[mode][node].dim() if node in seen[mode] else 4
                 kind = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}.get(rank, "BatchNorm2d")
+            if target in O.NORMALISERS and node not in finals:
+                other.append(f"{target} before the class scores")
             if kind is None:
                 if target in OTHER_OPS:
                     other.append(target)
@@ -382,8 +434,7 @@ def _facts(tensors: dict[str, TensorSpec], built: dict, seen: dict, classes: int
                 linear_nodes.append(node)
             products += _products(kind, target, args, names, seen[mode])
             _tensor_roles(kind, target, args, names, roles, loose)
-        targets = {node: target for target, node, _ in graph_calls}
-        hidden_all.append(_hidden(linear_nodes, targets, seen[mode], classes))
+        hidden_all.append(_hidden(linear_nodes, targets, seen[mode], finals))
     hidden = max(hidden_all, key=sum)
     read = {name for mode in ("train", "eval") for name, node in built[mode][1].items() if node.users}
     per_example = sum(t.numel() for n, t in seen["train"].items() if n is not None and n.op == "call_function") // 3
@@ -412,20 +463,39 @@ def _tensor_roles(kind, target, args, names, roles, loose) -> None:
 
 def _products(kind, target: str, args: list, names: dict, seen: dict) -> list[str]:
     """Weights no layer owns: two tensors multiplied (a layer's weights made as an activation,
-    or from numbers written into the graph), or a layer whose weight is computed, not its own."""
+    or from numbers written into the graph), or a layer given a computed tensor (weight, bias or
+    running statistic: a computed running_var divides the input by it), not its own."""
     if target in O.PRODUCTS and len(args) > 1 and all(isinstance(a, fx.Node) and a in seen for a in args[:2]):
         return [f"{target} of two tensors"]
     slots = LAYER_TENSORS.get("BatchNorm" if kind and kind.startswith("BatchNorm") else kind, {})
-    computed = [i for i, role in slots.items() if role == "weight" and i < len(args)
-                and isinstance(args[i], fx.Node) and args[i] not in names]
-    return [f"{target} with a computed weight"] if computed else []
+    return [f"{target} with a computed {role}" for i, role in slots.items()
+            if i < len(args) and isinstance(args[i], fx.Node) and args[i] not in names]
 
 
 def _many(arg, seen: dict) -> bool:
     return isinstance(arg, fx.Node) and arg in seen and seen[arg].numel() > 1
 
 
-def _bends(node: fx.Node, targets: dict, seen: dict, classes: int) -> bool:
+def _final(node: fx.Node, targets: dict, seen: dict, classes: int) -> bool:
+    """Is ``node`` (a softmax) the output layer's: over the class scores, its result the model's
+    output through linear plumbing of it alone? Anywhere else a softmax computes exponentials,
+    with which weights added to an input would act as factors."""
+    if node not in seen or _width(seen[node]) != classes:
+        return False
+    while True:
+        users = list(node.users)
+        if len(users) != 1:
+            return False
+        user = users[0]
+        if user.op == "output":
+            return True
+        if targets.get(user) not in O.LINEAR_FLOW or any(
+                a is not node and a in seen for a in user.all_input_nodes):
+            return False
+        node = user
+
+
+def _bends(node: fx.Node, targets: dict, seen: dict, finals: set) -> bool:
     """Is ``node`` a nonlinearity (or another layer) between a linear layer and the output?"""
     if node.op != "call_function":
         return False
@@ -433,7 +503,7 @@ def _bends(node: fx.Node, targets: dict, seen: dict, classes: int) -> bool:
     if target == "aten.sym_size.int" or (target.startswith("_operator.") and node not in seen):
         return False  # the batch size, or arithmetic on sizes: no values of the layer
     if target in O.NORMALISERS:  # a softmax of the class scores alone ends the output layer
-        return node not in seen or _width(seen[node]) > classes
+        return node not in finals
     if target in O.PRODUCTS:
         return all(_many(a, seen) for a in node.args[:2])
     return target not in O.LINEAR_FLOW
@@ -444,7 +514,7 @@ def _width(t: torch.Tensor) -> int:
     return t.numel() // 3 if t.dim() > 1 and t.shape[0] == 3 else t.numel()
 
 
-def _hidden(linear_nodes: list[fx.Node], targets: dict, seen: dict, classes: int) -> list[int]:
+def _hidden(linear_nodes: list[fx.Node], targets: dict, seen: dict, finals: set) -> list[int]:
     """Widths (elements per example) of the hidden linear layers: those from which another
     linear layer or any nonlinearity (all but linear plumbing and a final softmax) is reachable."""
     hidden = []
@@ -455,7 +525,7 @@ def _hidden(linear_nodes: list[fx.Node], targets: dict, seen: dict, classes: int
             if n in reached:
                 continue
             reached.add(n)
-            feeds = n in linear_nodes or _bends(n, targets, seen, classes)
+            feeds = n in linear_nodes or _bends(n, targets, seen, finals)
             frontier.extend(n.users)
         if feeds:
             hidden.append(_width(seen[node]) if node in seen else 0)

@@ -91,7 +91,10 @@ LAYER_NUMBERS = {("aten.batch_norm.default", 6): {0.1}, ("aten.batch_norm.defaul
                  ("aten.leaky_relu.default", 1): {0.01}, ("aten.leaky_relu_.default", 1): {0.01},
                  ("aten.softplus.default", 2): {20.0}}
 DROPOUTS = {"aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default",
-            "aten.feature_dropout_.default"}  # their rate only scales noise: any rate in [0, 1)
+            "aten.feature_dropout_.default"}
+# dropout rates that carry nothing; any other rate is a number the model could compute with
+# (the largest of many samples of dropout(1, p) is 1 / (1 - p)), counted once per graph
+DROPOUT_RATES = {0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9}
 
 
 def _resolve(name: str):
