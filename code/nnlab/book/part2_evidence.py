@@ -15,7 +15,17 @@ import math
 from nnlab import experiments as E
 from nnlab import results as store
 from nnlab import stats
-from nnlab.book.mlp_budget import compare_runs, per_seed
+from nnlab.book.mlp_budget import (
+    BUDGETS,
+    LONG_BUDGETS,
+    STUDENT_TEST_ACC,
+    _budget_list,
+    compare_runs,
+    depth_width_table,
+    gain_test,
+    length_gains,
+    per_seed,
+)
 
 #: The double softmax's loss floor, -log(e / (e + 9)): the true class at probability one.
 DOUBLE_SOFTMAX_FLOOR = -math.log(math.e / (math.e + 9))
@@ -150,8 +160,6 @@ def deeper_pattern_summary(budget: int = 1000, suffix: str = "-long") -> str:
 def sweep_versions(suffix: str = "") -> str:
     """The ``nnlab`` versions that trained the stored runs of the depth-versus-width sweeps
     ``depth-width-{budget}{suffix}``, every budget (``0.1.0``, or ``0.1.0, 0.2.0``)."""
-    from nnlab.book.mlp_budget import BUDGETS
-
     return ", ".join(sorted({r["nnlab_version"] for b in BUDGETS for r in store.runs(f"depth-width-{b}{suffix}")}))
 
 
@@ -164,8 +172,6 @@ def uncorrected_tests() -> int:
     (:func:`pattern_tests`), and on validation and test every tapering network against the
     equal widths of its depth (:func:`taper_against_equal`) and taper-4 against equal-2
     (:func:`depth_at_equal_width`)."""
-    from nnlab.book.mlp_budget import BUDGETS, LONG_BUDGETS
-
     shapes = 2 * (len(taper_against_equal()) + len(depth_at_equal_width()))
     return 2 * len(BUDGETS) + 4 * len(LONG_BUDGETS) + pattern_tests() + shapes
 
@@ -187,8 +193,6 @@ def _cell_words(budget: int, suffix: str, depth: int | None = None) -> str:
 def taper_against_equal(metric: str = "val_acc") -> dict[tuple[int, str, int], stats.Comparison]:
     """Every tapering network against the equal-width network of the same depth and sweep,
     paired by seed on ``metric``, keyed by ``(budget, suffix, depth)``."""
-    from nnlab.book.mlp_budget import BUDGETS
-
     return {(b, s, d): compare_runs((_sweep(b, s), f"taper-{d}"), (_sweep(b, s), f"equal-{d}"), metric)
             for b in BUDGETS for s in SWEEP_LENGTHS for d in SHAPE_DEPTHS}
 
@@ -232,8 +236,6 @@ def taper_summary() -> str:
 
 def first_layer_widths(budget: int) -> dict[str, int]:
     """The first hidden layer's width of ``taper-4`` and ``equal-2`` at a budget."""
-    from nnlab.book.mlp_budget import depth_width_table
-
     widths = depth_width_table(budget)["widths"]
     return {v: int(str(widths[v]).split("-")[0]) for v in ("taper-4", "equal-2")}
 
@@ -241,8 +243,6 @@ def first_layer_widths(budget: int) -> dict[str, int]:
 def depth_at_equal_width(metric: str = "test_acc") -> dict[tuple[int, str], stats.Comparison]:
     """``taper-4`` (four layers, its first at least as wide as ``equal-2``'s) against ``equal-2``
     (two layers), paired by seed on ``metric`` in every sweep, keyed by ``(budget, suffix)``."""
-    from nnlab.book.mlp_budget import BUDGETS
-
     return {(b, s): compare_runs((_sweep(b, s), "taper-4"), (_sweep(b, s), "equal-2"), metric)
             for b in BUDGETS for s in SWEEP_LENGTHS}
 
@@ -262,8 +262,6 @@ def depth_at_equal_width_sentence() -> str:
     """Whether depth costs accuracy when the first layer is no narrower: ``taper-4`` against
     ``equal-2`` in every sweep, in the paired tests' words (signed differences are taper-4
     minus equal-2)."""
-    from nnlab.book.mlp_budget import BUDGETS, depth_width_table
-
     tests = depth_at_equal_width()
     two = any(c.detected and c.difference < 0 for c in tests.values())
     widths = "; ".join(f"{w['taper-4']} against {w['equal-2']} units at a budget of {b}"
@@ -281,8 +279,6 @@ def depth_at_equal_width_sentence() -> str:
 def gain_words() -> str:
     """Whether longer training shrinks the cost of depth, from the gain tests
     (:func:`nnlab.book.mlp_budget.gain_test`) of every long sweep."""
-    from nnlab.book.mlp_budget import LONG_BUDGETS, _budget_list, gain_test, length_gains
-
     more = [b for b in LONG_BUDGETS if length_gains(b)["deeper"] > length_gains(b)["shallow"]]
     found = [b for b in LONG_BUDGETS if gain_test(b).detected and gain_test(b).difference > 0]
     text = (f"From 4 to 12 epochs the deeper networks gain more than one layer, on average over them, at "
@@ -307,7 +303,6 @@ def depth_at_equal_width_summary() -> str:
 def student_finals_pass() -> bool:
     """Whether the last epoch of each of the student's runs (2C-2E) also meets its problem's
     threshold (:data:`nnlab.book.mlp_budget.STUDENT_TEST_ACC`)."""
-    from nnlab.book.mlp_budget import STUDENT_TEST_ACC
     from nnlab.book.problems import TARGETS
 
     required = {t.problem: t.required for t in TARGETS}
